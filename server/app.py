@@ -1,0 +1,123 @@
+"""Builds the FastAPI app: its lifespan wires config → engines → classifier → policy → gateway, and the one
+place where typed errors become OpenAI-shaped responses.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .backends import build_client, build_session
+from .classify import Classifier, KeywordClassifier, build_classifier
+from .config import ConfigError, TriageConfig
+from .errors import TriageError, error_body
+from .load import LoadBoard
+from .policy import POLICIES
+from .routes import attach_router
+from .serving import Gateway
+from .simulated import start_simulated_engines
+from .telemetry.metrics import Metrics
+from .telemetry.probe import EngineProbe
+
+log = logging.getLogger("triage")
+
+
+def check_config(config: TriageConfig) -> None:
+    """Start-up checks that need the registries (the schema itself is checked in config.py)."""
+    if config.policy.name not in POLICIES:
+        raise ConfigError(f"policy.name: unknown policy '{config.policy.name}'; use one of: "
+                          f"{', '.join(POLICIES)}")
+
+
+async def start_classifier(config: TriageConfig) -> Classifier:
+    """Load and warm the configured classifier; never fail start-up over it (fall back to keywords)."""
+    classifier = build_classifier(config.classifier)
+    t0 = time.perf_counter()
+    try:
+        await classifier.start()
+    except (ImportError, OSError, RuntimeError, ValueError) as exc:
+        log.error("classifier '%s' failed to load (%s); falling back to keyword rules",
+                  config.classifier.kind, exc)
+        classifier = KeywordClassifier()
+    log.info("classifier %s ready in %.0f ms", type(classifier).__name__, (time.perf_counter() - t0) * 1e3)
+    return classifier
+
+
+def build_app(config: TriageConfig, *, start_simulated: bool = True) -> FastAPI:
+    check_config(config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if start_simulated:
+                cluster = await start_simulated_engines(config.models)
+                if cluster is not None:
+                    stack.push_async_callback(cluster.stop)
+            session = build_session()
+            stack.push_async_callback(session.close)
+            clients = {m.name: build_client(m, session) for m in config.models}
+            load = LoadBoard()
+            metrics = Metrics()
+            classifier = await start_classifier(config)
+            stack.push_async_callback(classifier.stop)
+            policy = POLICIES[config.policy.name](config.models, load, config.policy)
+            probe = EngineProbe(clients, load, metrics)
+            await probe.start()
+            stack.push_async_callback(probe.stop)
+            app.state.gateway = Gateway(config, classifier, policy, clients, load, metrics)
+            log.info("triage ready: %d models, policy %s", len(config.models), config.policy.name)
+            yield
+
+    app = FastAPI(title="Triage", version="0.1.0", lifespan=lifespan,
+                  description="OpenAI-compatible router that picks a local model by task fit and live load.")
+    attach_router(app)
+    install_error_handlers(app)
+    return app
+
+
+def _error_response(request: Request, status: int, body: bytes, headers: dict[str, str] | None = None
+                    ) -> Response:
+    out = dict(headers or {})
+    request_id = getattr(request.state, "request_id", None)
+    if request_id:
+        out["x-triage-request-id"] = request_id
+    return Response(body, status_code=status, media_type="application/json", headers=out)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(TriageError)
+    async def triage_error(request: Request, exc: TriageError) -> Response:
+        gateway = getattr(request.app.state, "gateway", None)
+        if gateway is not None:
+            gateway.metrics.errors.labels(exc.type).inc()
+        return _error_response(request, exc.status, exc.body(), exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            message = f"no route {request.method} {request.url.path}; the API lives under /v1"
+        elif exc.status_code == 405:
+            message = f"method {request.method} is not allowed on {request.url.path}"
+        else:
+            message = str(exc.detail)
+        return _error_response(request, exc.status_code, error_body(message, "invalid_request_error"),
+                               dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return _error_response(request, 400, error_body(f"invalid request: {exc.errors()[0]['msg']}",
+                                                        "invalid_request_error"))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _error_response(request, 500, error_body(
+            f"internal error in the router ({type(exc).__name__}); this is a bug, please report it",
+            "internal_error"))

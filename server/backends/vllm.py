@@ -1,0 +1,70 @@
+"""vLLM (and the simulated engine, which speaks the same dialect): `/health` and `/metrics` gauges.
+
+vLLM serves the OpenAI API under `/v1` and its own `/health` and Prometheus `/metrics` at the root. Gauges are
+summed across label sets (one per engine core / model name) and across this model's endpoints.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+
+from .base import EngineClient, EngineStats
+
+_GAUGES = {
+    b"vllm:num_requests_running": "running",
+    b"vllm:num_requests_waiting": "waiting",
+    b"vllm:kv_cache_usage_perc": "kv",
+    b"vllm:gpu_cache_usage_perc": "kv",  # name before vLLM 0.10
+}
+_PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
+
+
+def root_of(endpoint: str) -> str:
+    return endpoint[: -len("/v1")] if endpoint.endswith("/v1") else endpoint
+
+
+def parse_vllm_metrics(text: bytes) -> EngineStats:
+    values = {"running": 0.0, "waiting": 0.0, "kv": 0.0}
+    for line in text.splitlines():
+        if not line.startswith(b"vllm:"):
+            continue
+        name = line.split(b"{", 1)[0].split(b" ", 1)[0]
+        key = _GAUGES.get(name)
+        if key is not None:
+            try:
+                value = float(line.rsplit(b" ", 1)[1])
+            except (IndexError, ValueError):
+                continue
+            values[key] = max(values[key], value) if key == "kv" else values[key] + value
+    return EngineStats(int(values["running"]), int(values["waiting"]), values["kv"])
+
+
+class VllmClient(EngineClient):
+    kind = "vllm"
+
+    async def health(self) -> bool:
+        for endpoint in self.model.endpoints:
+            try:
+                async with self.session.get(root_of(endpoint) + "/health", timeout=_PROBE_TIMEOUT) as r:
+                    if r.status == 200:
+                        return True
+            except (aiohttp.ClientError, TimeoutError):
+                continue
+        return False
+
+    async def stats(self) -> EngineStats | None:
+        total: EngineStats | None = None
+        for endpoint in self.model.endpoints:
+            try:
+                async with self.session.get(root_of(endpoint) + "/metrics", timeout=_PROBE_TIMEOUT) as r:
+                    if r.status != 200:
+                        continue
+                    stats = parse_vllm_metrics(await r.read())
+            except (aiohttp.ClientError, TimeoutError):
+                continue
+            if total is None:
+                total = stats
+            else:
+                total = EngineStats(total.running + stats.running, total.waiting + stats.waiting,
+                                    max(total.kv_cache_usage, stats.kv_cache_usage))
+        return total

@@ -1,0 +1,199 @@
+"""The one YAML config file: schema, `${ENV}` interpolation and validation with errors that name the bad key.
+
+Loaded once at start-up. Knows nothing about HTTP or routing decisions; the policy reads `ModelConfig.profile`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CATEGORIES: tuple[str, ...] = (
+    "code", "math", "reasoning", "creative_writing", "summarization", "extraction",
+    "translation_multilingual", "roleplay_chat", "general_qa", "brainstorming", "classification",
+)
+RESERVED_MODEL_NAMES = frozenset({"auto"})
+
+
+class ConfigError(ValueError):
+    """The config file is unreadable or invalid; the message names the key and what to change."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Timeouts(Strict):
+    """Per-phase upstream timeouts, in seconds."""
+
+    connect_s: float = Field(3.0, gt=0, description="TCP connect to the engine.")
+    first_token_s: float = Field(60.0, gt=0, description="Request sent until the first byte of the answer.")
+    between_tokens_s: float = Field(60.0, gt=0, description="Longest silence inside a streamed answer.")
+    total_s: float = Field(900.0, gt=0, description="Whole request, streamed or not.")
+
+
+class Profile(Strict):
+    """What the policy knows about a model before it has seen any traffic."""
+
+    quality: dict[str, float] = Field(default_factory=dict, description="Category -> quality in [0, 1].")
+    quality_default: float = Field(0.5, ge=0, le=1, description="Quality for categories not listed.")
+    sources: dict[str, str] = Field(default_factory=dict, description="Where each quality number comes from.")
+    prefill_tok_per_s: float = Field(20000.0, gt=0, description="Prompt tokens per second, one request alone.")
+    decode_tok_per_s: float = Field(100.0, gt=0, description="Output tokens per second of one sequence alone.")
+    base_ttft_ms: float = Field(20.0, ge=0, description="Fixed time to first token, excluding prefill.")
+    max_num_seqs: int = Field(256, ge=1, description="Sequences the engine runs at once (continuous batching).")
+    gpu_s_per_1k_tokens: float = Field(0.0, ge=0, description="Local cost: GPU-seconds per 1k tokens.")
+    usd_per_1m_tokens: float = Field(0.0, ge=0, description="Remote cost: dollars per 1M tokens.")
+
+    @field_validator("quality")
+    @classmethod
+    def _known_categories(cls, value: dict[str, float]) -> dict[str, float]:
+        for category, q in value.items():
+            if category not in CATEGORIES:
+                raise ValueError(f"unknown category '{category}'; use one of {', '.join(CATEGORIES)}")
+            if not 0 <= q <= 1:
+                raise ValueError(f"quality of '{category}' is {q}; it must lie in [0, 1]")
+        return value
+
+
+class ModelConfig(Strict):
+    name: str = Field(min_length=1, description="The name clients use; 'auto' is reserved.")
+    kind: Literal["vllm", "openai"] = Field(
+        "vllm", description="Engine adapter: 'vllm' (also SGLang/llama.cpp-compatible) or plain 'openai'.")
+    endpoints: list[str] = Field(min_length=1, description="OpenAI base URLs, e.g. http://127.0.0.1:8001/v1.")
+    served_name: str | None = Field(None, description="Model name the engine expects; defaults to `name`.")
+    api_key: str | None = Field(None, description="Bearer key for the engine; use ${ENV_VAR}, never a literal.")
+    roles: list[str] = Field(default_factory=list, description="Role tags such as code, chat, fast.")
+    capabilities: list[Literal["tools", "json_mode", "vision"]] = Field(default_factory=list)
+    context_length: int = Field(8192, ge=16)
+    remote: bool = Field(False, description="A remote provider: used only for overflow when policy allows.")
+    gpu: str | None = Field(None, description="GPU id the engine runs on; engines sharing one contend.")
+    max_in_flight: int = Field(512, ge=1, description="Router-side cap on concurrent requests to this model.")
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    profile: Profile = Field(default_factory=Profile)
+    simulated: dict[str, Any] | None = Field(
+        None, description="Run a simulated engine for this model (server/sim); keys of SimEngineSpec.")
+    launch: dict[str, Any] | None = Field(None, description="Launch settings for a real engine process.")
+
+    @property
+    def upstream_name(self) -> str:
+        return self.served_name or self.name
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in RESERVED_MODEL_NAMES:
+            raise ValueError(f"'{value}' is reserved for automatic routing; pick another model name")
+        return value
+
+    @field_validator("endpoints")
+    @classmethod
+    def _http_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not re.match(r"^https?://[^/\s]+", url):
+                raise ValueError(f"endpoint '{url}' is not an http(s) URL like http://127.0.0.1:8001/v1")
+        return [url.rstrip("/") for url in value]
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Larger request bodies get a 413.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ClassifierConfig(Strict):
+    kind: Literal["keyword", "minilm"] = Field("keyword", description="keyword: regex rules; minilm: encoder.")
+    artifact: str | None = Field(None, description="Heads artifact dir; default: the one shipped in models/.")
+    encoder: str | None = Field(None, description="Local path or hub id of a BERT-family encoder.")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    impl: Literal["eager", "compile", "triton"] = "triton"
+    batch_window_ms: float = Field(1.0, ge=0, le=50)
+    max_batch: int = Field(256, ge=1)
+
+
+class PolicyConfig(Strict):
+    name: str = Field("keyword", description="A key of server.policy.POLICIES.")
+    preset: Literal["balanced", "quality", "speed", "cost"] = "balanced"
+    allow_remote: bool = Field(False, description="Default for requests that do not say.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Policy-specific settings.")
+
+
+class TriageConfig(Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    models: list[ModelConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> TriageConfig:
+        seen: set[str] = set()
+        for model in self.models:
+            if model.name in seen:
+                raise ValueError(f"model name '{model.name}' appears twice; names must be unique")
+            seen.add(model.name)
+        return self
+
+    def model(self, name: str) -> ModelConfig | None:
+        return next((m for m in self.models if m.name == name), None)
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate_env(node: Any, env: dict[str, str] | None = None, path: str = "") -> Any:
+    """Replace `${VAR}` and `${VAR:-default}` in every string of a parsed YAML tree."""
+    env = os.environ if env is None else env
+    if isinstance(node, dict):
+        return {k: interpolate_env(v, env, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [interpolate_env(v, env, f"{path}[{i}]") for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def substitute(match: re.Match[str]) -> str:
+        var, default = match.group(1), match.group(2)
+        if var in env:
+            return env[var]
+        if default is not None:
+            return default
+        raise ConfigError(f"{path}: environment variable {var} is not set (write ${{{var}:-default}} "
+                          "to give a default)")
+
+    return _ENV_REF.sub(substitute, node)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def parse_config(data: Any, source: str = "config") -> TriageConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping with a 'models' list")
+    data = interpolate_env(data)
+    try:
+        return TriageConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def load_config(path: str | Path) -> TriageConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    return parse_config(data, str(path))

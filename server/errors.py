@@ -1,0 +1,108 @@
+"""Typed errors for the request path and their one mapping to OpenAI's error shape.
+
+Every failure a client can see is one of these classes. Handlers raise them early; `app.py` turns them into
+`{"error": {"message", "type", "param", "code"}}` with the class's HTTP status. Nothing here knows about routing.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+
+class TriageError(Exception):
+    """Base class: an error that reaches the client with `status` and an OpenAI-style body."""
+
+    status: int = 500
+    type: str = "internal_error"
+    default_code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code or self.default_code
+        self.headers = headers or {}
+
+    def body(self) -> bytes:
+        return error_body(self.message, self.type, self.param, self.code)
+
+
+class InvalidRequest(TriageError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class Unauthorized(TriageError):
+    status = 401
+    type = "authentication_error"
+    default_code = "invalid_api_key"
+
+
+class Forbidden(TriageError):
+    status = 403
+    type = "permission_error"
+    default_code = "forbidden"
+
+
+class ModelNotFound(TriageError):
+    status = 404
+    type = "invalid_request_error"
+    default_code = "model_not_found"
+
+
+class RequestTooLarge(TriageError):
+    status = 413
+    type = "invalid_request_error"
+    default_code = "request_too_large"
+
+
+class RateLimited(TriageError):
+    """Too much in flight or over a key's limits; `retry_after_s` goes into the Retry-After header."""
+
+    status = 429
+    type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0, code: str | None = None) -> None:
+        super().__init__(message, code=code, headers={"retry-after": str(max(1, round(retry_after_s)))})
+
+
+class NoEligibleModel(TriageError):
+    """Every configured model was ruled out by the request's own constraints (context, allow list, ...)."""
+
+    status = 400
+    type = "invalid_request_error"
+    default_code = "no_eligible_model"
+
+
+class EngineUnavailable(TriageError):
+    """The chosen engine (and every fallback) could not be reached or is marked unhealthy."""
+
+    status = 503
+    type = "engine_unavailable"
+    default_code = "engine_unavailable"
+
+
+class EngineTimeout(TriageError):
+    status = 504
+    type = "engine_timeout"
+    default_code = "engine_timeout"
+
+
+class EngineError(TriageError):
+    """The engine answered with an error we relay; `status` mirrors the engine's own 4xx, 5xx becomes 502."""
+
+    type = "engine_error"
+    default_code = "engine_error"
+
+    def __init__(self, message: str, *, status: int, param: str | None = None, code: str | None = None,
+                 etype: str | None = None) -> None:
+        super().__init__(message, param=param, code=code)
+        self.status = status if 400 <= status < 500 else 502
+        if etype:
+            self.type = etype
+
+
+def error_body(message: str, etype: str, param: str | None = None, code: str | None = None) -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": etype, "param": param, "code": code}})

@@ -1,0 +1,1 @@
+"""Telemetry: Prometheus metrics of the router and the background readers of engine load."""

@@ -1,0 +1,46 @@
+"""Every Prometheus metric the router exports, in one place (served at `GET /metrics`).
+
+`_seconds` histograms and `_total` counters with small fixed label sets. Ratios are left to PromQL, e.g.
+router share of latency: rate(triage_router_overhead_seconds_sum[5m]) / rate(triage_request_seconds_sum[5m]).
+Each app gets its own registry so several can live in one process (tests).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_OVERHEAD_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("triage_requests", "Generation requests answered, by endpoint, model, status.",
+                                ["endpoint", "model", "status"], registry=r)
+        self.request_seconds = Histogram("triage_request_seconds",
+                                         "End-to-end time of generation requests as the router saw it.",
+                                         ["endpoint", "model"], buckets=_LATENCY_BUCKETS_S, registry=r)
+        self.ttft_seconds = Histogram("triage_time_to_first_token_seconds",
+                                      "Time from request receipt to the first streamed event relayed.",
+                                      ["model"], buckets=_LATENCY_BUCKETS_S, registry=r)
+        self.overhead_seconds = Histogram("triage_router_overhead_seconds",
+                                          "Time the router itself added (parse, classify, decide, relay).",
+                                          buckets=_OVERHEAD_BUCKETS_S, registry=r)
+        self.classify_seconds = Histogram("triage_classify_seconds", "Time to classify one prompt.",
+                                          buckets=_OVERHEAD_BUCKETS_S, registry=r)
+        self.in_flight = Gauge("triage_in_flight_requests", "Requests the router has open to each model.",
+                               ["model"], registry=r)
+        self.decisions = Counter("triage_decisions", "Routing decisions by category and chosen model.",
+                                 ["category", "model"], registry=r)
+        self.errors = Counter("triage_errors", "Errors returned to clients, by type.", ["type"], registry=r)
+        self.engine_healthy = Gauge("triage_engine_healthy", "1 when the model's engine passes its checks.",
+                                    ["model"], registry=r)
+        self.engine_waiting = Gauge("triage_engine_waiting_requests",
+                                    "Engine queue depth at the last scrape.", ["model"], registry=r)
+        self.engine_running = Gauge("triage_engine_running_requests",
+                                    "Engine running sequences at the last scrape.", ["model"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,65 @@
+"""Background reader of engine health and queue gauges, about once a second, into the `LoadBoard`.
+
+Engine metrics lag; router-side counters in `LoadBoard` are the fresh part. A model whose health check fails
+is marked unhealthy (the policy routes around it) until a check passes again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from ..backends import EngineClient
+from ..load import LoadBoard
+from .metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class EngineProbe:
+    def __init__(self, clients: dict[str, EngineClient], load: LoadBoard, metrics: Metrics,
+                 interval_s: float = 1.0) -> None:
+        self.clients = clients
+        self.load = load
+        self.metrics = metrics
+        self.interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.poll_once()
+        self._task = asyncio.create_task(self._run(), name="engine-probe")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.poll_once()
+            except Exception:  # a probe bug must not stop probing; log it loudly
+                log.exception("engine probe failed")
+
+    async def poll_once(self) -> None:
+        await asyncio.gather(*(self._poll(name, client) for name, client in self.clients.items()))
+
+    async def _poll(self, name: str, client: EngineClient) -> None:
+        healthy = await client.health()
+        state = self.load.engine(name)
+        if healthy and not state.healthy:
+            log.info("engine for %s is healthy again", name)
+            self.load.mark_healthy(name)
+        elif not healthy and state.healthy:
+            log.warning("engine for %s failed its health check; routing around it", name)
+            self.load.mark_unhealthy(name, "health check failed")
+        self.metrics.engine_healthy.labels(name).set(1.0 if healthy else 0.0)
+        if healthy:
+            stats = await client.stats()
+            if stats is not None:
+                self.load.record_scrape(name, stats.running, stats.waiting, stats.kv_cache_usage)
+                self.metrics.engine_waiting.labels(name).set(stats.waiting)
+                self.metrics.engine_running.labels(name).set(stats.running)
