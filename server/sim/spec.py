@@ -6,7 +6,7 @@ latency presets (the numbers live in `latency.py`) but nothing about how they ar
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Names of the latency presets in `latency.SHAPES`; kept here so the spec stays free of other imports.
 SHAPE_NAMES: tuple[str, ...] = ("qwen2.5-7b", "qwen2.5-1.5b", "qwen2.5-0.5b", "tiny-fast")
@@ -84,10 +84,3 @@ class SimEngineSpec(_Strict):
             raise ValueError(f"host '{value}' is not loopback; simulated engines bind 127.0.0.1 only")
         return value
 
-    @model_validator(mode="after")
-    def _fits(self) -> SimEngineSpec:
-        if self.default_output_tokens >= self.max_model_len:
-            raise ValueError(
-                f"default_output_tokens {self.default_output_tokens} must be below max_model_len "
-                f"{self.max_model_len}")
-        return self
