@@ -3,5 +3,6 @@
 Modules, one job each: `spec` (settings), `latency` (calibrated step/TTFT model), `gpu` (shared-GPU
 contention), `sequence` and `engine` (continuous batching, no HTTP), `text` and `protocol` (token counts,
 OpenAI bytes), `stats` and `metrics` (vLLM-named Prometheus metrics), `app` (raw ASGI), `config` (YAML
-specs) and `runner` (uvicorn servers in one loop, `triage sim-engine`). Importing this package imports nothing.
+specs) and `runner` (uvicorn servers in one loop, `triage sim-engine`). Importing this package imports
+nothing.
 """

@@ -59,8 +59,13 @@ def quiet_dropped_stream_logs() -> None:
 
 
 async def _respond(send: Send, status: int, body: bytes, content_type: bytes = JSON) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -117,8 +122,11 @@ class SimApp:
         handler = self._routes.get((scope["method"], scope["path"]))
         if handler is None:
             known = any(path == scope["path"] for _, path in self._routes)
-            err = (ApiError(405, "Method Not Allowed", "MethodNotAllowed") if known
-                   else ApiError(404, f"no route {scope['path']}", "NotFoundError"))
+            err = (
+                ApiError(405, "Method Not Allowed", "MethodNotAllowed")
+                if known
+                else ApiError(404, f"no route {scope['path']}", "NotFoundError")
+            )
             await _respond(send, err.status, err.body())
             return
         try:
@@ -137,7 +145,9 @@ class SimApp:
         await _respond(send, 200, SIM_VERSION)
 
     async def _models(self, receive: Receive, send: Send) -> None:
-        await _respond(send, 200, models_body(self.engine.name, self.engine.spec.max_model_len, self._created))
+        await _respond(
+            send, 200, models_body(self.engine.name, self.engine.spec.max_model_len, self._created)
+        )
 
     async def _metrics(self, receive: Receive, send: Send) -> None:
         await _respond(send, 200, render(self._registry), METRICS_CONTENT_TYPE.encode())
@@ -179,12 +189,18 @@ class SimApp:
             raise ApiError(503, str(exc), "ServiceUnavailableError") from exc
         framer = ReplyFramer(kind, self.engine.name, self._filler, self._rng.randrange(1 << 16))
         drop_after: int | None = None
-        if req.stream and faults.drop_mid_stream_rate > 0 and self._rng.random() < faults.drop_mid_stream_rate:
+        if (
+            req.stream
+            and faults.drop_mid_stream_rate > 0
+            and self._rng.random() < faults.drop_mid_stream_rate
+        ):
             drop_after = DROP_AFTER_TOKENS + self._rng.randrange(6)
         watcher = asyncio.get_running_loop().create_task(_watch(receive, seq))
         try:
             if req.stream:
-                await self._stream(send, seq, framer, req.prompt_tokens, req.include_usage, drop_after, watcher)
+                await self._stream(
+                    send, seq, framer, req.prompt_tokens, req.include_usage, drop_after, watcher
+                )
             else:
                 await seq.wait_done()
                 if seq.aborted:

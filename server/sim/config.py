@@ -25,7 +25,8 @@ def _port_from_url(url: str, model: str) -> tuple[str, int]:
     if parts.port is None or parts.hostname is None:
         raise SimConfigError(
             f"model '{model}': endpoint '{url}' has no explicit port; give simulated.port or a URL like "
-            "http://127.0.0.1:8101/v1")
+            "http://127.0.0.1:8101/v1"
+        )
     return parts.hostname, parts.port
 
 

@@ -15,7 +15,7 @@ import random
 
 from server.sim.gpu import SimGPU
 from server.sim.latency import SHAPES, LatencyModel
-from server.sim.sequence import Sequence, SeqState
+from server.sim.sequence import SeqState, Sequence
 from server.sim.spec import FaultSpec, SimEngineSpec
 from server.sim.stats import EngineStats
 
@@ -101,7 +101,8 @@ class SimEngine:
                 f"This model's maximum context length is {self.spec.max_model_len} tokens. However, you "
                 f"requested {prompt_tokens + max(max_tokens, 0)} tokens ({prompt_tokens} in the messages, "
                 f"{max(max_tokens, 0)} in the completion). Please reduce the length of the messages or "
-                "completion.")
+                "completion."
+            )
         if ignore_eos:
             target = max_tokens
         else:
@@ -179,7 +180,9 @@ class SimEngine:
         cap = self.spec.max_num_seqs
         while self._waiting and len(self._prefilling) + len(self._decoding) < cap:
             seq = next(iter(self._waiting.values()))
-            if self._kv_used + seq.prompt_tokens > self.kv_cache_tokens and (self._prefilling or self._decoding):
+            if self._kv_used + seq.prompt_tokens > self.kv_cache_tokens and (
+                self._prefilling or self._decoding
+            ):
                 break  # head of line waits for KV blocks, as vLLM's scheduler does
             del self._waiting[seq.seq_id]
             seq.state = SeqState.RUNNING
@@ -268,4 +271,3 @@ class SimEngine:
             "faults": self.faults.model_dump(),
             "time_scale": self.spec.time_scale,
         }
-

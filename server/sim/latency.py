@@ -15,27 +15,31 @@ Formulas (b = sequences in the step's forward pass, p = prompt tokens prefilled 
     contention        = 1 + sensitivity * sum(min(1, running_o / 64) for each other engine o on the GPU)
         multiplies the step time; an idle neighbour (running_o = 0) costs nothing.
 
-Where the constants come from (`calibration-h100-2026-11-25.json`, "engines" and "contention_nonstreamed_mps"):
+Where the constants come from (`calibration-h100-2026-11-25.json`, sections "engines" and
+"contention_nonstreamed_mps"):
 
-- qwen2.5-7b: tpot 5.54 ms (conc 1), 7.11 ms (conc 64), 17.35 ms (conc 256) are the anchors. TTFT at conc 1 is
-  15.0 / 39.6 / 87.1 ms for 128 / 1024 / 4096 prompt tokens, i.e. ~55k tok/s including overhead, while the
-  64-in-flight throughput (6698 tok/s alone, 512 in / 128 out) needs ~100k tok/s of prefill next to the 7.1 ms
-  decode step (identical token-id prompts may have hit the prefix cache). 80k tok/s is the compromise: it gives
-  TTFT 15 / 26 / 65 ms and 6.2k tok/s at 64 in flight (-7%). base_ttft_ms 13.4 = 15.0 - 128 / 80k.
+- qwen2.5-7b: tpot 5.54 ms (conc 1), 7.11 ms (conc 64), 17.35 ms (conc 256) are the anchors. TTFT at
+  conc 1 is 15.0 / 39.6 / 87.1 ms for 128 / 1024 / 4096 prompt tokens, i.e. ~55k tok/s including overhead,
+  while the 64-in-flight throughput (6698 tok/s alone, 512 in / 128 out) needs ~100k tok/s of prefill next
+  to the 7.1 ms decode step (identical token-id prompts may have hit the prefix cache). 80k tok/s is the
+  compromise: it gives TTFT 15 / 26 / 65 ms and 6.2k tok/s at 64 in flight (-7%).
+  base_ttft_ms 13.4 = 15.0 - 128 / 80k.
 - qwen2.5-1.5b / 0.5b: their streamed 16-64 rows are client-limited, so the 64 anchor comes from the
-  non-streamed alone throughput: 64 / 9915 tok/s = 6.45 ms per step (1.5b) and 64 / 9066 = 7.06 ms (0.5b), less
-  the prefill share of 256 tokens per step (p / prefill_tok_per_s with 250k and 400k tok/s, scaled from the 7b
-  by parameter count and damped for the small models' lower efficiency). The 1 and 256 anchors are the streamed
-  tpot rows (2.7 / 2.16 ms and 19.9 / 24.0 ms). base_ttft_ms 33 is the measured conc-1 TTFT at 128 tokens; it is
-  flat in prompt length (62 ms at 1k and 4k), i.e. front-end bound rather than prefill bound.
-- contention: with all three engines busy at 64 in flight each lost 15.6% (7b), 34.8% (1.5b) and 25.7% (0.5b)
-  of its alone output rate. With two saturated neighbours the stretch is 1 + 2 * sensitivity, so
+  non-streamed alone throughput: 64 / 9915 tok/s = 6.45 ms per step (1.5b) and 64 / 9066 = 7.06 ms (0.5b),
+  less the prefill share of 256 tokens per step (p / prefill_tok_per_s with 250k and 400k tok/s, scaled
+  from the 7b by parameter count and damped for the small models' lower efficiency). The 1 and 256 anchors
+  are the streamed tpot rows (2.7 / 2.16 ms and 19.9 / 24.0 ms). base_ttft_ms 33 is the measured conc-1
+  TTFT at 128 tokens; it is flat in prompt length (62 ms at 1k and 4k), i.e. front-end bound rather than
+  prefill bound.
+- contention: with all three engines busy at 64 in flight each lost 15.6% (7b), 34.8% (1.5b) and 25.7%
+  (0.5b) of its alone output rate. With two saturated neighbours the stretch is 1 + 2 * sensitivity, so
   sensitivity = (alone / together - 1) / 2: 0.096 (rounded up to land at 16%), 0.266 and 0.173.
-- kv_cache_tokens: free memory at the run's gpu_memory_utilization (0.45 / 0.2 / 0.15 of 80 GiB) over the KV
-  bytes per token of each shape, rounded down: 300k / 400k / 800k tokens.
+- kv_cache_tokens: free memory at the run's gpu_memory_utilization (0.45 / 0.2 / 0.15 of 80 GiB) over the
+  KV bytes per token of each shape, rounded down: 300k / 400k / 800k tokens.
 - tiny-fast: not calibrated; a fast preset for tests with strong, visible contention.
 
-Not modelled: preemption when the KV cache fills (admission simply waits), prefix caching, speculative decoding.
+Not modelled: preemption when the KV cache fills (admission simply waits), prefix caching, speculative
+decoding.
 """
 
 from __future__ import annotations

@@ -16,7 +16,13 @@ from typing import Any, Literal
 
 import orjson
 
-from server.sim.text import SYSTEM_FINGERPRINT, Filler, PromptError, chat_prompt_tokens, completion_prompt_tokens
+from server.sim.text import (
+    SYSTEM_FINGERPRINT,
+    Filler,
+    PromptError,
+    chat_prompt_tokens,
+    completion_prompt_tokens,
+)
 
 Kind = Literal["chat", "completion"]
 DONE = b"data: [DONE]\n\n"
@@ -34,7 +40,8 @@ class ApiError(Exception):
 
     def body(self) -> bytes:
         return orjson.dumps(
-            {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.status}})
+            {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.status}}
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +119,17 @@ class ReplyFramer:
         self._offset = offset
         obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
         common = (
-            b'data: {"id":"' + self._rid.encode() + b'","object":"' + obj.encode() + b'","created":'
-            + str(self.created).encode() + b',"model":' + orjson.dumps(model)
-            + b',"system_fingerprint":"' + SYSTEM_FINGERPRINT.encode() + b'","choices":['
+            b'data: {"id":"'
+            + self._rid.encode()
+            + b'","object":"'
+            + obj.encode()
+            + b'","created":'
+            + str(self.created).encode()
+            + b',"model":'
+            + orjson.dumps(model)
+            + b',"system_fingerprint":"'
+            + SYSTEM_FINGERPRINT.encode()
+            + b'","choices":['
         )
         if kind == "chat":
             self._head = common + b'{"index":0,"delta":{"content":"'
@@ -128,7 +143,8 @@ class ReplyFramer:
         if self._kind != "chat":
             return b""
         return self._head[: -len(b'{"content":"')] + (
-            b'{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n')
+            b'{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}\n\n'
+        )
 
     def token_chunks(self, start: int, end: int, finish_reason: str | None) -> bytes:
         """SSE events for reply tokens [start, end); the last carries `finish_reason` when given."""
@@ -141,7 +157,12 @@ class ReplyFramer:
     def usage_chunk(self, prompt_tokens: int, completion_tokens: int) -> bytes:
         """The include_usage chunk: empty choices and the totals, as vLLM sends before [DONE]."""
         head = self._head[: self._head.index(b'"choices":[')]
-        return head + b'"choices":[],"usage":' + orjson.dumps(_usage(prompt_tokens, completion_tokens)) + b"}\n\n"
+        return (
+            head
+            + b'"choices":[],"usage":'
+            + orjson.dumps(_usage(prompt_tokens, completion_tokens))
+            + b"}\n\n"
+        )
 
     def full_body(self, n_tokens: int, finish_reason: str, prompt_tokens: int) -> bytes:
         text = self._filler.text(n_tokens, self._offset)
@@ -155,17 +176,24 @@ class ReplyFramer:
                 "stop_reason": None,
             }
         else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason,
-                      "stop_reason": None}
-        return orjson.dumps({
-            "id": self._rid,
-            "object": "chat.completion" if self._kind == "chat" else "text_completion",
-            "created": self.created,
-            "model": self._model,
-            "system_fingerprint": SYSTEM_FINGERPRINT,
-            "choices": [choice],
-            "usage": _usage(prompt_tokens, n_tokens),
-        })
+            choice = {
+                "index": 0,
+                "text": text,
+                "logprobs": None,
+                "finish_reason": finish_reason,
+                "stop_reason": None,
+            }
+        return orjson.dumps(
+            {
+                "id": self._rid,
+                "object": "chat.completion" if self._kind == "chat" else "text_completion",
+                "created": self.created,
+                "model": self._model,
+                "system_fingerprint": SYSTEM_FINGERPRINT,
+                "choices": [choice],
+                "usage": _usage(prompt_tokens, n_tokens),
+            }
+        )
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
@@ -182,10 +210,19 @@ def error_event(error: ApiError) -> bytes:
 
 
 def models_body(served_name: str, max_model_len: int, created: int) -> bytes:
-    return orjson.dumps({
-        "object": "list",
-        "data": [{
-            "id": served_name, "object": "model", "created": created, "owned_by": "triage-sim",
-            "root": served_name, "parent": None, "max_model_len": max_model_len,
-        }],
-    })
+    return orjson.dumps(
+        {
+            "object": "list",
+            "data": [
+                {
+                    "id": served_name,
+                    "object": "model",
+                    "created": created,
+                    "owned_by": "triage-sim",
+                    "root": served_name,
+                    "parent": None,
+                    "max_model_len": max_model_len,
+                }
+            ],
+        }
+    )

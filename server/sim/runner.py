@@ -30,7 +30,7 @@ from server.sim.spec import SHAPE_NAMES, FaultSpec, SimEngineSpec
 
 log = logging.getLogger(__name__)
 
-GRACEFUL_STOP_S = 1.0  # how long a graceful stop lets open responses finish
+GRACEFUL_STOP_S = 1  # seconds a graceful stop lets open responses finish (uvicorn takes an int)
 
 
 class SimClusterError(ValueError):
@@ -99,7 +99,6 @@ class SimCluster:
         for srv in m.server.servers:
             srv.close()
         await m.engine.stop()
-        m.server.config.timeout_graceful_shutdown = GRACEFUL_STOP_S
         await m.server.shutdown()
         _abort_connections(m.server)  # e.g. requests held by the hang fault
 
@@ -138,9 +137,20 @@ class SimCluster:
 async def _start_one(spec: SimEngineSpec, gpu: SimGPU) -> _Member:
     engine = SimEngine(spec, gpu)
     config = uvicorn.Config(
-        SimApp(engine), host=spec.host, port=spec.port, loop="none", http="httptools", ws="none",
-        lifespan="off", log_config=None, log_level="warning", access_log=False, date_header=False,
-        server_header=False, backlog=4096, timeout_graceful_shutdown=int(GRACEFUL_STOP_S),
+        SimApp(engine),
+        host=spec.host,
+        port=spec.port,
+        loop="none",
+        http="httptools",
+        ws="none",
+        lifespan="off",
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        date_header=False,
+        server_header=False,
+        backlog=4096,
+        timeout_graceful_shutdown=GRACEFUL_STOP_S,
     )
     config.load()
     server = uvicorn.Server(config)
@@ -180,9 +190,12 @@ async def serve_engines(specs: list[SimEngineSpec]) -> SimCluster:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="triage sim-engine", description="Run simulated vLLM engines (CPU only) until SIGINT/SIGTERM.")
+        prog="triage sim-engine", description="Run simulated vLLM engines (CPU only) until SIGINT/SIGTERM."
+    )
     src = p.add_argument_group("from a file")
-    src.add_argument("--config", help="YAML with 'sim_engines:' or a Triage config whose models have 'simulated:'")
+    src.add_argument(
+        "--config", help="YAML with 'sim_engines:' or a Triage config whose models have 'simulated:'"
+    )
     one = p.add_argument_group("one engine from flags")
     one.add_argument("--name", help="served model name")
     one.add_argument("--port", type=int, help="TCP port on 127.0.0.1")
@@ -209,12 +222,26 @@ def _specs_from_args(args: argparse.Namespace) -> list[SimEngineSpec]:
         return specs_from_yaml(args.config)
     if not args.name or args.port is None:
         raise SimConfigError("give --config PATH.yaml, or --name and --port for one engine")
-    faults = FaultSpec(error_rate=args.error_rate, hang=args.hang,
-                       drop_mid_stream_rate=args.drop_mid_stream_rate, slowdown=args.slowdown)
-    return [SimEngineSpec(
-        name=args.name, port=args.port, shape=args.shape, gpu=args.gpu, max_num_seqs=args.max_num_seqs,
-        max_model_len=args.max_model_len, default_output_tokens=args.default_output_tokens,
-        time_scale=args.time_scale, seed=args.seed, faults=faults)]
+    faults = FaultSpec(
+        error_rate=args.error_rate,
+        hang=args.hang,
+        drop_mid_stream_rate=args.drop_mid_stream_rate,
+        slowdown=args.slowdown,
+    )
+    return [
+        SimEngineSpec(
+            name=args.name,
+            port=args.port,
+            shape=args.shape,
+            gpu=args.gpu,
+            max_num_seqs=args.max_num_seqs,
+            max_model_len=args.max_model_len,
+            default_output_tokens=args.default_output_tokens,
+            time_scale=args.time_scale,
+            seed=args.seed,
+            faults=faults,
+        )
+    ]
 
 
 async def _serve_until_signal(specs: list[SimEngineSpec], run_for_s: float | None) -> None:
@@ -224,8 +251,11 @@ async def _serve_until_signal(specs: list[SimEngineSpec], run_for_s: float | Non
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     for spec in specs:
-        print(f"sim-engine {spec.name}: {cluster.base_url(spec.name)} shape={spec.shape} gpu={spec.gpu} "
-              f"max_num_seqs={spec.max_num_seqs} time_scale={spec.time_scale}", flush=True)
+        print(
+            f"sim-engine {spec.name}: {cluster.base_url(spec.name)} shape={spec.shape} gpu={spec.gpu} "
+            f"max_num_seqs={spec.max_num_seqs} time_scale={spec.time_scale}",
+            flush=True,
+        )
     try:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), run_for_s)
@@ -238,7 +268,9 @@ async def _serve_until_signal(specs: list[SimEngineSpec], run_for_s: float | Non
 def main(argv: list[str] | None = None) -> int:
     """`triage sim-engine`: exit 0 after a clean stop, 2 on a config error."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         specs = _specs_from_args(args)
     except (SimConfigError, ValueError) as exc:

@@ -1,7 +1,8 @@
 """Settings of one simulated vLLM engine: pydantic models only (pydantic + stdlib).
 
-The main Triage config embeds these, so this module imports nothing else from Triage. It knows the names of the
-latency presets (the numbers live in `latency.py`) but nothing about how they are used, nor about HTTP.
+The main Triage config embeds these, so this module imports nothing else from Triage. It knows the names
+of the latency presets (the numbers live in `latency.py`) but nothing about how they are used, nor about
+HTTP.
 """
 
 from __future__ import annotations
@@ -20,13 +21,18 @@ class FaultSpec(_Strict):
     """Faults the engine injects; replaceable at runtime through `POST /sim/faults`."""
 
     error_rate: float = Field(
-        0.0, description="Share of requests answered at once with HTTP 500 in vLLM's error JSON shape, 0..1.")
+        default=0.0,
+        description="Share of requests answered at once with HTTP 500 in vLLM's error JSON shape, 0..1.",
+    )
     hang: bool = Field(
-        False, description="Accept requests and never send a byte until the client gives up.")
+        default=False, description="Accept requests and never send a byte until the client gives up."
+    )
     drop_mid_stream_rate: float = Field(
-        0.0, description="Share of streams whose connection is cut after a few tokens, 0..1.")
+        default=0.0, description="Share of streams whose connection is cut after a few tokens, 0..1."
+    )
     slowdown: float = Field(
-        1.0, description="Multiplies every engine step time (2.0 = half speed); must be > 0.")
+        default=1.0, description="Multiplies every engine step time (2.0 = half speed); must be > 0."
+    )
 
     @field_validator("error_rate", "drop_mid_stream_rate")
     @classmethod
@@ -46,28 +52,54 @@ class FaultSpec(_Strict):
 class SimEngineSpec(_Strict):
     """One simulated engine: where it listens, which preset it copies, and its capacity."""
 
-    name: str = Field(min_length=1, description="Served model name: requests must name it, /v1/models lists it.")
-    host: str = Field("127.0.0.1", description="Address to bind; keep it on loopback.")
+    name: str = Field(
+        min_length=1, description="Served model name: requests must name it, /v1/models lists it."
+    )
+    host: str = Field(default="127.0.0.1", description="Address to bind; keep it on loopback.")
     port: int = Field(ge=0, le=65535, description="TCP port; 0 picks a free one (see SimCluster.base_url).")
-    gpu: str = Field("gpu0", min_length=1, description="Simulated GPU id; engines on one id share its compute.")
-    shape: str = Field("qwen2.5-7b", description=f"Latency preset, one of {', '.join(SHAPE_NAMES)}.")
+    gpu: str = Field(
+        default="gpu0", min_length=1, description="Simulated GPU id; engines on one id share its compute."
+    )
+    shape: str = Field(default="qwen2.5-7b", description=f"Latency preset, one of {', '.join(SHAPE_NAMES)}.")
     prefill_tok_per_s: float | None = Field(
-        None, gt=0, description="Override: batched prompt tokens per second of the preset.")
+        default=None, gt=0, description="Override: batched prompt tokens per second of the preset."
+    )
     base_tpot_ms: float | None = Field(
-        None, gt=0, description="Override: decode step time at batch 1, ms; the batch curve is scaled with it.")
+        default=None,
+        gt=0,
+        description="Override: decode step time at batch 1, ms; the batch curve is scaled with it.",
+    )
     base_ttft_ms: float | None = Field(
-        None, ge=0, description="Override: time to first token of a tiny prompt on an idle engine, ms.")
-    max_num_seqs: int = Field(256, ge=1, le=65536, description="Continuous-batching capacity (running seqs).")
+        default=None,
+        ge=0,
+        description="Override: time to first token of a tiny prompt on an idle engine, ms.",
+    )
+    max_num_seqs: int = Field(
+        default=256, ge=1, le=65536, description="Continuous-batching capacity (running seqs)."
+    )
     max_num_batched_tokens: int = Field(
-        8192, ge=16, description="Token budget per step (decode tokens + chunked prefill), as vLLM's flag.")
-    max_model_len: int = Field(8192, ge=16, description="Prompt + output tokens allowed per request.")
+        default=8192,
+        ge=16,
+        description="Token budget per step (decode tokens + chunked prefill), as vLLM's flag.",
+    )
+    max_model_len: int = Field(default=8192, ge=16, description="Prompt + output tokens allowed per request.")
     kv_cache_tokens: int | None = Field(
-        None, ge=16, description="KV-cache size in tokens; default from the preset. Drives kv_cache_usage_perc.")
+        default=None,
+        ge=16,
+        description="KV-cache size in tokens; default from the preset. Drives kv_cache_usage_perc.",
+    )
     default_output_tokens: int = Field(
-        128, ge=1, description="Typical reply length when the request does not set ignore_eos (0.5x-1.5x).")
-    seed: int = Field(0, description="Seeds reply lengths, filler text and fault draws.")
+        default=128,
+        ge=1,
+        description="Typical reply length when the request does not set ignore_eos (0.5x-1.5x).",
+    )
+    seed: int = Field(default=0, description="Seeds reply lengths, filler text and fault draws.")
     time_scale: float = Field(
-        1.0, gt=0, le=1000, description="Multiplies every simulated duration; tests use e.g. 0.1 to run fast.")
+        default=1.0,
+        gt=0,
+        le=1000,
+        description="Multiplies every simulated duration; tests use e.g. 0.1 to run fast.",
+    )
     faults: FaultSpec = Field(default_factory=FaultSpec)
 
     @field_validator("shape")
@@ -83,4 +115,3 @@ class SimEngineSpec(_Strict):
         if value not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError(f"host '{value}' is not loopback; simulated engines bind 127.0.0.1 only")
         return value
-

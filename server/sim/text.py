@@ -16,10 +16,54 @@ CHAT_TOKENS_PER_MESSAGE = 4  # role and separators a chat template adds per mess
 CHAT_TOKENS_REPLY_PRIMER = 2  # "<|im_start|>assistant\n"
 
 _WORDS: tuple[str, ...] = (
-    "the", "router", "sends", "this", "request", "to", "a", "simulated", "engine", "that", "answers", "with",
-    "filler", "words", "while", "it", "models", "queueing", "prefill", "and", "decode", "time", "on", "one",
-    "shared", "gpu", "so", "load", "tests", "see", "latency", "like", "vllm", "under", "pressure", "but",
-    "no", "real", "model", "runs", "here", "each", "step", "emits", "token", "for", "every", "sequence",
+    "the",
+    "router",
+    "sends",
+    "this",
+    "request",
+    "to",
+    "a",
+    "simulated",
+    "engine",
+    "that",
+    "answers",
+    "with",
+    "filler",
+    "words",
+    "while",
+    "it",
+    "models",
+    "queueing",
+    "prefill",
+    "and",
+    "decode",
+    "time",
+    "on",
+    "one",
+    "shared",
+    "gpu",
+    "so",
+    "load",
+    "tests",
+    "see",
+    "latency",
+    "like",
+    "vllm",
+    "under",
+    "pressure",
+    "but",
+    "no",
+    "real",
+    "model",
+    "runs",
+    "here",
+    "each",
+    "step",
+    "emits",
+    "token",
+    "for",
+    "every",
+    "sequence",
 )
 
 
@@ -87,4 +131,3 @@ class Filler:
     def text(self, n_tokens: int, offset: int) -> str:
         """The first `n_tokens` tokens of a reply, joined."""
         return "".join(self.words[self.index(i, offset)] for i in range(n_tokens))
-

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from server.sim.runner import SimCluster, serve_engines
 from server.sim.spec import SimEngineSpec
-
-StartCluster = Callable[..., Awaitable[SimCluster]]
-
-
-def spec(name: str = "sim-a", **kw: Any) -> SimEngineSpec:
-    """A fast test engine on a free port unless told otherwise."""
-    kw.setdefault("port", 0)
-    kw.setdefault("shape", "tiny-fast")
-    return SimEngineSpec(name=name, **kw)
+from tests.sim.simkit import StartCluster
 
 
 @pytest.fixture
@@ -39,11 +30,3 @@ async def start_cluster() -> AsyncIterator[StartCluster]:
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_connections=200)) as c:
         yield c
-
-
-def metric(text: str, name: str) -> float:
-    """Value of the first sample `name{...}` in Prometheus text."""
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    raise KeyError(name)

@@ -7,19 +7,20 @@ import openai
 import orjson
 
 from server.sim.text import SIM_MARKER
-from tests.sim.conftest import StartCluster, metric, spec
+from tests.sim.simkit import StartCluster, metric, spec
 
 CHAT = {"model": "sim-a", "messages": [{"role": "user", "content": "x" * 40}]}
 
 
 def sse_events(body: str) -> list[str]:
-    return [line[len("data: "):] for line in body.split("\n\n") if line.startswith("data: ")]
+    return [line[len("data: ") :] for line in body.split("\n\n") if line.startswith("data: ")]
 
 
 async def test_chat_not_streamed(start_cluster: StartCluster, client: httpx.AsyncClient) -> None:
     cluster = await start_cluster(spec())
-    r = await client.post(cluster.base_url("sim-a") + "/chat/completions", json={**CHAT, "max_tokens": 7,
-                                                                              "ignore_eos": True})
+    r = await client.post(
+        cluster.base_url("sim-a") + "/chat/completions", json={**CHAT, "max_tokens": 7, "ignore_eos": True}
+    )
     assert r.status_code == 200
     body = r.json()
     assert body["object"] == "chat.completion"
@@ -32,8 +33,16 @@ async def test_chat_not_streamed(start_cluster: StartCluster, client: httpx.Asyn
 
 async def test_chat_streamed_with_usage(start_cluster: StartCluster, client: httpx.AsyncClient) -> None:
     cluster = await start_cluster(spec())
-    r = await client.post(cluster.base_url("sim-a") + "/chat/completions", json={
-        **CHAT, "max_tokens": 5, "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True}})
+    r = await client.post(
+        cluster.base_url("sim-a") + "/chat/completions",
+        json={
+            **CHAT,
+            "max_tokens": 5,
+            "ignore_eos": True,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+    )
     assert r.headers["content-type"].startswith("text/event-stream")
     events = sse_events(r.text)
     assert events[-1] == "[DONE]"
@@ -52,8 +61,9 @@ async def test_chat_streamed_with_usage(start_cluster: StartCluster, client: htt
 async def test_completions_both_ways(start_cluster: StartCluster, client: httpx.AsyncClient) -> None:
     cluster = await start_cluster(spec())
     url = cluster.base_url("sim-a") + "/completions"
-    r = await client.post(url, json={"model": "sim-a", "prompt": list(range(33)), "max_tokens": 4,
-                                     "ignore_eos": True})
+    r = await client.post(
+        url, json={"model": "sim-a", "prompt": list(range(33)), "max_tokens": 4, "ignore_eos": True}
+    )
     body = r.json()
     assert body["object"] == "text_completion"
     assert body["choices"][0]["text"].startswith(SIM_MARKER)
@@ -66,7 +76,9 @@ async def test_completions_both_ways(start_cluster: StartCluster, client: httpx.
     assert orjson.loads(events[-2])["choices"][0]["finish_reason"] in ("length", "stop")
 
 
-async def test_default_length_without_ignore_eos(start_cluster: StartCluster, client: httpx.AsyncClient) -> None:
+async def test_default_length_without_ignore_eos(
+    start_cluster: StartCluster, client: httpx.AsyncClient
+) -> None:
     cluster = await start_cluster(spec(default_output_tokens=20))
     r = await client.post(cluster.base_url("sim-a") + "/chat/completions", json=CHAT)
     usage = r.json()["usage"]
@@ -78,12 +90,17 @@ async def test_official_client(start_cluster: StartCluster) -> None:
     cluster = await start_cluster(spec())
     async with openai.AsyncOpenAI(base_url=cluster.base_url("sim-a"), api_key="none") as oa:
         reply = await oa.chat.completions.create(
-            model="sim-a", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+            model="sim-a", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+        )
         assert reply.choices[0].message.content is not None
         assert reply.choices[0].message.content.startswith(SIM_MARKER)
         stream = await oa.chat.completions.create(
-            model="sim-a", messages=[{"role": "user", "content": "hi"}], max_tokens=4, stream=True,
-            stream_options={"include_usage": True})
+            model="sim-a",
+            messages=[{"role": "user", "content": "hi"}],
+            max_tokens=4,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
         text = ""
         usage = None
         async for chunk in stream:

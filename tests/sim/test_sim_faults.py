@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from server.sim.spec import FaultSpec
-from tests.sim.conftest import StartCluster, spec
+from tests.sim.simkit import StartCluster, spec
 
 PROMPT = {"prompt": "abcd", "max_tokens": 50, "ignore_eos": True}
 
@@ -27,8 +27,9 @@ async def test_drop_mid_stream(start_cluster: StartCluster, client: httpx.AsyncC
     cluster = await start_cluster(spec(faults=FaultSpec(drop_mid_stream_rate=1.0)))
     lines: list[str] = []
     with pytest.raises(httpx.RemoteProtocolError):
-        async with client.stream("POST", cluster.base_url("sim-a") + "/completions",
-                                 json={**PROMPT, "stream": True}) as r:
+        async with client.stream(
+            "POST", cluster.base_url("sim-a") + "/completions", json={**PROMPT, "stream": True}
+        ) as r:
             async for line in r.aiter_lines():
                 lines.append(line)
     events = [x for x in lines if x.startswith("data: ")]

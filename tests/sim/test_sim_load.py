@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from tests.sim.conftest import StartCluster, metric, spec
+from tests.sim.simkit import StartCluster, metric, spec
 
 
 async def _ttft_s(client: httpx.AsyncClient, url: str, max_tokens: int) -> float:
@@ -48,12 +48,18 @@ async def test_queueing_past_capacity(start_cluster: StartCluster, client: httpx
     assert metric(text, "vllm:time_to_first_token_seconds_count") == capacity + extra
 
 
-async def test_disconnect_mid_stream_frees_slot(start_cluster: StartCluster, client: httpx.AsyncClient) -> None:
+async def test_disconnect_mid_stream_frees_slot(
+    start_cluster: StartCluster, client: httpx.AsyncClient
+) -> None:
     cluster = await start_cluster(spec(time_scale=10.0))
     engine = cluster.engines["sim-a"]
     url = cluster.base_url("sim-a") + "/chat/completions"
-    payload = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2000, "ignore_eos": True,
-               "stream": True}
+    payload = {
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 2000,
+        "ignore_eos": True,
+        "stream": True,
+    }
     async with client.stream("POST", url, json=payload) as r:
         seen = 0
         async for line in r.aiter_lines():
