@@ -115,6 +115,14 @@ class SimCluster:
             task.cancel()
         await m.engine.stop()
 
+    async def restart_engine(self, name: str) -> None:
+        """Bring a stopped or killed engine back on the same port with fresh state (queues, counters)."""
+        m = self._member(name)
+        if m.live:
+            return
+        spec = m.engine.spec.model_copy(update={"port": m.port, "faults": m.engine.faults})
+        self._members[name] = await _start_one(spec, self.gpus[spec.gpu])
+
     async def stop(self) -> None:
         """Stop every engine gracefully, concurrently."""
         await asyncio.gather(*(self.stop_engine(name) for name in self._members))
