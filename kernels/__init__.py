@@ -8,8 +8,9 @@ GPU-only ``bench_*``:
 - ``attention``: padded-batch multi-head attention straight from the packed QKV GEMM output;
 - ``pool_head``: masked mean-pool + L2 normalise (+ linear head + softmax).
 
-Use ``kernels.ops`` (Triton on CUDA or under ``TRITON_INTERPRET=1``, references elsewhere); ``kernels.dispatch``
-holds the choice and its test override. Importing this package touches no GPU and launches nothing.
+Use ``kernels.ops`` (Triton on CUDA or under ``TRITON_INTERPRET=1``, references elsewhere);
+``kernels.dispatch`` holds the choice and its test override. Importing this package touches no GPU and
+launches nothing.
 
 This package knows nothing about routing, tokenisation or HTTP.
 """

@@ -6,12 +6,12 @@ attention-output dense layer consumes. Reading Q/K/V with strides straight out o
 ``view → permute → contiguous`` round trip that a ``[B, H, S, D]`` interface needs (three [B, S, H·D] copies
 in, one out, plus their launches) on every layer.
 
-Keys are masked by ``key_mask: [B, S]`` (nonzero = attend) and key blocks at or past ``kv_len[b]`` (1 + index of
-the last valid key) are never loaded, so a short row in a long padded batch costs what its length costs.
-``prepare_key_mask`` derives both from a HF ``attention_mask`` once per forward; every layer reuses them.
-Query rows at or past ``kv_len[b]`` are padding and are written as zeros (finite, never NaN), so are fully
-masked rows. The softmax is online over BLOCK_N-key blocks (tutorial 06), fp32 statistics, exp2 with
-``log2(e)/√D`` folded into one scale.
+Keys are masked by ``key_mask: [B, S]`` (nonzero = attend) and key blocks at or past ``kv_len[b]`` (1 +
+index of the last valid key) are never loaded, so a short row in a long padded batch costs what its length
+costs. ``prepare_key_mask`` derives both from a HF ``attention_mask`` once per forward; every layer reuses
+them. Query rows at or past ``kv_len[b]`` are padding and are written as zeros (finite, never NaN), and so
+are fully masked rows. The softmax is online over BLOCK_N-key blocks (tutorial 06), fp32 statistics, exp2
+with ``log2(e)/√D`` folded into one scale.
 
 Why fuse: the [B, H, S, S] score matrix never touches memory; at S = 512 that is 12·512² fp32 = 12 MiB per
 sequence per layer that the unfused path writes, reads for softmax, writes again and reads for ``P @ V``.
@@ -35,7 +35,7 @@ def _attention_kernel(
     QKV,  # pointer to packed projections, [B, S, 3·H·D], unit stride along the last dim
     KEY_MASK,  # pointer to key validity, [B, S] int32, nonzero = attend
     KV_LEN,  # pointer to [B] int32: 1 + index of the last valid key; blocks past it are skipped
-    O,  # pointer to the output, [B, S, H·D], unit stride along the last dim
+    OUT,  # pointer to the output, [B, S, H·D], unit stride along the last dim
     stride_qkv_b,  # elements between batch rows of QKV
     stride_qkv_s,  # elements between tokens of QKV
     stride_mask_b,  # elements between batch rows of KEY_MASK
@@ -62,8 +62,12 @@ def _attention_kernel(
     v_base = q_base + 2 * H * HEAD_DIM
 
     # q: [BLOCK_M, D]
-    q = tl.load(q_base + offs_m[:, None] * stride_qkv_s + offs_d[None, :], mask=offs_m[:, None] < S, other=0.0)
-    m_i = tl.full([BLOCK_M], -1.0e30, dtype=tl.float32)  # running max (log2 units); finite so -inf - m_i = -inf
+    q = tl.load(
+        q_base + offs_m[:, None] * stride_qkv_s + offs_d[None, :], mask=offs_m[:, None] < S, other=0.0
+    )
+    m_i = tl.full(
+        [BLOCK_M], -1.0e30, dtype=tl.float32
+    )  # running max (log2 units); finite so -inf - m_i = -inf
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)  # running softmax denominator
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)  # running unnormalised output
 
@@ -73,7 +77,9 @@ def _attention_kernel(
         offs_n = start_n + offs_n0  # [BLOCK_N] key positions
         in_range = offs_n < kv_len
         # k_t: [D, BLOCK_N], loaded already transposed
-        k_t = tl.load(k_base + offs_n[None, :] * stride_qkv_s + offs_d[:, None], mask=in_range[None, :], other=0.0)
+        k_t = tl.load(
+            k_base + offs_n[None, :] * stride_qkv_s + offs_d[:, None], mask=in_range[None, :], other=0.0
+        )
         key_ok = tl.load(KEY_MASK + b * stride_mask_b + offs_n, mask=in_range, other=0) != 0
         qk = tl.dot(q, k_t, input_precision=DOT_PRECISION)  # [BLOCK_M, BLOCK_N] fp32
         qk = tl.where(key_ok[None, :], qk * qk_scale, float("-inf"))
@@ -82,15 +88,17 @@ def _attention_kernel(
         p = tl.exp2(qk - m_new[:, None])  # [BLOCK_M, BLOCK_N]
         l_i = l_i * alpha + tl.sum(p, 1)
         # v: [BLOCK_N, D]
-        v = tl.load(v_base + offs_n[:, None] * stride_qkv_s + offs_d[None, :], mask=in_range[:, None], other=0.0)
+        v = tl.load(
+            v_base + offs_n[:, None] * stride_qkv_s + offs_d[None, :], mask=in_range[:, None], other=0.0
+        )
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
         m_i = m_new
 
     l_safe = tl.where(l_i > 0.0, l_i, 1.0)  # fully masked rows: acc is 0, keep it 0 rather than 0/0
     out = acc / l_safe[:, None]
     out = tl.where(offs_m[:, None] < kv_len, out, 0.0)  # padded query rows → zeros
-    o_ptrs = O + b.to(tl.int64) * stride_o_b + offs_m[:, None] * stride_o_s + h * HEAD_DIM + offs_d[None, :]
-    tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=offs_m[:, None] < S)
+    o_ptrs = OUT + b.to(tl.int64) * stride_o_b + offs_m[:, None] * stride_o_s + h * HEAD_DIM + offs_d[None, :]
+    tl.store(o_ptrs, out.to(OUT.dtype.element_ty), mask=offs_m[:, None] < S)
 
 
 def prepare_key_mask(attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +129,9 @@ def _check_shapes(
     return b, s, width // (3 * num_heads)
 
 
-def attention(qkv: torch.Tensor, key_mask: torch.Tensor, kv_len: torch.Tensor, num_heads: int) -> torch.Tensor:
+def attention(
+    qkv: torch.Tensor, key_mask: torch.Tensor, kv_len: torch.Tensor, num_heads: int
+) -> torch.Tensor:
     """Triton launcher. qkv: [B, S, 3·H·D]; key_mask: [B, S] int32; kv_len: [B] int32 → [B, S, H·D]."""
     b, s, d = _check_shapes(qkv, key_mask, kv_len, num_heads)
     if d < 16 or d > 128 or d & (d - 1):
@@ -178,7 +188,11 @@ def attention_ref(
 
 
 def bench_attention(
-    batch: int = 32, seq_len: int = 128, num_heads: int = 12, head_dim: int = 32, dtype: torch.dtype = torch.float16
+    batch: int = 32,
+    seq_len: int = 128,
+    num_heads: int = 12,
+    head_dim: int = 32,
+    dtype: torch.dtype = torch.float16,
 ) -> dict[str, float]:
     """GPU-only micro-benchmark, all rows full length. FLOPs = 4·B·H·S²·D (QKᵀ and PV, 2 FLOPs per MAC, as
     tutorial 06 counts them). Returns median/p20/p80 ms and TFLOPS at the median."""
@@ -187,6 +201,8 @@ def bench_attention(
     device = torch.device("cuda")
     qkv = torch.randn(batch, seq_len, 3 * num_heads * head_dim, device=device, dtype=dtype)
     key_mask, kv_len = prepare_key_mask(torch.ones(batch, seq_len, device=device, dtype=torch.int64))
-    ms, ms_p20, ms_p80 = do_bench(lambda: attention(qkv, key_mask, kv_len, num_heads), quantiles=[0.5, 0.2, 0.8])
+    ms, ms_p20, ms_p80 = do_bench(
+        lambda: attention(qkv, key_mask, kv_len, num_heads), quantiles=[0.5, 0.2, 0.8]
+    )
     flops = 4.0 * batch * num_heads * seq_len * seq_len * head_dim
     return {"ms": ms, "ms_p20": ms_p20, "ms_p80": ms_p80, "tflops": flops * 1e-12 / (ms * 1e-3)}

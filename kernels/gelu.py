@@ -1,8 +1,8 @@
 """Fused bias + exact GELU: ``y = gelu(x + bias)`` with ``gelu(h) = h · ½ · (1 + erf(h / √2))``.
 
-BERT's FFN is ``gelu(x @ W1ᵀ + b1) @ W2ᵀ + b2``; this is the epilogue of the first GEMM, with the GEMM itself
-left to cuBLAS (``x @ W1ᵀ`` without bias). It uses the erf form, as HF ``hidden_act="gelu"`` does, not the tanh
-approximation.
+BERT's FFN is ``gelu(x @ W1ᵀ + b1) @ W2ᵀ + b2``; this is the epilogue of the first GEMM, with the GEMM
+itself left to cuBLAS (``x @ W1ᵀ`` without bias). It uses the erf form, as HF ``hidden_act="gelu"`` does,
+not the tanh approximation.
 
 Why fuse: the FFN intermediate is the largest activation in the encoder (4× hidden: [M, 1536] for MiniLM).
 Unfused, ``+ bias`` and ``gelu`` each read and write it (4·M·N element moves, two launches); fused, it is read

@@ -3,12 +3,14 @@
 This is the BERT "Add & Norm" step that follows both the attention-output dense layer and the FFN-output dense
 layer, and (with ``bias`` = token-type row 0 and ``residual`` = position embeddings) the embedding sum.
 
-Why fuse: unfused, PyTorch reads and writes the [M, N] activation three times (``+ bias``, ``+ residual``,
-``layer_norm``) and pays three launches. Fused, we read ``x`` and ``residual`` once and write ``y`` once, in one
-launch; at MiniLM sizes (N = 384) the op is pure memory traffic plus launch latency, so that is the whole cost.
+Why fuse: unfused, PyTorch reads and writes the [M, N] activation three times (``+ bias``,
+``+ residual``, ``layer_norm``) and pays three launches. Fused, we read ``x`` and ``residual`` once and write
+``y`` once, in one launch; at MiniLM sizes (N = 384) the op is pure memory traffic plus launch latency, so
+that is the whole cost.
 
-``residual`` may have fewer rows than ``x``: row ``m`` of ``x`` adds row ``m % R`` of a residual with ``R`` rows.
-That lets the embedding step broadcast ``position_embeddings[:S]`` over the batch without materialising it.
+``residual`` may have fewer rows than ``x``: row ``m`` of ``x`` adds row ``m % R`` of a residual with ``R``
+rows. That lets the embedding step broadcast ``position_embeddings[:S]`` over the batch without
+materialising it.
 
 What it does not know: anything about attention, GEMMs or the model. Statistics are always fp32; the output
 has ``x``'s dtype.
@@ -135,7 +137,7 @@ def add_bias_residual_layernorm_ref(
 ) -> torch.Tensor:
     """PyTorch reference, fp32 math. Memory: read 2MN (x, residual) + 3N, write MN — but as 3 ops PyTorch
     actually moves ~7MN elements (each add reads 2 and writes 1, layer_norm reads 1 and writes 1)."""
-    m, n, r = _check_shapes(x, bias, residual, weight, beta)
+    _, n, r = _check_shapes(x, bias, residual, weight, beta)
     h = x.reshape(-1, r, n).float() + residual.reshape(r, n).float()
     if bias is not None:
         h = h + bias.float()

@@ -143,7 +143,7 @@ def _launch(
 
 
 def mean_pool_normalize(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Triton launcher. hidden: [B, S, H], attention_mask: [B, S] → L2-normalised mean embedding [B, H] fp32."""
+    """Triton launcher. hidden: [B, S, H], attention_mask: [B, S] → normalised mean embedding [B, H] fp32."""
     return _launch(hidden, attention_mask, None, None)[0]
 
 
@@ -177,7 +177,10 @@ def pool_head_ref(
 
 
 def bench_pool_head(
-    batch: int = 32, seq_len: int = 128, hidden_size: int = 384, num_classes: int = 8,
+    batch: int = 32,
+    seq_len: int = 128,
+    hidden_size: int = 384,
+    num_classes: int = 8,
     dtype: torch.dtype = torch.float16,
 ) -> dict[str, float]:
     """GPU-only micro-benchmark, all rows full length. Bytes moved = B·S·H·elem + B·S·4 (mask) + (C·H + C)·4

@@ -2,8 +2,8 @@
 
 ``FusedBertEncoder.from_hf(bert_model)`` takes a transformers ``BertModel`` (all-MiniLM-L6-v2 in production)
 and returns a module whose ``forward`` yields the sentence-transformers embedding: mean over real tokens of
-``last_hidden_state``, L2-normalised, fp32. ``forward_with_head`` adds the router's linear + softmax head in the
-same pooling kernel.
+``last_hidden_state``, L2-normalised, fp32. ``forward_with_head`` adds the router's linear + softmax head
+in the same pooling kernel.
 
 Per layer the forward is 7 launches: QKV GEMM (one fused [3H, H] weight, bias in the cuBLAS epilogue) →
 attention (reads the packed QKV output in place) → out-proj GEMM → bias+residual+LN → FFN-up GEMM →
@@ -90,7 +90,12 @@ class BertEncoderConfig:
 BERT_CONFIGS: dict[str, BertEncoderConfig] = {
     "all-MiniLM-L6-v2": BertEncoderConfig(),
     "tiny-test": BertEncoderConfig(
-        vocab_size=128, hidden_size=64, num_layers=2, num_heads=4, intermediate_size=128, max_position_embeddings=64
+        vocab_size=128,
+        hidden_size=64,
+        num_layers=2,
+        num_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=64,
     ),
 }
 
@@ -106,7 +111,7 @@ class _FusedLayer(nn.Module):
         super().__init__()
         attn = hf_layer.attention
         q, k, v = attn.self.query, attn.self.key, attn.self.value
-        # qkv_weight: [3H, H], rows ordered [q heads | k heads | v heads]; output layout kernels.attention reads
+        # qkv_weight: [3H, H], rows [q heads | k heads | v heads]: the layout kernels.attention reads
         self.qkv_weight = _frozen(torch.cat([q.weight, k.weight, v.weight], dim=0).to(dtype))
         self.qkv_bias = _frozen(torch.cat([q.bias, k.bias, v.bias], dim=0).to(dtype))  # [3H]
         self.out_weight = _frozen(attn.output.dense.weight.to(dtype))  # [H, H]
@@ -153,7 +158,8 @@ class FusedBertEncoder(nn.Module):
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """input_ids, attention_mask: [B, S] → last_hidden_state [B, S, H] in the model dtype. Rows past a
-        sequence's last real token differ from HF's (attention writes zeros there); pooling never reads them."""
+        sequence's last real token differ from HF's (attention writes zeros there); pooling never reads
+        them."""
         return self._encode(input_ids, attention_mask, token_type_ids)[0]
 
     def _encode(
@@ -171,18 +177,25 @@ class FusedBertEncoder(nn.Module):
             )
         b, s = input_ids.shape
         if s > cfg.max_position_embeddings:
-            raise ValueError(f"sequence length {s} exceeds max_position_embeddings {cfg.max_position_embeddings}")
+            raise ValueError(
+                f"sequence length {s} exceeds max_position_embeddings {cfg.max_position_embeddings}"
+            )
         key_mask, kv_len = ops.prepare_key_mask(attention_mask)  # [B, S] int32, [B] int32
 
-        # Embeddings: word + token type + position, then LN, as one gather and one fused kernel. With no segment
-        # ids, type row 0 is a per-column bias and positions[:S] a residual broadcast over the batch.
+        # Embeddings: word + token type + position, then LN, as one gather and one fused kernel. With no
+        # segment ids, type row 0 is a per-column bias and positions[:S] a residual broadcast over the batch.
         x = F.embedding(input_ids, self.word_embeddings)  # [B, S, H]
         type_bias: torch.Tensor | None = self.token_type_embeddings[0]
         if token_type_ids is not None:
             x = x + F.embedding(token_type_ids, self.token_type_embeddings)
             type_bias = None
         hidden = ops.add_bias_residual_layernorm(
-            x, type_bias, self.position_embeddings[:s], self.emb_ln_weight, self.emb_ln_bias, cfg.layer_norm_eps
+            x,
+            type_bias,
+            self.position_embeddings[:s],
+            self.emb_ln_weight,
+            self.emb_ln_bias,
+            cfg.layer_norm_eps,
         ).view(b * s, cfg.hidden_size)  # [B·S, H]
 
         for layer in cast(list[_FusedLayer], self.layers):
