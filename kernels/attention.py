@@ -30,8 +30,8 @@ import triton.language as tl
 _LOG2E = 1.4426950408889634
 
 
-@triton.jit
-def _attention_kernel(
+@triton.jit  # type: ignore[untyped-decorator]  # Triton kernels take untyped pointers/scalars
+def _attention_kernel(  # type: ignore[no-untyped-def]
     QKV,  # pointer to packed projections, [B, S, 3·H·D], unit stride along the last dim
     KEY_MASK,  # pointer to key validity, [B, S] int32, nonzero = attend
     KV_LEN,  # pointer to [B] int32: 1 + index of the last valid key; blocks past it are skipped

@@ -19,8 +19,8 @@ import triton
 import triton.language as tl
 
 
-@triton.jit
-def _bias_gelu_kernel(
+@triton.jit  # type: ignore[untyped-decorator]  # Triton kernels take untyped pointers/scalars
+def _bias_gelu_kernel(  # type: ignore[no-untyped-def]
     X,  # pointer to the GEMM output, [M, N], unit stride along N
     BIAS,  # pointer to the bias, [N]
     Y,  # pointer to the output, [M, N], unit stride along N

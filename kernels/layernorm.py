@@ -27,8 +27,8 @@ import triton.language as tl
 _MAX_ROW_BYTES = 65536
 
 
-@triton.jit
-def _add_bias_residual_layernorm_kernel(
+@triton.jit  # type: ignore[untyped-decorator]  # Triton kernels take untyped pointers/scalars
+def _add_bias_residual_layernorm_kernel(  # type: ignore[no-untyped-def]
     X,  # pointer to the projection output, [M, N], unit stride along N
     BIAS,  # pointer to the projection bias, [N]; never read unless HAS_BIAS
     RES,  # pointer to the residual, [R, N]; row m of X adds row m % R

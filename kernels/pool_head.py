@@ -24,8 +24,8 @@ import triton.language as tl
 _MAX_HEAD_TILE = 65536  # elements of W held in registers at once: BLOCK_C · BLOCK_H
 
 
-@triton.jit
-def _pool_head_kernel(
+@triton.jit  # type: ignore[untyped-decorator]  # Triton kernels take untyped pointers/scalars
+def _pool_head_kernel(  # type: ignore[no-untyped-def]
     HID,  # pointer to the encoder output, [B, S, H], unit stride along H
     MASK,  # pointer to the attention mask, [B, S] int32, nonzero = real token
     W,  # pointer to the head weight, [C, H] row-major; never read unless HAS_HEAD

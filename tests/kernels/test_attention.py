@@ -13,7 +13,8 @@ from kernels.attention import attention, attention_ref, prepare_key_mask
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 pytestmark = pytest.mark.skipif(
-    not (torch.cuda.is_available() or INTERPRET), reason="Triton kernels need a CUDA GPU or TRITON_INTERPRET=1"
+    not (torch.cuda.is_available() or INTERPRET),
+    reason="Triton kernels need a CUDA GPU or TRITON_INTERPRET=1",
 )
 CloseCheck = Callable[..., None]  # the conftest fixture
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -40,7 +41,9 @@ def _qkv(b: int, s: int, h: int, d: int, dtype: torch.dtype, device: torch.devic
 
 def _right_padded(lengths: list[int], s: int, device: torch.device) -> torch.Tensor:
     positions = torch.arange(s)
-    return (positions[None, :] < torch.tensor(lengths)[:, None]).to(device=device, dtype=torch.int64)  # [B, S]
+    return (positions[None, :] < torch.tensor(lengths)[:, None]).to(
+        device=device, dtype=torch.int64
+    )  # [B, S]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -55,7 +58,13 @@ def _right_padded(lengths: list[int], s: int, device: torch.device) -> torch.Ten
     ],
 )
 def test_matches_reference(
-    s: int, h: int, d: int, lengths: list[int], dtype: torch.dtype, device: torch.device, check_close: CloseCheck
+    s: int,
+    h: int,
+    d: int,
+    lengths: list[int],
+    dtype: torch.dtype,
+    device: torch.device,
+    check_close: CloseCheck,
 ) -> None:
     qkv = _qkv(len(lengths), s, h, d, dtype, device)
     key_mask, kv_len = prepare_key_mask(_right_padded(lengths, s, device))
@@ -121,4 +130,6 @@ def test_large_gpu(dtype: torch.dtype, check_close: CloseCheck) -> None:
     key_mask, kv_len = prepare_key_mask(_right_padded(lengths, 512, device))
     atol, rtol = TOLERANCES[dtype]
     actual = attention(qkv, key_mask, kv_len, 12)
-    check_close(actual, attention_ref(qkv, key_mask, kv_len, 12), atol=atol, rtol=rtol, what=f"attn 8x512 {dtype}")
+    check_close(
+        actual, attention_ref(qkv, key_mask, kv_len, 12), atol=atol, rtol=rtol, what=f"attn 8x512 {dtype}"
+    )

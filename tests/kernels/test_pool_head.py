@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(
 CloseCheck = Callable[..., None]  # the conftest fixture
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-# Outputs are fp32 whatever the input dtype; both paths upcast before summing, so only summation order differs.
+# Outputs are fp32 whatever the input dtype; both paths upcast before summing: only summation order differs.
 TOLERANCES: dict[torch.dtype, tuple[float, float]] = {  # hidden dtype → (atol, rtol)
     torch.float32: (1e-6, 1e-5),
     torch.float16: (1e-6, 1e-5),
@@ -48,7 +48,13 @@ CASES = [
 @pytest.mark.parametrize("dtype", list(TOLERANCES), ids=str)
 @pytest.mark.parametrize(("lengths", "s", "h", "c"), CASES)
 def test_pool_head_matches_reference(
-    lengths: list[int], s: int, h: int, c: int, dtype: torch.dtype, device: torch.device, check_close: CloseCheck
+    lengths: list[int],
+    s: int,
+    h: int,
+    c: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    check_close: CloseCheck,
 ) -> None:
     hidden, mask, weight, bias = _inputs(lengths, s, h, c, dtype, device)
     emb, probs = pool_head(hidden, mask, weight, bias)
@@ -80,7 +86,9 @@ def test_empty_row_and_bool_mask(device: torch.device, check_close: CloseCheck) 
     check_close(probs, probs_ref, atol=1e-6, rtol=1e-5, what="probs with empty row")
 
 
-def test_reference_matches_sentence_transformers_formula(device: torch.device, check_close: CloseCheck) -> None:
+def test_reference_matches_sentence_transformers_formula(
+    device: torch.device, check_close: CloseCheck
+) -> None:
     hidden, mask, _, _ = _inputs([13, 1, 7], 13, 97, 1, torch.float32, device)
     expanded = mask.unsqueeze(-1).expand(hidden.size()).float()  # sentence_transformers.models.Pooling
     mean = (hidden * expanded).sum(1) / torch.clamp(expanded.sum(1), min=1e-9)
