@@ -5,18 +5,19 @@ and returns a module whose ``forward`` yields the sentence-transformers embeddin
 ``last_hidden_state``, L2-normalised, fp32. ``forward_with_head`` adds the router's linear + softmax head
 in the same pooling kernel.
 
-Per layer the forward is 7 launches: QKV GEMM (one fused [3H, H] weight, bias in the cuBLAS epilogue) →
+Per layer the forward is 8 launches: QKV GEMM (one fused [3H, H] weight, bias in the cuBLAS epilogue) →
 attention (reads the packed QKV output in place) → out-proj GEMM → bias+residual+LN → FFN-up GEMM →
-bias+GELU → FFN-down GEMM → bias+residual+LN. Plus embedding gather, embedding LN, a few tiny mask ops and
-the pool kernel: about 50 launches for MiniLM's 6 layers.
+bias+GELU → FFN-down GEMM → bias+residual+LN. Add the embedding gather, the embedding LN, ~5 tiny mask ops
+and the pool kernel: about 55 launches for MiniLM's 6 layers.
 
-Why the GEMMs stay on cuBLAS: at serving shapes (M = B·S ≲ 4096 tokens, K, N ≤ 1536) they are small and
-cuBLAS is already near the roofline; a Triton GEMM with a bias+GELU epilogue would save one launch and one
-[M, 1536] round trip per layer (~0.8 MB at batch 1 × 128 tokens: well under a microsecond on H100) while
-adding an autotuner to maintain. Launch latency dominates at batch 1, and that is addressed by CUDA graphs:
-every shape here is static per (batch, length bucket) and nothing syncs with the host, so ``forward`` can be
-captured with ``torch.cuda.CUDAGraph`` per bucket (~0.3 ms target for batch 1 × 128 tokens). Capturing is
-the caller's job; nothing here touches a GPU at import or construction.
+Why the GEMMs stay on cuBLAS: at serving shapes (M = B·S up to a few thousand tokens, K, N ≤ 1536) they are
+small, and a Triton GEMM with a bias+GELU epilogue would save only one launch and one [M, 1536] round trip
+per layer (~0.8 MB at batch 1 × 128 tokens: well under a microsecond of H100 bandwidth) while adding an
+autotuned kernel to maintain. (Not yet measured here: there was no GPU when this was written.) At batch 1
+launch latency dominates, and CUDA graphs address that: every shape is static per (batch, length bucket)
+and nothing syncs with the host, so ``forward`` can be captured with ``torch.cuda.CUDAGraph`` per bucket
+(target ~0.3 ms for batch 1 × 128 tokens). Capturing is the caller's job; nothing here touches a GPU at
+import.
 
 On a CPU box without ``TRITON_INTERPRET=1`` every op falls back to its PyTorch reference, so the service
 still runs. Padding may be on either side; query rows past a row's last real token are written as zeros.
