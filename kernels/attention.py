@@ -147,6 +147,8 @@ def attention(
     # so batch 1 at 128 tokens still spreads over 4·H programs.
     block_n = max(16, min(64, triton.next_power_of_2(s)))
     block_m = max(16, min(64 if s > 128 else 32, triton.next_power_of_2(s)))
+    if qkv.dtype == torch.float32:
+        block_m = min(block_m, 32)  # IEEE fp32 dots at 64×64 spill on sm_90 (ptxas: 255 regs + stack)
     grid = (triton.cdiv(s, block_m), b * num_heads)
     _attention_kernel[grid](
         qkv,
