@@ -139,7 +139,9 @@ def _wait_for_running(triage: RunningTriage, model: str, want: int, within_s: fl
         if _engine_running(triage, model) == want:
             return time.monotonic() - start
         time.sleep(0.02)
-    raise AssertionError(f"{model} still runs {_engine_running(triage, model)} sequences after {within_s} s")
+    root = triage.config.model(model).endpoints[0].removesuffix("/v1")  # type: ignore[union-attr]
+    state = httpx.get(root + "/sim/state").json()
+    raise AssertionError(f"{model} runs {state['running']} sequences, not {want}, after {within_s} s: {state}")
 
 
 @pytest.fixture(scope="module")
@@ -156,8 +158,8 @@ def test_client_disconnect_mid_stream_cancels_engine_request(real_speed: Running
     body = {"model": "chat", "stream": True, "max_tokens": 4000, "ignore_eos": True,
             "messages": [{"role": "user", "content": "go"}]}
     with httpx.stream("POST", triage.base_url + "/v1/chat/completions", json=body, timeout=20) as response:
-        first = next(response.iter_raw())
-        assert first.startswith(b"data: ")
+        chunks = response.iter_raw()  # keep a reference: a collected iterator closes the response
+        assert next(chunks).startswith(b"data: ")
         _wait_for_running(triage, "chat", 1, within_s=2.0)
     _wait_for_running(triage, "chat", 0, within_s=1.0)
 
