@@ -21,7 +21,9 @@ from .errors import TriageError, error_body
 from .load import LoadBoard
 from .policy import POLICIES
 from .routes import attach_router
+from .safeguards import build_safeguards, start_tenancy
 from .serving import Gateway
+from .shutdown import Drain
 from .simulated import start_simulated_engines
 from .telemetry.metrics import Metrics
 from .telemetry.probe import EngineProbe
@@ -71,12 +73,15 @@ def build_app(config: TriageConfig, *, start_simulated: bool = True) -> FastAPI:
             probe = EngineProbe(clients, load, metrics)
             await probe.start()
             stack.push_async_callback(probe.stop)
-            app.state.gateway = Gateway(config, classifier, policy, clients, load, metrics)
+            safeguards = build_safeguards(config, load, metrics, app.state.drain)
+            safeguards.tenancy = await start_tenancy(config, metrics, stack)
+            app.state.gateway = Gateway(config, classifier, policy, clients, load, metrics, safeguards)
             log.info("triage ready: %d models, policy %s", len(config.models), config.policy.name)
             yield
 
     app = FastAPI(title="Triage", version="0.1.0", lifespan=lifespan,
                   description="OpenAI-compatible router that picks a local model by task fit and live load.")
+    app.state.drain = Drain(config.server.drain_s)  # SIGTERM reaches it through shutdown.DrainingServer
     attach_router(app)
     install_error_handlers(app)
     return app

@@ -12,6 +12,7 @@ import sys
 # subcommand -> (module with main(argv) -> int, help)
 DELEGATED: dict[str, tuple[str, str]] = {
     "sim-engine": ("server.sim.runner", "run simulated vLLM-like engines (OpenAI API, /metrics, faults)"),
+    "keys": ("server.auth.keys", "create, list and revoke API keys (only their hashes are stored)"),
     "train-classifier": ("models.train_classifier", "train the task/complexity heads on labelled prompts"),
     "train-quality": ("models.train_quality", "train the per-model quality predictor on an outcomes file"),
     "eval-routing": ("models.eval_routing", "score learned routing against single models on outcomes"),
@@ -19,10 +20,9 @@ DELEGATED: dict[str, tuple[str, str]] = {
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from .app import build_app
     from .config import ConfigError, load_config
+    from .shutdown import serve
 
     try:
         config = load_config(args.config)
@@ -36,8 +36,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=config.server.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(app, host=config.server.host, port=config.server.port, loop="uvloop", http="httptools",
-                log_level=config.server.log_level, access_log=False, timeout_graceful_shutdown=30)
+    serve(app, host=config.server.host, port=config.server.port, log_level=config.server.log_level,
+          drain_s=config.server.drain_s)
     return 0
 
 

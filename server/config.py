@@ -105,6 +105,45 @@ class ServerConfig(Strict):
     port: int = Field(8080, ge=1, le=65535)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Larger request bodies get a 413.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_in_flight: int = Field(4096, ge=1, description="Generation requests open at once, all models together.")
+    admission_wait_s: float = Field(0.5, ge=0, le=30, description="Longest wait for a free slot before a 429.")
+    max_waiting: int = Field(256, ge=0, description="Requests allowed to wait for a slot; more get a 429 at once.")
+    drain_s: float = Field(25.0, gt=0, description="On SIGTERM: time open requests get to finish.")
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "::1", "localhost")
+
+
+class BreakerConfig(Strict):
+    """Per-engine circuit breaker: opens after consecutive failures, probes again after a cool-down."""
+
+    failures: int = Field(5, ge=1, description="Consecutive failed requests that open the breaker.")
+    cooldown_s: float = Field(5.0, gt=0, description="First open period; doubles on each failed probe.")
+    max_cooldown_s: float = Field(60.0, gt=0, description="Longest open period.")
+
+
+class AuthConfig(Strict):
+    mode: Literal["open", "keys"] | None = Field(
+        None, description="keys: every /v1 call needs an API key; open: none (local development). "
+                          "Default: open when bound to loopback, keys otherwise.")
+    db: str = Field("triage.db", description="SQLite file holding the key hashes and their usage.")
+
+
+class PrivacyConfig(Strict):
+    enabled: bool = Field(True, description="Scan prompts for secrets and personal data; keep those local.")
+    patterns: dict[str, str] = Field(default_factory=dict, description="Extra kind -> regex to detect.")
+    max_scan_chars: int = Field(200_000, ge=1, description="Characters scanned per prompt (head and tail).")
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, value: dict[str, str]) -> dict[str, str]:
+        for kind, pattern in value.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern '{kind}' is not a valid regex: {exc}") from None
+        return value
 
 
 class ClassifierConfig(Strict):
@@ -128,6 +167,9 @@ class TriageConfig(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     models: list[ModelConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -83,6 +83,14 @@ class NoEligibleModel(TriageError):
     default_code = "no_eligible_model"
 
 
+class KeptLocal(TriageError):
+    """The privacy guard found secrets or personal data and only a remote model could serve the request."""
+
+    status = 400
+    type = "invalid_request_error"
+    default_code = "sensitive_data_must_stay_local"
+
+
 class EngineUnavailable(TriageError):
     """The chosen engine (and every fallback) could not be reached or is marked unhealthy."""
 

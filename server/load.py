@@ -22,6 +22,7 @@ class EngineLoad:
     scraped_at_s: float = 0.0  # time.monotonic() of the last successful scrape
     consecutive_failures: int = 0
     unhealthy_reason: str = ""
+    breaker_open_until_s: float = 0.0  # time.monotonic() until which the circuit breaker keeps requests away
 
 
 @dataclass(slots=True)

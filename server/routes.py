@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 
+from .auth import Tenant
 from .errors import EngineUnavailable, InvalidRequest, RequestTooLarge
 from .protocol import (
     ChatCompletionRequest,
@@ -29,7 +30,8 @@ router = APIRouter()
 JSON = "application/json"
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text} for code, text in (
-        (400, "Invalid request"), (401, "Missing or invalid API key"), (404, "Unknown model"),
+        (400, "Invalid request"), (401, "Missing or invalid API key"), (403, "Not allowed for this key"),
+        (404, "Unknown model"),
         (413, "Body too large"), (429, "Over capacity or rate limit"), (502, "Engine error"),
         (503, "No healthy engine"), (504, "Engine timeout"))
 }
@@ -72,12 +74,18 @@ def gateway_of(request: Request) -> Gateway:
     return gateway
 
 
+def tenant_of(request: Request, gateway: Gateway) -> Tenant:
+    """The caller, from its API key (401 when keys are required and it has none)."""
+    return gateway.guard.tenancy.authenticate(request.headers.get("authorization"))
+
+
 async def _generate(request: Request, endpoint: Endpoint) -> Response:
     received_s = time.perf_counter()
     request_id = request_id_for(request)
     gateway = gateway_of(request)
+    tenant = tenant_of(request, gateway)
     raw = await read_body(request, gateway.config.server.max_body_bytes)
-    return to_response(await gateway.generate(endpoint, raw, received_s, request_id, request.receive))
+    return to_response(await gateway.generate(endpoint, raw, received_s, request_id, request.receive, tenant))
 
 
 def _body_schema(model: type[Any]) -> dict[str, Any]:
@@ -101,8 +109,9 @@ async def route(request: Request) -> Response:
     """Dry run: the routing decision for a chat or completions body, without generating."""
     request_id = request_id_for(request)
     gateway = gateway_of(request)
+    tenant = tenant_of(request, gateway)
     raw = await read_body(request, gateway.config.server.max_body_bytes)
-    decision = await gateway.dry_run(raw, request_id)
+    decision = await gateway.dry_run(raw, request_id, tenant)
     return Response(decision.model_dump_json(), media_type=JSON)
 
 
@@ -111,14 +120,16 @@ async def feedback(request: Request) -> Response:
     """Tell the router how good an answer was; the policy learns from it where it can."""
     request_id_for(request)
     gateway = gateway_of(request)
+    tenant_of(request, gateway)
     raw = await read_body(request, gateway.config.server.max_body_bytes)
     accepted = await gateway.feedback(raw)
     return Response(accepted, media_type=JSON)
 
 
-@router.get("/v1/models", response_model=ModelList)
+@router.get("/v1/models", response_model=ModelList, responses={401: _ERRORS[401]})
 async def list_models(request: Request) -> ModelList:
     gateway = gateway_of(request)
+    tenant_of(request, gateway)
     created = gateway.started_at
     cards = [ModelCard(id="auto", created=created, roles=["router"])]
     cards += [ModelCard(id=m.name, created=created, roles=m.roles, context_length=m.context_length,

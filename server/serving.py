@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
 import orjson
 from pydantic import ValidationError
 
+from .auth import OPEN_TENANT, Tenant
 from .backends import EngineClient, UpstreamStream
 from .classify import Classification, Classifier
 from .config import ModelConfig, TriageConfig
@@ -27,12 +28,16 @@ from .errors import (
     EngineTimeout,
     EngineUnavailable,
     InvalidRequest,
+    KeptLocal,
     ModelNotFound,
+    NoEligibleModel,
+    RateLimited,
     TriageError,
 )
 from .inspect_request import estimate_prompt_tokens, needed_capabilities, prompt_text, requested_output_tokens
 from .load import LoadBoard
 from .policy import Decision, Policy, RouteRequest
+from .policy.eligibility import ineligible_reason
 from .protocol import (
     CandidateView,
     ChatCompletionRequest,
@@ -41,6 +46,7 @@ from .protocol import (
     RouteDecisionResponse,
     RouteOptions,
 )
+from .safeguards import Safeguards, build_safeguards
 from .telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -74,6 +80,7 @@ class Plan:
     classify_ms: float = 0.0
     decide_ms: float = 0.0
     fallbacks: list[str] = field(default_factory=list)
+    private: list[str] = field(default_factory=list)  # kinds the privacy guard found (never the text)
 
 
 def parse_body(raw: bytes, endpoint: Endpoint, default_model: str | None = None
@@ -103,13 +110,15 @@ def invalid_request(exc: ValidationError) -> InvalidRequest:
 
 class Gateway:
     def __init__(self, config: TriageConfig, classifier: Classifier, policy: Policy,
-                 clients: dict[str, EngineClient], load: LoadBoard, metrics: Metrics) -> None:
+                 clients: dict[str, EngineClient], load: LoadBoard, metrics: Metrics,
+                 safeguards: Safeguards | None = None) -> None:
         self.config = config
         self.classifier = classifier
         self.policy = policy
         self.clients = clients
         self.load = load
         self.metrics = metrics
+        self.guard = safeguards or build_safeguards(config, load, metrics)
         self.models = {m.name: m for m in config.models}
         self.started_at = int(time.time())
         # Byte patterns for the `model` rewrite, built once: engines write compact JSON (`"model":"x"`).
@@ -118,13 +127,20 @@ class Gateway:
     # -- receive → classify → decide ---------------------------------------------------------------------
 
     async def plan(self, endpoint: Endpoint, payload: dict[str, object],
-                   request: ChatCompletionRequest | CompletionRequest, request_id: str) -> Plan:
+                   request: ChatCompletionRequest | CompletionRequest, request_id: str,
+                   tenant: Tenant = OPEN_TENANT) -> Plan:
+        private = self._screen(payload)
         if request.model != "auto":
             model = self.models.get(request.model)
             if model is None:
                 raise ModelNotFound(f"model '{request.model}' does not exist; use 'auto' or one of: "
                                     f"{', '.join(self.models)} (GET /v1/models lists them)", param="model")
-            return Plan(request_id, model, UNCLASSIFIED, "requested by name")
+            self.guard.tenancy.check_model(tenant, model)
+            if private and model.remote:
+                raise KeptLocal(f"the prompt contains {', '.join(private)}, so it may not go to remote model "
+                                f"'{model.name}'; name a local model or use 'auto'", param="model")
+            await self._named_capacity(model)
+            return Plan(request_id, model, UNCLASSIFIED, "requested by name", private=private)
 
         t0 = time.perf_counter()
         classification = await self.classifier.classify(prompt_text(request))
@@ -132,19 +148,50 @@ class Gateway:
         route_request = RouteRequest(
             request_id=request_id, classification=classification,
             prompt_tokens=estimate_prompt_tokens(request), max_output_tokens=requested_output_tokens(request),
-            options=request.route or RouteOptions(), needs=needed_capabilities(request))
-        decision = self.policy.choose(route_request)
+            options=self.guard.tenancy.restrict(tenant, request.route or RouteOptions()),
+            needs=needed_capabilities(request), tenant_allow_remote=tenant.allow_remote, local_only=bool(private))
+        try:
+            decision = await self.guard.admission.choose(lambda: self.policy.choose(route_request))
+        except NoEligibleModel as exc:
+            if private:
+                raise KeptLocal(f"the prompt contains {', '.join(private)}, so it must stay on a local model, "
+                                f"and none can serve it: {exc.message}") from None
+            raise
         t2 = time.perf_counter()
         self.metrics.classify_seconds.observe(t1 - t0)
         self.metrics.decisions.labels(classification.category, decision.model).inc()
-        return Plan(request_id, self.models[decision.model], classification, decision.reason, route_request,
-                    decision, (t1 - t0) * 1e3, (t2 - t1) * 1e3, decision.fallbacks)
+        reason = decision.reason + (f"; kept local: {', '.join(private)}" if private else "")
+        return Plan(request_id, self.models[decision.model], classification, reason, route_request,
+                    decision, (t1 - t0) * 1e3, (t2 - t1) * 1e3, decision.fallbacks, private)
 
-    async def dry_run(self, raw: bytes, request_id: str) -> RouteDecisionResponse:
+    def _screen(self, payload: dict[str, object]) -> list[str]:
+        """The privacy guard's findings (kinds only), counted in /metrics."""
+        t0 = time.perf_counter()
+        private = self.guard.privacy.scan_payload(payload)
+        self.metrics.privacy_scan_seconds.observe(time.perf_counter() - t0)
+        for kind in private:
+            self.metrics.privacy_findings.labels(kind).inc()
+        return private
+
+    async def _named_capacity(self, model: ModelConfig) -> None:
+        """A model the client named: fail fast while its breaker is open; wait (bounded) while it is at cap."""
+        if not self.guard.breakers.available(model.name):
+            raise EngineUnavailable(f"engine for '{model.name}' is failing (circuit breaker open); retry later "
+                                    "or use 'auto'", headers={"retry-after": str(round(
+                                        self.guard.breakers.retry_after_s(model.name)))})
+
+        def at_cap() -> None:
+            if self.load.engine(model.name).in_flight >= model.max_in_flight:
+                raise RateLimited(f"model '{model.name}' is at its cap of {model.max_in_flight} requests in "
+                                  "flight; retry later or use 'auto'", retry_after_s=1.0)
+
+        await self.guard.admission.choose(at_cap)
+
+    async def dry_run(self, raw: bytes, request_id: str, tenant: Tenant = OPEN_TENANT) -> RouteDecisionResponse:
         """The decision `generate()` would take for this body, explained, without generating."""
         endpoint: Endpoint = "chat" if b'"messages"' in raw else "completions"
         payload, request = parse_body(raw, endpoint, default_model="auto")
-        plan = await self.plan(endpoint, payload, request, request_id)
+        plan = await self.plan(endpoint, payload, request, request_id, tenant)
         candidates = [CandidateView(**c.as_dict()) for c in plan.decision.candidates] if plan.decision else []
         c = plan.classification
         return RouteDecisionResponse(
@@ -164,44 +211,97 @@ class Gateway:
     # -- relay -----------------------------------------------------------------------------------------
 
     async def generate(self, endpoint: Endpoint, raw: bytes, received_s: float, request_id: str,
-                       until_disconnect: DisconnectWaiter | None = None) -> Reply:
+                       until_disconnect: DisconnectWaiter | None = None, tenant: Tenant = OPEN_TENANT) -> Reply:
+        """Admission (a global slot, held until the answer or its stream ends), then `_generate`."""
+        self.guard.drain.check()
+        ticket = await self.guard.admission.enter()
+        try:
+            reply = await self._generate(endpoint, raw, received_s, request_id, until_disconnect, tenant)
+        except BaseException:
+            ticket.release()
+            raise
+        if reply.stream is None:
+            ticket.release()
+        else:
+            reply.stream = ticket.guard(self.guard.drain.guard(reply.stream))
+        return reply
+
+    async def _generate(self, endpoint: Endpoint, raw: bytes, received_s: float, request_id: str,
+                        until_disconnect: DisconnectWaiter | None, tenant: Tenant) -> Reply:
         payload, request = parse_body(raw, endpoint)
-        plan = await self.plan(endpoint, payload, request, request_id)
-        payload.pop("route", None)
         tokens = estimate_prompt_tokens(request) + requested_output_tokens(request)
+        self.guard.tenancy.admit(tenant, tokens)
+        plan = await self.plan(endpoint, payload, request, request_id, tenant)
+        payload.pop("route", None)
         path = UPSTREAM_PATHS[endpoint]
         tried: list[str] = []
         failures: list[TriageError] = []
-        for name in [plan.model.name, *plan.fallbacks][:MAX_ATTEMPTS]:
+        # One deadline across every attempt: the chosen model's total timeout, counted from receipt.
+        deadline_s = asyncio.get_running_loop().time() + plan.model.timeouts.total_s - (
+            time.perf_counter() - received_s)
+        for name in self._attempts(plan):
             model = self.models[name]
             payload["model"] = model.upstream_name
             body = orjson.dumps(payload)
+            self.guard.breakers.attempt(name)
             try:
-                if request.stream:
-                    return await self._open_stream(endpoint, plan, model, path, body, tokens, received_s,
-                                                   tried)
-                return await self._complete(endpoint, plan, model, path, body, tokens, received_s, tried,
-                                            until_disconnect)
+                async with asyncio.timeout_at(deadline_s):
+                    if request.stream:
+                        reply = await self._open_stream(endpoint, plan, model, path, body, tokens, received_s,
+                                                        tried)
+                    else:
+                        reply = await self._complete(endpoint, plan, model, path, body, tokens, received_s,
+                                                     tried, until_disconnect)
+            except TimeoutError:
+                self._note_failure(model, EngineTimeout(
+                    f"no engine answered within the overall deadline of {plan.model.timeouts.total_s:g} s "
+                    f"(timeouts.total_s of '{plan.model.name}')"), tried, failures)
+                break
             except (EngineUnavailable, EngineTimeout) as exc:
                 self._note_failure(model, exc, tried, failures)
+                continue
             except EngineError as exc:
                 if exc.status < 500:
+                    self.guard.breakers.success(name)  # the engine is fine: the request itself was refused
                     raise  # the request's own fault: another model would refuse it too
                 self._note_failure(model, exc, tried, failures)
+                continue
+            self.guard.breakers.success(name)
+            self.guard.tenancy.charge(tenant, request_id, model, tokens)
+            return reply
+        if not failures:
+            raise EngineUnavailable(f"no engine can take '{plan.model.name}' now (circuit breaker open or "
+                                    "unhealthy); retry later")
         if len(failures) == 1:
             raise failures[0]
         if all(isinstance(f, EngineTimeout) for f in failures):
             raise EngineTimeout(f"every engine tried timed out: {'; '.join(tried)}")
         raise EngineUnavailable(f"every engine tried failed before answering: {'; '.join(tried)}")
 
+    def _attempts(self, plan: Plan) -> Iterator[str]:
+        """The chosen model, then fallbacks still eligible now (health, breaker, cap can change mid-request)."""
+        yield plan.model.name
+        route_request = plan.route_request
+        for n, name in enumerate(plan.fallbacks, start=2):
+            if n > MAX_ATTEMPTS:
+                return
+            model = self.models[name]
+            if route_request is not None and ineligible_reason(
+                    model, self.load.engine(name), route_request, self.policy.settings.allow_remote) is not None:
+                continue
+            yield name
+
     def _note_failure(self, model: ModelConfig, exc: TriageError, tried: list[str],
                       failures: list[TriageError]) -> None:
         log.warning("engine for %s failed before the first byte: %s", model.name, exc.message)
+        self.guard.breakers.failure(model.name)
+        self.metrics.fallbacks.labels(model.name).inc()
         tried.append(f"{model.name}: {exc.message}")
         failures.append(exc)
 
     def _headers(self, plan: Plan, model: ModelConfig, tried: list[str], overhead_s: float) -> dict[str, str]:
-        reason = plan.reason if not tried else f"{plan.reason}; fell back after {len(tried)} failure(s)"
+        failed = ", ".join(t.split(":", 1)[0] for t in tried)
+        reason = plan.reason if not tried else f"{plan.reason}; fell back to {model.name} after {failed} failed"
         return {
             "x-triage-request-id": plan.request_id,
             "x-triage-model": model.name,
@@ -258,7 +358,9 @@ class Gateway:
         except (EngineUnavailable, EngineTimeout) as exc:
             # Bytes already went out: no fallback is possible, so end the stream with an error the SDKs see.
             log.warning("stream from %s broke after the first byte: %s", model.name, exc.message)
+            self.guard.breakers.failure(model.name)
             self.metrics.errors.labels(exc.type).inc()
+            self.metrics.stream_errors.labels(model.name).inc()
             yield b"data: " + exc.body() + b"\n\ndata: [DONE]\n\n"
         finally:
             stream.close()  # on client disconnect this aborts the engine's request too
@@ -270,6 +372,7 @@ class Gateway:
 
     def _finished(self, model: str, tokens: int, endpoint: Endpoint, status: str, received_s: float) -> None:
         self.load.finished(model, tokens)
+        self.guard.admission.model_finished()
         self.metrics.in_flight.labels(model).dec()
         self.metrics.requests.labels(endpoint, model, status).inc()
         self.metrics.request_seconds.labels(endpoint, model).observe(time.perf_counter() - received_s)
@@ -281,6 +384,9 @@ async def _unless_disconnected(work: Awaitable[bytes], until_disconnect: Disconn
     watcher = asyncio.ensure_future(until_disconnect())
     try:
         await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # cancelled from outside (overall deadline, shutdown): cancel the engine's request too
+        task.cancel()
+        raise
     finally:
         watcher.cancel()
     if not task.done():

@@ -6,6 +6,7 @@ eligible candidate into the right client error. Pure functions of config, load a
 
 from __future__ import annotations
 
+import time
 from typing import NoReturn
 
 from ..config import ModelConfig
@@ -36,6 +37,8 @@ def ineligible_reason(model: ModelConfig, load: EngineLoad, request: RouteReques
         return f"context {model.context_length} < {needed} tokens needed"
     if not load.healthy:
         return f"{UNHEALTHY}: {load.unhealthy_reason or 'failed health check'}"
+    if load.breaker_open_until_s and load.breaker_open_until_s > time.monotonic():
+        return f"{UNHEALTHY}: circuit breaker open after repeated failures"
     if load.in_flight >= model.max_in_flight:
         return f"{AT_CAP} ({model.max_in_flight})"
     return None

@@ -41,6 +41,28 @@ class Metrics:
                                     "Engine queue depth at the last scrape.", ["model"], registry=r)
         self.engine_running = Gauge("triage_engine_running_requests",
                                     "Engine running sequences at the last scrape.", ["model"], registry=r)
+        # Reliability and security (issue 7). Rejection share: rate(triage_admission_rejected_total[5m]) /
+        # rate(triage_requests_total[5m]).
+        self.breaker_state = Gauge("triage_breaker_state", "Circuit breaker: 0 closed, 1 open, 2 half-open.",
+                                   ["model"], registry=r)
+        self.breaker_opens = Counter("triage_breaker_opens", "Times a model's circuit breaker opened.",
+                                     ["model"], registry=r)
+        self.fallbacks = Counter("triage_fallbacks", "Retries on another model before the first byte, by the "
+                                 "model that failed.", ["model"], registry=r)
+        self.stream_errors = Counter("triage_stream_errors", "Streams ended with an error event after the "
+                                     "first byte, by model.", ["model"], registry=r)
+        self.admission_rejected = Counter("triage_admission_rejected", "Requests refused with 429 by "
+                                          "admission control, by reason.", ["reason"], registry=r)
+        self.admission_waiting = Gauge("triage_admission_waiting_requests",
+                                       "Requests waiting for a free slot.", registry=r)
+        self.auth_rejected = Counter("triage_auth_rejected", "Requests refused by auth, by reason.",
+                                     ["reason"], registry=r)
+        self.privacy_findings = Counter("triage_privacy_findings", "Prompts in which the privacy guard found "
+                                        "secrets or personal data, by kind.", ["kind"], registry=r)
+        self.privacy_scan_seconds = Histogram("triage_privacy_scan_seconds", "Time to scan one prompt.",
+                                              buckets=_OVERHEAD_BUCKETS_S, registry=r)
+        self.usage_committed = Counter("triage_usage_committed_rows", "Key usage rows committed to the store "
+                                       "(durable once counted).", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

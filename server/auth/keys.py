@@ -1,0 +1,181 @@
+"""API keys at rest: the `api_keys` table in the SQLite store, and the `triage keys create|list|revoke` command.
+
+Only a SHA-256 hash of each key is stored (keys are 256-bit random, so a fast hash is enough; the clear key is
+printed once, at creation). Each key carries its tenant's limits: allowed models, whether remote providers may
+be used, requests and tokens per minute, and a daily budget (tokens for local models, dollars for remote).
+The table is created if missing, beside whatever else lives in the file (the policy's decision log).
+Knows nothing about HTTP or how limits are enforced (`tenancy.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import secrets
+import sqlite3
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+KEY_PREFIX = "tri-"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    id           TEXT PRIMARY KEY,       -- public id, e.g. key_3f9a1c2b (safe to log)
+    name         TEXT NOT NULL,
+    key_hash     TEXT NOT NULL UNIQUE,   -- sha256 of the full key, hex
+    created      REAL NOT NULL,          -- unix seconds
+    revoked      REAL,                   -- unix seconds, NULL while valid
+    models       TEXT,                   -- JSON list of allowed model names; NULL: all
+    allow_remote INTEGER NOT NULL,
+    rpm          INTEGER,                -- requests per minute; NULL: unlimited
+    tpm          INTEGER,                -- tokens per minute (prompt + requested output)
+    daily_tokens INTEGER,                -- local tokens per UTC day
+    daily_usd    REAL                    -- remote spend per UTC day, dollars
+);
+"""
+
+
+class KeyStoreError(RuntimeError):
+    """The key store cannot be opened or written; the message says which file and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    id: str
+    name: str
+    created: float
+    revoked: float | None
+    models: frozenset[str] | None
+    allow_remote: bool
+    rpm: int | None
+    tpm: int | None
+    daily_tokens: int | None
+    daily_usd: float | None
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """A connection in WAL mode with the keys table present (same pragmas as the policy store)."""
+    try:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=5.0, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: committed rows survive a process crash
+        conn.executescript(SCHEMA)
+    except (sqlite3.Error, OSError) as exc:
+        raise KeyStoreError(f"cannot open the key store {path}: {exc}; check the directory is writable "
+                            "or set auth.db") from None
+    return conn
+
+
+_COLUMNS = "id, name, created, revoked, models, allow_remote, rpm, tpm, daily_tokens, daily_usd"
+
+
+def _record(row: tuple[object, ...]) -> KeyRecord:
+    kid, name, created, revoked, models, allow_remote, rpm, tpm, daily_tokens, daily_usd = row
+    return KeyRecord(str(kid), str(name), float(created), None if revoked is None else float(revoked),  # type: ignore[arg-type]
+                     None if models is None else frozenset(json.loads(str(models))), bool(allow_remote),
+                     rpm, tpm, daily_tokens, daily_usd)  # type: ignore[arg-type]
+
+
+class KeyStore:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    @classmethod
+    def open(cls, path: str) -> KeyStore:
+        return cls(connect(path))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def create(self, name: str, *, models: list[str] | None = None, allow_remote: bool = False,
+               rpm: int | None = None, tpm: int | None = None, daily_tokens: int | None = None,
+               daily_usd: float | None = None) -> tuple[str, KeyRecord]:
+        """A new key: (the clear key, shown once, and its record)."""
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        kid = "key_" + secrets.token_hex(4)
+        self.conn.execute(
+            f"INSERT INTO api_keys ({_COLUMNS}, key_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (kid, name, time.time(), None, None if models is None else json.dumps(sorted(models)),
+             int(allow_remote), rpm, tpm, daily_tokens, daily_usd, hash_key(key)))
+        record = self.get(kid)
+        if record is None:
+            raise KeyStoreError(f"key {kid} vanished right after it was written")
+        return key, record
+
+    def get(self, kid: str) -> KeyRecord | None:
+        row = self.conn.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?", (kid,)).fetchone()
+        return None if row is None else _record(row)
+
+    def list(self, include_revoked: bool = False) -> list[KeyRecord]:
+        where = "" if include_revoked else " WHERE revoked IS NULL"
+        rows = self.conn.execute(f"SELECT {_COLUMNS} FROM api_keys{where} ORDER BY created").fetchall()
+        return [_record(r) for r in rows]
+
+    def active_by_hash(self) -> dict[str, KeyRecord]:
+        """hash -> record of every key that is not revoked (what the server checks against)."""
+        rows = self.conn.execute(f"SELECT key_hash, {_COLUMNS} FROM api_keys WHERE revoked IS NULL").fetchall()
+        return {str(r[0]): _record(r[1:]) for r in rows}
+
+    def revoke(self, kid: str) -> bool:
+        cursor = self.conn.execute("UPDATE api_keys SET revoked = ? WHERE id = ? AND revoked IS NULL",
+                                   (time.time(), kid))
+        return cursor.rowcount > 0
+
+
+# -- the `triage keys` command ------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="triage keys", description="Manage Triage API keys.")
+    parser.add_argument("--db", default="triage.db", help="the store file (auth.db in the config)")
+    commands = parser.add_subparsers(dest="action", required=True)
+    create = commands.add_parser("create", help="create a key and print it once")
+    create.add_argument("name", help="who or what the key is for")
+    create.add_argument("--models", help="comma-separated allowed models (default: all)")
+    create.add_argument("--allow-remote", action="store_true", help="may use remote providers")
+    create.add_argument("--rpm", type=int, help="requests per minute")
+    create.add_argument("--tpm", type=int, help="tokens per minute (prompt + requested output)")
+    create.add_argument("--daily-tokens", type=int, help="local tokens per UTC day")
+    create.add_argument("--daily-usd", type=float, help="remote spend per UTC day, dollars")
+    listing = commands.add_parser("list", help="list keys (never the keys themselves)")
+    listing.add_argument("--all", action="store_true", help="include revoked keys")
+    revoke = commands.add_parser("revoke", help="revoke a key by id; servers notice within seconds")
+    revoke.add_argument("id", help="key id, e.g. key_3f9a1c2b")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        store = KeyStore.open(args.db)
+    except KeyStoreError as exc:
+        print(f"triage keys: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.action == "create":
+            models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+            key, record = store.create(args.name, models=models, allow_remote=args.allow_remote, rpm=args.rpm,
+                                       tpm=args.tpm, daily_tokens=args.daily_tokens, daily_usd=args.daily_usd)
+            print(json.dumps({"id": record.id, "name": record.name, "key": key}))
+            print("store the key now: only its hash is kept", file=sys.stderr)
+        elif args.action == "list":
+            for r in store.list(include_revoked=args.all):
+                print(json.dumps({"id": r.id, "name": r.name, "created": round(r.created),
+                                  "revoked": r.revoked is not None,
+                                  "models": sorted(r.models) if r.models is not None else None,
+                                  "allow_remote": r.allow_remote, "rpm": r.rpm, "tpm": r.tpm,
+                                  "daily_tokens": r.daily_tokens, "daily_usd": r.daily_usd}))
+        elif not store.revoke(args.id):
+            print(f"triage keys: no active key with id {args.id} (see `triage keys list --all`)",
+                  file=sys.stderr)
+            return 1
+    finally:
+        store.close()
+    return 0

@@ -1,0 +1,82 @@
+"""Graceful shutdown: on SIGTERM stop taking requests, let open ones finish within `server.drain_s`, then end
+the streams still running with an OpenAI-style SSE error event (never a silent cut), and let the lifespan flush
+the stores.
+
+uvicorn already stops accepting connections on SIGTERM and waits up to `timeout_graceful_shutdown` for open
+ones; `DrainingServer` tells the app's `Drain` when that starts, so new requests on kept-alive connections get a
+503 and long streams are ended cleanly before uvicorn would cancel them. Knows nothing about routing or engines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from types import FrameType
+
+import uvicorn
+
+from .errors import EngineUnavailable
+
+log = logging.getLogger(__name__)
+GRACE_S = 5.0  # uvicorn's own deadline is drain_s plus this: time to send the error events and close
+
+
+class Drain:
+    """Shared by the server (which starts it) and the gateway (which checks it on each request and chunk)."""
+
+    def __init__(self, drain_s: float) -> None:
+        self.drain_s = drain_s
+        self.draining = False
+        self.expired = False  # past the deadline: open streams end at their next chunk
+
+    def begin(self) -> None:
+        if self.draining:
+            return
+        self.draining = True
+        log.info("shutting down: draining open requests for up to %.0f s", self.drain_s)
+        asyncio.get_running_loop().call_later(self.drain_s, self._expire)
+
+    def _expire(self) -> None:
+        self.expired = True
+
+    def check(self) -> None:
+        """Refuse a new request while draining (503 with Retry-After, so clients go elsewhere)."""
+        if self.draining:
+            raise EngineUnavailable("Triage is shutting down; retry the request (another instance will take it)",
+                                    code="shutting_down", headers={"retry-after": "1"})
+
+    async def guard(self, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """`stream`, ended with an error event and [DONE] if the drain deadline passes first."""
+        try:
+            async for chunk in stream:
+                yield chunk
+                if self.expired:
+                    error = EngineUnavailable("Triage shut down before this stream finished; retry the request",
+                                              code="shutting_down")
+                    yield b"data: " + error.body() + b"\n\ndata: [DONE]\n\n"
+                    return
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, telling `app.state.drain` when a shutdown signal arrives."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        state = getattr(self.config.loaded_app, "state", None) or getattr(self.config.app, "state", None)
+        drain: Drain | None = getattr(state, "drain", None)
+        if drain is not None:
+            with contextlib.suppress(RuntimeError):  # no running loop yet: nothing to drain
+                asyncio.get_running_loop().call_soon(drain.begin)
+        super().handle_exit(sig, frame)
+
+
+def serve(app: object, *, host: str, port: int, log_level: str, drain_s: float) -> None:
+    """Run `app` under uvicorn until SIGINT/SIGTERM, draining as described above."""
+    config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", log_level=log_level,
+                            access_log=False, timeout_graceful_shutdown=round(drain_s + GRACE_S))  # type: ignore[arg-type]
+    DrainingServer(config).run()
