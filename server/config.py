@@ -109,6 +109,9 @@ class ServerConfig(Strict):
     admission_wait_s: float = Field(0.5, ge=0, le=30, description="Longest wait for a free slot before a 429.")
     max_waiting: int = Field(256, ge=0, description="Requests allowed to wait for a slot; more get a 429 at once.")
     drain_s: float = Field(25.0, gt=0, description="On SIGTERM: time open requests get to finish.")
+    request_deadline_s: float = Field(1800.0, gt=0, description="One deadline per request across all attempts "
+                                      "(fallbacks included) until its first byte; each attempt also has its "
+                                      "model's timeouts.")
 
     @property
     def loopback(self) -> bool:

@@ -236,9 +236,9 @@ class Gateway:
         path = UPSTREAM_PATHS[endpoint]
         tried: list[str] = []
         failures: list[TriageError] = []
-        # One deadline across every attempt: the chosen model's total timeout, counted from receipt.
-        deadline_s = asyncio.get_running_loop().time() + plan.model.timeouts.total_s - (
-            time.perf_counter() - received_s)
+        # One deadline across every attempt until the first byte, counted from receipt.
+        budget_s = self.config.server.request_deadline_s
+        deadline_s = asyncio.get_running_loop().time() + budget_s - (time.perf_counter() - received_s)
         for name in self._attempts(plan):
             model = self.models[name]
             payload["model"] = model.upstream_name
@@ -254,8 +254,8 @@ class Gateway:
                                                      tried, until_disconnect)
             except TimeoutError:
                 self._note_failure(model, EngineTimeout(
-                    f"no engine answered within the overall deadline of {plan.model.timeouts.total_s:g} s "
-                    f"(timeouts.total_s of '{plan.model.name}')"), tried, failures)
+                    f"no engine answered within the overall deadline of {budget_s:g} s "
+                    "(server.request_deadline_s)"), tried, failures)
                 break
             except (EngineUnavailable, EngineTimeout) as exc:
                 self._note_failure(model, exc, tried, failures)

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
 from .errors import EngineUnavailable
 
@@ -75,8 +76,8 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def serve(app: object, *, host: str, port: int, log_level: str, drain_s: float) -> None:
+def serve(app: FastAPI, *, host: str, port: int, log_level: str, drain_s: float) -> None:
     """Run `app` under uvicorn until SIGINT/SIGTERM, draining as described above."""
     config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", log_level=log_level,
-                            access_log=False, timeout_graceful_shutdown=round(drain_s + GRACE_S))  # type: ignore[arg-type]
+                            access_log=False, timeout_graceful_shutdown=round(drain_s + GRACE_S))
     DrainingServer(config).run()
