@@ -86,7 +86,7 @@ def _content_chars(content: Any) -> int:
     if isinstance(content, str):
         return len(content)
     if isinstance(content, list):  # OpenAI content parts: [{"type": "text", "text": ...}, ...]
-        return sum(len(p.get("text", "")) for p in content if isinstance(p, dict))
+        return sum(len(p.get("text") or "") for p in content if isinstance(p, dict))  # "text": null counts 0
     raise PromptError("message content must be a string or a list of content parts")
 
 

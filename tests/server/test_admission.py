@@ -68,8 +68,9 @@ async def test_choose_waits_for_a_model_slot() -> None:
         full[0] = False
         admission.model_finished()
 
-    asyncio.ensure_future(free_later())
+    freeing = asyncio.ensure_future(free_later())
     assert await admission.choose(decide) == "model"
+    await freeing
     full[0] = True
     with pytest.raises(RateLimited):
         await Admission(8, 0.05, 8, Metrics()).choose(decide)

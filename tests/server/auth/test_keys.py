@@ -31,8 +31,8 @@ def test_create_list_revoke_through_the_cli(tmp_path: Path, capsys: pytest.Captu
 
 def test_active_table_skips_revoked(tmp_path: Path) -> None:
     store = KeyStore.open(str(tmp_path / "k.db"))
-    key_a, a = store.create("a", allow_remote=True)
-    key_b, b = store.create("b")
+    key_a, _ = store.create("a", allow_remote=True)
+    _, b = store.create("b")
     store.revoke(b.id)
     active = store.active_by_hash()
     assert set(active) == {hash_key(key_a)} and active[hash_key(key_a)].allow_remote
