@@ -18,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 KEY_PREFIX = "tri-"
 SCHEMA = """
@@ -77,11 +78,11 @@ def connect(path: str) -> sqlite3.Connection:
 _COLUMNS = "id, name, created, revoked, models, allow_remote, rpm, tpm, daily_tokens, daily_usd"
 
 
-def _record(row: tuple[object, ...]) -> KeyRecord:
+def _record(row: tuple[Any, ...]) -> KeyRecord:
     kid, name, created, revoked, models, allow_remote, rpm, tpm, daily_tokens, daily_usd = row
-    return KeyRecord(str(kid), str(name), float(created), None if revoked is None else float(revoked),  # type: ignore[arg-type]
-                     None if models is None else frozenset(json.loads(str(models))), bool(allow_remote),
-                     rpm, tpm, daily_tokens, daily_usd)  # type: ignore[arg-type]
+    return KeyRecord(str(kid), str(name), float(created), None if revoked is None else float(revoked),
+                     None if models is None else frozenset(json.loads(models)), bool(allow_remote),
+                     rpm, tpm, daily_tokens, daily_usd)
 
 
 class KeyStore:

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..config import ModelConfig
 from ..errors import Forbidden, RateLimited, Unauthorized
@@ -55,7 +55,6 @@ class Tenant:
     day: str = ""
     used_tokens: int = 0  # local tokens this UTC day
     used_usd: float = 0.0  # remote dollars this UTC day
-    extra: dict[str, float] = field(default_factory=dict)
 
     @property
     def key_id(self) -> str | None:
