@@ -10,6 +10,7 @@ that were queued but never rows that were reported committed. Knows nothing abou
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import queue
 import sqlite3
@@ -43,7 +44,12 @@ Row = tuple[str, str, str, float, str, int, int, float]
 
 
 def utc_day(ts: float | None = None) -> str:
-    return dt.datetime.fromtimestamp(time.time() if ts is None else ts, dt.UTC).strftime("%Y-%m-%d")
+    return _day_name(int((time.time() if ts is None else ts) // 86400))
+
+
+@functools.lru_cache(maxsize=4)
+def _day_name(epoch_day: int) -> str:  # formatting costs microseconds; a day changes once a day
+    return dt.datetime.fromtimestamp(epoch_day * 86400, dt.UTC).strftime("%Y-%m-%d")
 
 
 class UsageLedger:
