@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .backends import build_client, build_session
+from .backends.launcher import start_launched_engines
 from .classify import Classifier, KeywordClassifier, build_classifier
 from .config import ConfigError, TriageConfig
 from .errors import TriageError, error_body
@@ -24,6 +25,7 @@ from .routes import attach_router
 from .serving import Gateway
 from .simulated import start_simulated_engines
 from .telemetry.metrics import Metrics
+from .telemetry.nvml import NvmlReader
 from .telemetry.probe import EngineProbe
 
 log = logging.getLogger("triage")
@@ -60,17 +62,24 @@ def build_app(config: TriageConfig, *, start_simulated: bool = True) -> FastAPI:
                 cluster = await start_simulated_engines(config.models)
                 if cluster is not None:
                     stack.push_async_callback(cluster.stop)
+            load = LoadBoard()
+            metrics = Metrics()
+            launcher = await start_launched_engines(config.models, load, metrics)  # fills `endpoints`
+            if launcher is not None:
+                stack.push_async_callback(launcher.stop)
             session = build_session()
             stack.push_async_callback(session.close)
             clients = {m.name: build_client(m, session) for m in config.models}
-            load = LoadBoard()
-            metrics = Metrics()
             classifier = await start_classifier(config)
             stack.push_async_callback(classifier.stop)
             policy = POLICIES[config.policy.name](config.models, load, config.policy)
             probe = EngineProbe(clients, load, metrics)
             await probe.start()
             stack.push_async_callback(probe.stop)
+            nvml = NvmlReader(load, metrics, engine_groups=launcher.process_groups if launcher else dict,
+                              configured_gpus={m.name: m.gpu_ids for m in config.models if m.gpu and not m.remote})
+            await nvml.start()
+            stack.push_async_callback(nvml.stop)
             app.state.gateway = Gateway(config, classifier, policy, clients, load, metrics)
             log.info("triage ready: %d models, policy %s", len(config.models), config.policy.name)
             yield

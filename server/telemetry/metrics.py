@@ -1,7 +1,8 @@
 """Every Prometheus metric the router exports, in one place (served at `GET /metrics`).
 
 `_seconds` histograms and `_total` counters with small fixed label sets. Ratios are left to PromQL, e.g.
-router share of latency: rate(triage_router_overhead_seconds_sum[5m]) / rate(triage_request_seconds_sum[5m]).
+router share of latency: rate(triage_router_overhead_seconds_sum[5m]) / rate(triage_request_seconds_sum[5m]);
+free GPU memory: triage_gpu_memory_total_bytes - triage_gpu_memory_used_bytes.
 Each app gets its own registry so several can live in one process (tests).
 """
 
@@ -41,6 +42,19 @@ class Metrics:
                                     "Engine queue depth at the last scrape.", ["model"], registry=r)
         self.engine_running = Gauge("triage_engine_running_requests",
                                     "Engine running sequences at the last scrape.", ["model"], registry=r)
+        self.engine_restarts = Counter("triage_engine_restarts", "Launched engines restarted after a crash.",
+                                       ["model"], registry=r)
+        # NVML, about once a second; `gpu` is the NVML index as a string (the config's `gpu` field).
+        self.gpu_utilization = Gauge("triage_gpu_utilization_ratio",
+                                     "Share of the last sample period a kernel ran on the GPU, [0, 1].",
+                                     ["gpu"], registry=r)
+        self.gpu_memory_used = Gauge("triage_gpu_memory_used_bytes", "GPU memory in use, all processes.",
+                                     ["gpu"], registry=r)
+        self.gpu_memory_total = Gauge("triage_gpu_memory_total_bytes", "GPU memory installed.", ["gpu"],
+                                      registry=r)
+        self.engine_gpu_memory = Gauge("triage_engine_gpu_memory_used_bytes",
+                                       "GPU memory held by a launched engine's processes, found by PID.",
+                                       ["model", "gpu"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
