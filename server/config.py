@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 CATEGORIES: tuple[str, ...] = (
     "code", "math", "reasoning", "creative_writing", "summarization", "extraction",
@@ -121,7 +129,9 @@ class ModelConfig(Strict):
     name: str = Field(min_length=1, description="The name clients use; 'auto' is reserved.")
     kind: Literal["vllm", "openai"] = Field(
         "vllm", description="Engine adapter: 'vllm' (also SGLang/llama.cpp-compatible) or plain 'openai'.")
-    endpoints: list[str] = Field(default_factory=list, description=(
+    # `launch` comes before `endpoints` so that the endpoints check can see it (fields validate in order).
+    launch: LaunchConfig | None = Field(None, description="Start and supervise the engine process here.")
+    endpoints: list[str] = Field(default_factory=list, validate_default=True, description=(
         "OpenAI base URLs, e.g. http://127.0.0.1:8001/v1; derived from `launch` when that is set."))
     served_name: str | None = Field(None, description="Model name the engine expects; defaults to `name`.")
     api_key: str | None = Field(None, description="Bearer key for the engine; use ${ENV_VAR}, never a literal.")
@@ -135,7 +145,6 @@ class ModelConfig(Strict):
     profile: Profile = Field(default_factory=Profile)
     simulated: dict[str, Any] | None = Field(
         None, description="Run a simulated engine for this model (server/sim); keys of SimEngineSpec.")
-    launch: LaunchConfig | None = Field(None, description="Start and supervise the engine process here.")
 
     @property
     def upstream_name(self) -> str:
@@ -150,7 +159,13 @@ class ModelConfig(Strict):
 
     @field_validator("endpoints")
     @classmethod
-    def _http_urls(cls, value: list[str]) -> list[str]:
+    def _http_urls(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if "launch" not in info.data:
+            return value  # launch itself was invalid; its own error says why
+        if info.data["launch"] is None and not value:
+            raise ValueError("give at least one OpenAI base URL, or a launch block that starts the engine")
+        if info.data["launch"] is not None and value:
+            raise ValueError("drop endpoints: they are derived from launch (set launch.port to fix the port)")
         for url in value:
             if not re.match(r"^https?://[^/\s]+", url):
                 raise ValueError(f"endpoint '{url}' is not an http(s) URL like http://127.0.0.1:8001/v1")
@@ -160,13 +175,7 @@ class ModelConfig(Strict):
     def _endpoints_or_launch(self) -> ModelConfig:
         launch = self.launch
         if launch is None:
-            if not self.endpoints:
-                raise ValueError(f"model '{self.name}' needs endpoints (a list of OpenAI base URLs) or a "
-                                 "launch block that starts its engine")
             return self
-        if self.endpoints:
-            raise ValueError(f"model '{self.name}': drop endpoints, they are derived from launch "
-                             "(set launch.port to fix the engine's port)")
         if self.simulated is not None:
             raise ValueError(f"model '{self.name}' has both launch and simulated; keep one")
         if self.kind != "vllm":

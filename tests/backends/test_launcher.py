@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import signal
@@ -30,20 +29,11 @@ from server.backends.launcher import (
 from server.config import ConfigError, ModelConfig, parse_config
 from server.load import LoadBoard
 from server.telemetry.metrics import Metrics
+from tests.telemetry.fake_pynvml import FakeGpu, install
 
 FAKE_VLLM = str(Path(__file__).with_name("fake_vllm.py"))
 REPO = Path(__file__).resolve().parents[2]
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs /proc and PR_SET_PDEATHSIG")
-
-
-def load_module(path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec is not None and spec.loader is not None
-    if path.stem in sys.modules:
-        return sys.modules[path.stem]
-    module = sys.modules[path.stem] = importlib.util.module_from_spec(spec)  # dataclasses look it up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def alive(pid: int) -> bool:
@@ -149,8 +139,9 @@ def test_parent_death_signal_trampoline_execs_the_command() -> None:
 
 
 @pytest.mark.parametrize(("models", "message"), [
-    ([{"name": "a", "endpoints": ["http://h:1/v1"], "launch": {"model": "m"}}], "drop endpoints"),
-    ([{"name": "a"}], "needs endpoints"),
+    ([{"name": "a", "endpoints": ["http://h:1/v1"], "launch": {"model": "m"}}],
+     r"models\[0\]\.endpoints: Value error, drop endpoints"),
+    ([{"name": "a"}], r"models\[0\]\.endpoints: Value error, give at least one"),  # no '+' in either
     ([{"name": "a", "launch": {"model": "m", "extra_args": ["--port=9"]}}], "use launch.port"),
     ([{"name": "a", "context_length": 32768, "launch": {"model": "m", "max_model_len": 8192}}],
      "below context_length"),
@@ -281,8 +272,6 @@ async def test_gives_up_after_max_restarts(state: Path) -> None:
 
 
 async def test_memory_check_names_models_and_numbers(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = load_module(REPO / "tests" / "telemetry" / "fake_pynvml.py")
-    FakeGpu, install = fake.FakeGpu, fake.install
     gib = 1024**3
     install(monkeypatch, [FakeGpu(total=80 * gib, used=70 * gib, processes={4242: 69 * gib})])
     models = [model("coder", state), model("fast", state, gpu_memory_utilization=0.2)]

@@ -9,11 +9,11 @@ import sys
 from typing import Any
 
 import pytest
-from fake_pynvml import FakeGpu, install
 
 from server.load import LoadBoard
 from server.telemetry.metrics import Metrics
 from server.telemetry.nvml import NvmlReader, read_gpus_once
+from tests.telemetry.fake_pynvml import FakeGpu, install
 
 GIB = 1024**3
 
