@@ -26,7 +26,7 @@ from server.backends.launcher import (
     session_processes,
     with_parent_death_signal,
 )
-from server.config import ConfigError, ModelConfig, parse_config
+from server.config import ConfigError, ModelConfig, Profile, gpu_shares, load_config, parse_config
 from server.load import LoadBoard
 from server.telemetry.metrics import Metrics
 from tests.telemetry.fake_pynvml import FakeGpu, install
@@ -363,3 +363,26 @@ def test_engines_die_with_a_sigkilled_triage(triage: Any, state: Path) -> None:
     process.kill()  # no shutdown code runs: PR_SET_PDEATHSIG must do it
     process.wait(10)
     wait_until(lambda: not [pid for pid in pids if alive(pid)], 15, f"engines {pids} to exit")
+
+
+# -- the shipped GPU configs -----------------------------------------------------------------------------
+
+
+def test_gpu_dummy_config_launches_two_dummy_engines() -> None:
+    config = load_config(REPO / "configs" / "gpu-dummy.yaml")
+    assert [m.endpoints for m in config.models] == [["http://127.0.0.1:8201/v1"], ["http://127.0.0.1:8202/v1"]]
+    argv = build_argv(config.models[0], 8201)
+    models_dir = os.environ.get("TRIAGE_DUMMY_MODELS", "/tmp/triage-dummy-models")
+    assert argv[:5] == [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", f"{models_dir}/qwen2.5-1.5b"]
+    assert argv[-3:] == ["--load-format", "dummy", "--enforce-eager"]
+
+
+def test_single_gpu_config_fits_one_80gb_card() -> None:
+    missing = {"peak_decode_tok_per_s", "contention_sensitivity"} - set(Profile.model_fields)
+    if missing:
+        pytest.skip(f"the policy's Profile fields {sorted(missing)} are not merged yet")
+    config = load_config(REPO / "configs" / "single-gpu.yaml")
+    assert config.policy.name == "triage"
+    assert {m.launch.model for m in config.models if m.launch} == {
+        "Qwen/Qwen2.5-Coder-7B-Instruct", "Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-1.5B-Instruct"}
+    assert sum(gpu_shares(config.models)["0"].values()) <= 0.9
