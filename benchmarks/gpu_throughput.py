@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,7 @@ async def _one(session: aiohttp.ClientSession, job: Job, prompt: str) -> Record:
 # -- statistics ------------------------------------------------------------------------------------------
 
 
-def percentile(values: list[float], q: float) -> float:
+def percentile(values: Sequence[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
@@ -392,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
                              "p90": percentile(prompt_bytes, 90), "max": max(prompt_bytes)},
             "levels": rows,
         }
-        ratios = [row.get("triage_throughput_ratio") for row in rows if row.get("triage_throughput_ratio")]
+        ratios = [float(row["triage_throughput_ratio"]) for row in rows if row.get("triage_throughput_ratio")]
         result["min_triage_throughput_ratio"] = min(ratios) if ratios else None
         result["target_min_ratio"] = 0.98
     finally:

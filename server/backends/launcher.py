@@ -460,8 +460,8 @@ def _cancel_on_signals(task: asyncio.Future[None]) -> Iterator[list[int]]:
         if callable(before) and before is not signal.default_int_handler:
             before(signum, frame)
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        previous[signum] = signal.signal(signum, handler)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
     try:
         yield received
     finally:

@@ -68,10 +68,17 @@ def install(monkeypatch: pytest.MonkeyPatch, gpus: list[FakeGpu] | None = None, 
     module.nvmlShutdown = shutdown  # type: ignore[attr-defined]
     module.nvmlDeviceGetCount = count  # type: ignore[attr-defined]
     module.nvmlDeviceGetHandleByIndex = handle  # type: ignore[attr-defined]
-    module.nvmlDeviceGetName = lambda gpu: (check(), gpu.name)[1]  # type: ignore[attr-defined]
+    def name(gpu: FakeGpu) -> str:
+        check()
+        return gpu.name
+
+    def utilization(gpu: FakeGpu) -> types.SimpleNamespace:
+        check()
+        return types.SimpleNamespace(gpu=gpu.utilization_percent, memory=0)
+
+    module.nvmlDeviceGetName = name  # type: ignore[attr-defined]
     module.nvmlDeviceGetMemoryInfo = memory  # type: ignore[attr-defined]
-    module.nvmlDeviceGetUtilizationRates = (  # type: ignore[attr-defined]
-        lambda gpu: (check(), types.SimpleNamespace(gpu=gpu.utilization_percent, memory=0))[1])
+    module.nvmlDeviceGetUtilizationRates = utilization  # type: ignore[attr-defined]
     module.nvmlDeviceGetComputeRunningProcesses = processes  # type: ignore[attr-defined]
     module.state = state  # type: ignore[attr-defined]
     monkeypatch.setitem(__import__("sys").modules, "pynvml", module)
