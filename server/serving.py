@@ -158,6 +158,7 @@ class Gateway:
         tokens = estimate_prompt_tokens(request) + requested_output_tokens(request)
         path = UPSTREAM_PATHS[endpoint]
         tried: list[str] = []
+        failures: list[TriageError] = []
         for name in [plan.model.name, *plan.fallbacks][:MAX_ATTEMPTS]:
             model = self.models[name]
             payload["model"] = model.upstream_name
@@ -168,16 +169,22 @@ class Gateway:
                                                    tried)
                 return await self._complete(endpoint, plan, model, path, body, tokens, received_s, tried)
             except (EngineUnavailable, EngineTimeout) as exc:
-                self._note_failure(model, exc, tried)
+                self._note_failure(model, exc, tried, failures)
             except EngineError as exc:
                 if exc.status < 500:
                     raise  # the request's own fault: another model would refuse it too
-                self._note_failure(model, exc, tried)
+                self._note_failure(model, exc, tried, failures)
+        if len(failures) == 1:
+            raise failures[0]
+        if all(isinstance(f, EngineTimeout) for f in failures):
+            raise EngineTimeout(f"every engine tried timed out: {'; '.join(tried)}")
         raise EngineUnavailable(f"every engine tried failed before answering: {'; '.join(tried)}")
 
-    def _note_failure(self, model: ModelConfig, exc: TriageError, tried: list[str]) -> None:
+    def _note_failure(self, model: ModelConfig, exc: TriageError, tried: list[str],
+                      failures: list[TriageError]) -> None:
         log.warning("engine for %s failed before the first byte: %s", model.name, exc.message)
         tried.append(f"{model.name}: {exc.message}")
+        failures.append(exc)
 
     def _headers(self, plan: Plan, model: ModelConfig, tried: list[str], overhead_s: float) -> dict[str, str]:
         reason = plan.reason if not tried else f"{plan.reason}; fell back after {len(tried)} failure(s)"

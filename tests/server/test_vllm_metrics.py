@@ -1,0 +1,32 @@
+"""Parsing vLLM's Prometheus text into the gauges the policy reads."""
+
+from __future__ import annotations
+
+from server.backends.vllm import parse_vllm_metrics, root_of
+
+SAMPLE = b"""# HELP vllm:num_requests_running Number of requests in model execution batches.
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine="0",model_name="qwen"} 12.0
+vllm:num_requests_running{engine="1",model_name="qwen"} 3.0
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{engine="0",model_name="qwen"} 4.0
+vllm:kv_cache_usage_perc{engine="0",model_name="qwen"} 0.42
+vllm:kv_cache_usage_perc{engine="1",model_name="qwen"} 0.17
+vllm:time_to_first_token_seconds_bucket{le="0.1",model_name="qwen"} 7.0
+"""
+
+
+def test_gauges_summed_across_engine_cores() -> None:
+    stats = parse_vllm_metrics(SAMPLE)
+    assert (stats.running, stats.waiting) == (15, 4)
+    assert abs(stats.kv_cache_usage - 0.42) < 1e-9
+
+
+def test_missing_gauges_read_zero() -> None:
+    stats = parse_vllm_metrics(b"# nothing here\n")
+    assert (stats.running, stats.waiting, stats.kv_cache_usage) == (0, 0, 0.0)
+
+
+def test_root_of_endpoint() -> None:
+    assert root_of("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000"
+    assert root_of("http://h:1") == "http://h:1"
