@@ -1,0 +1,8 @@
+"""Simulated vLLM engines for tests, demos and benchmarks on CPU-only machines.
+
+Modules, one job each: `spec` (settings), `latency` (calibrated step/TTFT model), `gpu` (shared-GPU
+contention), `sequence` and `engine` (continuous batching, no HTTP), `text` and `protocol` (token counts,
+OpenAI bytes), `stats` and `metrics` (vLLM-named Prometheus metrics), `app` (raw ASGI), `config` (YAML
+specs) and `runner` (uvicorn servers in one loop, `triage sim-engine`). Importing this package imports
+nothing.
+"""

@@ -1,0 +1,249 @@
+"""The HTTP face of one simulated engine: a raw ASGI app with vLLM's OpenAI routes, `/metrics` and `/sim/*`.
+
+Raw ASGI rather than Starlette because hundreds of concurrent streams share two CPU cores: a token costs one
+future wake-up, two byte concatenations and one `send`. Each generation request gets one watcher task that
+awaits `receive()`; when the server reports `http.disconnect` it cancels the sequence, which leaves the
+engine's running set at once (queued requests too). Knows nothing about sockets or servers (`runner.py`)
+nor about scheduling (`engine.py`).
+
+Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /version,
+GET /metrics, GET /sim/state, POST /sim/faults (a FaultSpec JSON; replaces the engine's faults).
+Faults touch only the two generation routes, so health checks and scrapes still answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from server.sim.engine import EngineStoppedError, RequestTooLongError, SimEngine
+from server.sim.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from server.sim.metrics import make_registry, render
+from server.sim.protocol import DONE, ApiError, Kind, ReplyFramer, error_event, models_body, parse_request
+from server.sim.sequence import Sequence
+from server.sim.spec import FaultSpec
+from server.sim.text import Filler
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON = b"application/json"
+SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+MAX_BODY_BYTES = 32 * 1024 * 1024
+SIM_VERSION = b'{"version":"0.26.0+triage-sim"}'
+# A dropped stream is cut after this many tokens plus a per-request draw of 0..5.
+DROP_AFTER_TOKENS = 3
+# uvicorn's message when an app returns mid-response; that is how a dropped stream cuts its connection.
+INCOMPLETE_RESPONSE_LOG = "ASGI callable returned without completing response."
+
+
+class _QuietDroppedStreams(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != INCOMPLETE_RESPONSE_LOG
+
+
+def quiet_dropped_stream_logs() -> None:
+    """Silence uvicorn's error line for streams this simulator cuts on purpose (idempotent)."""
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _QuietDroppedStreams) for f in logger.filters):
+        logger.addFilter(_QuietDroppedStreams())
+
+
+async def _respond(send: Send, status: int, body: bytes, content_type: bytes = JSON) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ConnectionResetError("client went away while sending the body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ApiError(413, f"request body over {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _watch(receive: Receive, seq: Sequence) -> None:
+    """Cancel `seq` when the client disconnects; the task is done iff the client went away."""
+    await _wait_disconnect(receive)
+    seq.cancel()
+
+
+class SimApp:
+    """ASGI callable serving one `SimEngine`."""
+
+    def __init__(self, engine: SimEngine) -> None:
+        self.engine = engine
+        self._filler = Filler()
+        self._registry = make_registry(engine)
+        self._rng = random.Random(engine.spec.seed + 1)  # fault draws and filler offsets
+        self._created = int(time.time())
+        self._routes: dict[tuple[str, str], Callable[[Receive, Send], Awaitable[None]]] = {
+            ("POST", "/v1/chat/completions"): self._chat,
+            ("POST", "/v1/completions"): self._completions,
+            ("GET", "/v1/models"): self._models,
+            ("GET", "/health"): self._health,
+            ("GET", "/version"): self._version,
+            ("GET", "/metrics"): self._metrics,
+            ("GET", "/sim/state"): self._state,
+            ("POST", "/sim/faults"): self._set_faults,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # lifespan is off in runner.py; websockets are not served
+        handler = self._routes.get((scope["method"], scope["path"]))
+        if handler is None:
+            known = any(path == scope["path"] for _, path in self._routes)
+            err = (
+                ApiError(405, "Method Not Allowed", "MethodNotAllowed")
+                if known
+                else ApiError(404, f"no route {scope['path']}", "NotFoundError")
+            )
+            await _respond(send, err.status, err.body())
+            return
+        try:
+            await handler(receive, send)
+        except ApiError as err:
+            await _respond(send, err.status, err.body())
+        except ConnectionResetError:
+            return
+
+    # ---- small routes ----------------------------------------------------------------------------------
+
+    async def _health(self, receive: Receive, send: Send) -> None:
+        await _respond(send, 200, b"", b"text/plain; charset=utf-8")
+
+    async def _version(self, receive: Receive, send: Send) -> None:
+        await _respond(send, 200, SIM_VERSION)
+
+    async def _models(self, receive: Receive, send: Send) -> None:
+        await _respond(
+            send, 200, models_body(self.engine.name, self.engine.spec.max_model_len, self._created)
+        )
+
+    async def _metrics(self, receive: Receive, send: Send) -> None:
+        await _respond(send, 200, render(self._registry), METRICS_CONTENT_TYPE.encode())
+
+    async def _state(self, receive: Receive, send: Send) -> None:
+        await _respond(send, 200, orjson.dumps(self.engine.state()))
+
+    async def _set_faults(self, receive: Receive, send: Send) -> None:
+        raw = await _read_body(receive)
+        try:
+            faults = FaultSpec.model_validate_json(raw or b"{}")
+        except ValidationError as exc:
+            raise ApiError(400, f"invalid FaultSpec: {exc}", param="faults") from exc
+        self.engine.faults = faults
+        await _respond(send, 200, faults.model_dump_json().encode())
+
+    # ---- generation ------------------------------------------------------------------------------------
+
+    async def _chat(self, receive: Receive, send: Send) -> None:
+        await self._generate("chat", receive, send)
+
+    async def _completions(self, receive: Receive, send: Send) -> None:
+        await self._generate("completion", receive, send)
+
+    async def _generate(self, kind: Kind, receive: Receive, send: Send) -> None:
+        raw = await _read_body(receive)
+        faults = self.engine.faults
+        if faults.hang:
+            await _wait_disconnect(receive)  # never a byte; the client's timeout ends it
+            return
+        if faults.error_rate > 0 and self._rng.random() < faults.error_rate:
+            raise ApiError(500, "simulated engine error (fault injection)", "InternalServerError")
+        req = parse_request(kind, raw, self.engine.name)
+        try:
+            seq = self.engine.submit(req.prompt_tokens, req.max_tokens, req.ignore_eos)
+        except RequestTooLongError as exc:
+            raise ApiError(400, str(exc), param="max_tokens") from exc
+        except EngineStoppedError as exc:
+            raise ApiError(503, str(exc), "ServiceUnavailableError") from exc
+        framer = ReplyFramer(kind, self.engine.name, self._filler, self._rng.randrange(1 << 16))
+        drop_after: int | None = None
+        if (
+            req.stream
+            and faults.drop_mid_stream_rate > 0
+            and self._rng.random() < faults.drop_mid_stream_rate
+        ):
+            drop_after = DROP_AFTER_TOKENS + self._rng.randrange(6)
+        watcher = asyncio.get_running_loop().create_task(_watch(receive, seq))
+        try:
+            if req.stream:
+                await self._stream(
+                    send, seq, framer, req.prompt_tokens, req.include_usage, drop_after, watcher
+                )
+            else:
+                await seq.wait_done()
+                if seq.aborted:
+                    if not watcher.done():  # engine stopped under a client that is still there
+                        raise ApiError(503, "simulated engine stopped", "ServiceUnavailableError")
+                    return
+                reason = seq.finish_reason or "stop"
+                await _respond(send, 200, framer.full_body(seq.generated, reason, req.prompt_tokens))
+        finally:
+            seq.cancel()
+            watcher.cancel()
+
+    async def _stream(
+        self,
+        send: Send,
+        seq: Sequence,
+        framer: ReplyFramer,
+        prompt_tokens: int,
+        include_usage: bool,
+        drop_after: int | None,
+        watcher: asyncio.Task[None],
+    ) -> None:
+        """One SSE event per token, as produced; usage chunk and [DONE] at the end."""
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        sent = 0
+        while True:
+            total = await seq.next_tokens(sent)
+            if seq.aborted:
+                if not watcher.done():  # the engine stopped; tell the client in-band
+                    err = ApiError(503, "simulated engine stopped", "ServiceUnavailableError")
+                    await send({"type": "http.response.body", "body": error_event(err) + DONE})
+                return
+            end = total if drop_after is None else min(total, drop_after)
+            finish = seq.finish_reason if seq.done and end == seq.generated else None
+            chunk = (framer.role_chunk() if sent == 0 else b"") + framer.token_chunks(sent, end, finish)
+            sent = end
+            if drop_after is not None and sent >= drop_after and finish is None:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                seq.cancel()
+                return  # response left incomplete: the server closes the connection mid-stream
+            if finish is not None:
+                if include_usage:
+                    chunk += framer.usage_chunk(prompt_tokens, sent)
+                await send({"type": "http.response.body", "body": chunk + DONE})
+                return
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
