@@ -4,12 +4,12 @@ For each model: eligibility first (`eligibility.py`, plus the request's `max_cos
 
     U = w_q * (0.5 + complexity) * quality - w_l * ln(1 + latency / latency_scale) - w_c * cost / cost_scale
 
-where quality is the profile's per-category quality mixed over the classifier's category scores and moved by
+where quality is the profile's per-category quality mixed over the classifier's squared category scores, moved by
 feedback (`explore.OutcomeStats`), latency is the predicted end-to-end time plus `neighbour_weight` times the
 delay this request would add to co-located engines (`latency.py`), and cost is dollars (GPU-seconds priced at
 `usd_per_gpu_hour` for local engines). Weights come from the preset or the request (`presets.py`).
 
-Local first: the best local model that meets the latency target (predicted TTFT within `overflow_ttft_ms`,
+Local first: the best local model that meets the latency target (predicted TTFT within `ttft_target_ms`,
 and total within the request's `max_latency_ms`) wins. When none does, or none is healthy, and remote is
 allowed, the best remote provider takes the request (overflow); otherwise the best local one does, and the
 reason says the target will be missed. On `explore_share` of decisions a near-best candidate is drawn by
@@ -22,6 +22,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from ..config import CATEGORIES, ConfigError, ModelConfig, PolicyConfig
@@ -40,7 +41,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "latency_scale_s": 2.0,  # latency at which the latency penalty is w_l * ln 2
     "cost_scale_usd": 1e-4,  # cost that costs w_c utility
     "usd_per_gpu_hour": 2.0,  # prices local GPU time against remote dollars
-    "overflow_ttft_ms": 3000.0,  # a local model predicted slower than this to first token "misses the target"
+    "ttft_target_ms": 1000.0,  # a local model predicted slower than this to first token misses the target
     "neighbour_weight": 0.25,  # weight of the delay a request adds to co-located engines' requests
     "implicit_weight": 0.5,  # failures counted per error or timeout (feedback counts 1 per request)
     "prior_strength": PRIOR_STRENGTH,  # pseudo-observations behind each profile quality number
@@ -78,7 +79,7 @@ class TriagePolicy(Policy):
         opts = _options(settings)
         self.latency_scale_s = float(opts["latency_scale_s"])
         self.cost_scale_usd = float(opts["cost_scale_usd"])
-        self.overflow_ttft_s = float(opts["overflow_ttft_ms"]) / 1e3
+        self.overflow_ttft_s = float(opts["ttft_target_ms"]) / 1e3
         self.neighbour_weight = float(opts["neighbour_weight"])
         self.implicit_weight = float(opts["implicit_weight"])
         self.remember = int(opts["remember"])
@@ -92,6 +93,7 @@ class TriagePolicy(Policy):
         self.usd_per_token = [_usd_per_token(m, float(opts["usd_per_gpu_hour"])) for m in models]
         self.recent: OrderedDict[str, tuple[str, str]] = OrderedDict()  # request id -> (category, model)
         self.store: Store | None = None
+        self.clock: Callable[[], float] = time.monotonic  # the LoadBoard's clock; simulations swap in theirs
 
     def attach_store(self, store: Store) -> None:
         self.store = store
@@ -102,19 +104,19 @@ class TriagePolicy(Policy):
 
     def _quality(self, i: int, category: str, scores: dict[str, float]) -> float:
         table = self.quality[i]
-        if scores:
-            q = 0.0
+        if scores:  # squared scores: a sharpened mixture, so a classifier's spread-out residue mass does
+            q = 0.0  # not drag every prompt towards the generalist model
             total = 0.0
             for c, p in scores.items():
-                q += p * table.get(c, self.quality_default[i])
-                total += p
+                q += p * p * table.get(c, self.quality_default[i])
+                total += p * p
             q = q / total if total > 0 else table.get(category, self.quality_default[i])
         else:
             q = table.get(category, self.quality_default[i])
         return q + self.stats.shift(category, self.models[i].name, table.get(category, self.quality_default[i]))
 
     def choose(self, request: RouteRequest) -> Decision:
-        now = time.monotonic()
+        now = self.clock()
         options = request.options
         preset, w = resolve_weights(self.settings.preset, options)
         cls = request.classification
