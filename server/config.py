@@ -189,10 +189,25 @@ def parse_config(data: Any, source: str = "config") -> TriageConfig:
         raise ConfigError(f"{source}: the top level must be a mapping with a 'models' list")
     data = interpolate_env(data)
     try:
-        return TriageConfig.model_validate(data)
+        config = TriageConfig.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"{source}: {problems}") from None
+    _check_simulated(config, source)
+    return config
+
+
+def _check_simulated(config: TriageConfig, source: str) -> None:
+    """Validate `simulated:` blocks now, so a typo fails start-up with the model named, not later."""
+    from .sim.config import SimConfigError, specs_from_models
+
+    for i, model in enumerate(config.models):
+        if model.simulated is None:
+            continue
+        try:
+            specs_from_models([model.model_dump()])
+        except SimConfigError as exc:
+            raise ConfigError(f"{source}: models[{i}].simulated: {exc}") from None
 
 
 def load_config(path: str | Path) -> TriageConfig:

@@ -51,6 +51,13 @@ class ModelNotFound(TriageError):
     default_code = "model_not_found"
 
 
+class ClientDisconnected(TriageError):
+    """The client went away before the answer was ready; the upstream request was cancelled."""
+
+    status = 499  # nginx's "client closed request": nobody reads it, but logs and metrics do
+    type = "client_disconnected"
+
+
 class RequestTooLarge(TriageError):
     status = 413
     type = "invalid_request_error"

@@ -77,7 +77,7 @@ async def _generate(request: Request, endpoint: Endpoint) -> Response:
     request_id = request_id_for(request)
     gateway = gateway_of(request)
     raw = await read_body(request, gateway.config.server.max_body_bytes)
-    return to_response(await gateway.generate(endpoint, raw, received_s, request_id))
+    return to_response(await gateway.generate(endpoint, raw, received_s, request_id, request.receive))
 
 
 def _body_schema(model: type[Any]) -> dict[str, Any]:

@@ -8,9 +8,10 @@ is chosen stays in `policy/`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -20,7 +21,15 @@ from pydantic import ValidationError
 from .backends import EngineClient, UpstreamStream
 from .classify import Classification, Classifier
 from .config import ModelConfig, TriageConfig
-from .errors import EngineError, EngineTimeout, EngineUnavailable, InvalidRequest, ModelNotFound, TriageError
+from .errors import (
+    ClientDisconnected,
+    EngineError,
+    EngineTimeout,
+    EngineUnavailable,
+    InvalidRequest,
+    ModelNotFound,
+    TriageError,
+)
 from .inspect_request import estimate_prompt_tokens, needed_capabilities, prompt_text, requested_output_tokens
 from .load import LoadBoard
 from .policy import Decision, Policy, RouteRequest
@@ -40,6 +49,7 @@ Endpoint = Literal["chat", "completions"]
 UPSTREAM_PATHS: dict[Endpoint, str] = {"chat": "/chat/completions", "completions": "/completions"}
 REQUEST_MODELS: dict[Endpoint, type[ChatCompletionRequest] | type[CompletionRequest]] = {
     "chat": ChatCompletionRequest, "completions": CompletionRequest}
+DisconnectWaiter = Callable[[], Awaitable[object]]  # returns once the client has gone away
 UNCLASSIFIED = Classification("unclassified", {}, 0.0)
 MAX_ATTEMPTS = 3  # the chosen model plus at most two fallbacks, all before the first byte
 
@@ -66,14 +76,16 @@ class Plan:
     fallbacks: list[str] = field(default_factory=list)
 
 
-def parse_body(raw: bytes, endpoint: Endpoint) -> tuple[dict[str, object],
-                                                         ChatCompletionRequest | CompletionRequest]:
+def parse_body(raw: bytes, endpoint: Endpoint, default_model: str | None = None
+               ) -> tuple[dict[str, object], ChatCompletionRequest | CompletionRequest]:
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON ({exc}); send a JSON object") from None
     if not isinstance(payload, dict):
         raise InvalidRequest("request body must be a JSON object")
+    if default_model is not None:
+        payload.setdefault("model", default_model)
     try:
         request = REQUEST_MODELS[endpoint].model_validate(payload)
     except ValidationError as exc:
@@ -132,7 +144,7 @@ class Gateway:
     async def dry_run(self, raw: bytes, request_id: str) -> RouteDecisionResponse:
         """The decision `generate()` would take for this body, explained, without generating."""
         endpoint: Endpoint = "chat" if b'"messages"' in raw else "completions"
-        payload, request = parse_body(raw, endpoint)
+        payload, request = parse_body(raw, endpoint, default_model="auto")
         plan = await self.plan(endpoint, payload, request, request_id)
         candidates = [CandidateView(**c.as_dict()) for c in plan.decision.candidates] if plan.decision else []
         c = plan.classification
@@ -152,7 +164,8 @@ class Gateway:
 
     # -- relay -----------------------------------------------------------------------------------------
 
-    async def generate(self, endpoint: Endpoint, raw: bytes, received_s: float, request_id: str) -> Reply:
+    async def generate(self, endpoint: Endpoint, raw: bytes, received_s: float, request_id: str,
+                       until_disconnect: DisconnectWaiter | None = None) -> Reply:
         payload, request = parse_body(raw, endpoint)
         plan = await self.plan(endpoint, payload, request, request_id)
         payload.pop("route", None)
@@ -168,7 +181,8 @@ class Gateway:
                 if request.stream:
                     return await self._open_stream(endpoint, plan, model, path, body, tokens, received_s,
                                                    tried)
-                return await self._complete(endpoint, plan, model, path, body, tokens, received_s, tried)
+                return await self._complete(endpoint, plan, model, path, body, tokens, received_s, tried,
+                                            until_disconnect)
             except (EngineUnavailable, EngineTimeout) as exc:
                 self._note_failure(model, exc, tried, failures)
             except EngineError as exc:
@@ -198,13 +212,15 @@ class Gateway:
         }
 
     async def _complete(self, endpoint: Endpoint, plan: Plan, model: ModelConfig, path: str, body: bytes,
-                        tokens: int, received_s: float, tried: list[str]) -> Reply:
+                        tokens: int, received_s: float, tried: list[str],
+                        until_disconnect: DisconnectWaiter | None) -> Reply:
         client = self.clients[model.name]
         self._started(model.name, tokens)
         status = "error"
         try:
             sent_s = time.perf_counter()
-            answer = await client.complete(path, body)
+            work = client.complete(path, body)
+            answer = await (work if until_disconnect is None else _unless_disconnected(work, until_disconnect))
             back_s = time.perf_counter()
             answer = self._rewrites[model.name](answer)
             status = "ok"
@@ -261,6 +277,20 @@ class Gateway:
         self.metrics.requests.labels(endpoint, model, status).inc()
         self.metrics.request_seconds.labels(endpoint, model).observe(elapsed_s)
         self.policy.observe(request_id, model, status == "ok", elapsed_s)
+
+
+async def _unless_disconnected(work: Awaitable[bytes], until_disconnect: DisconnectWaiter) -> bytes:
+    """Await `work`, cancelling it (and so the engine's request) if the client disconnects first."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(until_disconnect())
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        raise ClientDisconnected("client disconnected before the answer was ready")
+    return task.result()
 
 
 def _model_rewrite(model: ModelConfig):  # type: ignore[no-untyped-def]

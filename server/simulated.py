@@ -18,7 +18,8 @@ async def start_simulated_engines(models: list[ModelConfig]) -> SimCluster | Non
     simulated = [m for m in models if m.simulated is not None]
     if not simulated:
         return None
-    from .sim.runner import serve_engines, specs_from_models
+    from .sim.config import specs_from_models
+    from .sim.runner import serve_engines
 
     specs = specs_from_models([m.model_dump() for m in simulated])
     return await serve_engines(specs)

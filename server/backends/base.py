@@ -59,6 +59,7 @@ class UpstreamStream:
                 if rest.strip():  # an unterminated last event: pass it on rather than lose it
                     return rest + SSE_SEPARATOR
                 return b""
+            self._buffer += chunk
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while events := await self.next_events():

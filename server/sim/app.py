@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -26,7 +27,16 @@ from pydantic import ValidationError
 from server.sim.engine import EngineStoppedError, RequestTooLongError, SimEngine
 from server.sim.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from server.sim.metrics import make_registry, render
-from server.sim.protocol import DONE, ApiError, Kind, ReplyFramer, error_event, models_body, parse_request
+from server.sim.protocol import (
+    DONE,
+    ApiError,
+    Kind,
+    ReplyFramer,
+    error_event,
+    models_body,
+    parse_request,
+    request_id,
+)
 from server.sim.sequence import Sequence
 from server.sim.spec import FaultSpec
 from server.sim.text import Filler
@@ -105,6 +115,8 @@ class SimApp:
         self._registry = make_registry(engine)
         self._rng = random.Random(engine.spec.seed + 1)  # fault draws and filler offsets
         self._created = int(time.time())
+        self._id_tag = os.urandom(4).hex()  # ids differ across restarts of the same engine
+        self._serial = 0
         self._routes: dict[tuple[str, str], Callable[[Receive, Send], Awaitable[None]]] = {
             ("POST", "/v1/chat/completions"): self._chat,
             ("POST", "/v1/completions"): self._completions,
@@ -187,7 +199,9 @@ class SimApp:
             raise ApiError(400, str(exc), param="max_tokens") from exc
         except EngineStoppedError as exc:
             raise ApiError(503, str(exc), "ServiceUnavailableError") from exc
-        framer = ReplyFramer(kind, self.engine.name, self._filler, self._rng.randrange(1 << 16))
+        self._serial += 1
+        rid = request_id(kind, self._id_tag, self._serial)
+        framer = ReplyFramer(kind, rid, self.engine.name, self._filler, self._rng.randrange(1 << 16))
         drop_after: int | None = None
         if (
             req.stream

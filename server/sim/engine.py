@@ -219,7 +219,7 @@ class SimEngine:
             if seq.generated >= seq.target_tokens:
                 self._remove(seq, "length" if seq.target_tokens >= seq.max_tokens else "stop")
             else:
-                seq.wake()
+                seq.progress()
         if produced:
             self.stats.itl_s.observe(step_s, produced)
         for seq in first:
@@ -236,7 +236,7 @@ class SimEngine:
                 self._remove(seq, "length" if seq.target_tokens >= seq.max_tokens else "stop")
             else:
                 self._decoding[seq.seq_id] = seq
-                seq.wake()
+                seq.progress()
         self.stats.generation_tokens_total += produced
 
     # ---- live gauges -----------------------------------------------------------------------------------

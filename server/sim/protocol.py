@@ -8,8 +8,6 @@ engine's scheduling or about sockets.
 
 from __future__ import annotations
 
-import itertools
-import os
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -97,12 +95,9 @@ def parse_request(kind: Kind, raw: bytes, served_name: str) -> SimRequest:
     return SimRequest(kind, prompt_tokens, max_tokens, stream, include_usage, body.get("ignore_eos") is True)
 
 
-_ids = itertools.count(1)
-_ID_PREFIX = os.urandom(4).hex()
-
-
-def new_request_id(kind: Kind) -> str:
-    return f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{_ID_PREFIX}{next(_ids):012x}"
+def request_id(kind: Kind, tag: str, serial: int) -> str:
+    """vLLM-style id: chatcmpl-/cmpl- plus an app tag and a serial number, unique per engine run."""
+    return f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{tag}{serial:012x}"
 
 
 class ReplyFramer:
@@ -110,10 +105,10 @@ class ReplyFramer:
 
     __slots__ = ("_filler", "_head", "_kind", "_model", "_offset", "_rid", "_tail", "created")
 
-    def __init__(self, kind: Kind, model: str, filler: Filler, offset: int) -> None:
+    def __init__(self, kind: Kind, rid: str, model: str, filler: Filler, offset: int) -> None:
         self._kind = kind
         self._model = model
-        self._rid = new_request_id(kind)
+        self._rid = rid
         self.created = int(time.time())
         self._filler = filler
         self._offset = offset

@@ -51,9 +51,9 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise SimClusterError(f"cannot listen on {host}:{port}: {exc}; free the port or use port 0") from exc
     sock.setblocking(False)
     return sock
 
@@ -114,6 +114,14 @@ class SimCluster:
         for task in list(m.server.server_state.tasks):
             task.cancel()
         await m.engine.stop()
+
+    async def restart_engine(self, name: str) -> None:
+        """Bring a stopped or killed engine back on the same port with fresh state (queues, counters)."""
+        m = self._member(name)
+        if m.live:
+            return
+        spec = m.engine.spec.model_copy(update={"port": m.port, "faults": m.engine.faults})
+        self._members[name] = await _start_one(spec, self.gpus[spec.gpu])
 
     async def stop(self) -> None:
         """Stop every engine gracefully, concurrently."""
@@ -273,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         specs = _specs_from_args(args)
-    except (SimConfigError, ValueError) as exc:
+    except ValueError as exc:  # SimConfigError and pydantic's ValidationError
         print(f"triage sim-engine: {exc}")
         return 2
     try:
@@ -284,7 +292,11 @@ def main(argv: list[str] | None = None) -> int:
         log.info("uvloop not installed; using the default asyncio loop")
         runner = asyncio.Runner()
     with runner:
-        runner.run(_serve_until_signal(specs, args.run_for_s))
+        try:
+            runner.run(_serve_until_signal(specs, args.run_for_s))
+        except SimClusterError as exc:
+            print(f"triage sim-engine: {exc}")
+            return 2
     return 0
 
 

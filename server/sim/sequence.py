@@ -24,6 +24,7 @@ class Sequence:
 
     __slots__ = (
         "_on_cancel",
+        "_only_done",
         "_timer",
         "_waiter",
         "admitted_s",
@@ -62,6 +63,7 @@ class Sequence:
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None  # the front-end delay, while in FRONTEND
         self._on_cancel = on_cancel
+        self._only_done = False  # set by wait_done: skip per-token wake-ups
 
     @property
     def done(self) -> bool:
@@ -83,7 +85,8 @@ class Sequence:
         return self.generated
 
     async def wait_done(self) -> None:
-        """Wait until the sequence is finished (complete, cancelled or aborted)."""
+        """Wait until finished (complete, cancelled or aborted): one wake-up, not one per token."""
+        self._only_done = True
         have = 0
         while self.state is not SeqState.FINISHED:
             have = await self.next_tokens(have)
@@ -93,8 +96,13 @@ class Sequence:
         if self.state is not SeqState.FINISHED:
             self._on_cancel(self)
 
+    def progress(self) -> None:
+        """Called by the engine after it added tokens; wakes a consumer that reads tokens as they come."""
+        if not self._only_done:
+            self.wake()
+
     def wake(self) -> None:
-        """Called by the engine after it changed `generated` or `state`."""
+        """Called by the engine after it changed `state` (and by `progress`)."""
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import socket
+import time
+from collections.abc import Iterator
+
 import httpx
 import openai
 import pytest
 
-from .conftest import RunningTriage
+from server.config import parse_config
+
+from .conftest import RunningTriage, free_port, run_triage, sim_model
 
 TRIAGE_HEADERS = ("x-triage-request-id", "x-triage-model", "x-triage-category", "x-triage-reason",
                   "x-triage-overhead-ms")
@@ -120,3 +126,48 @@ def test_overhead_header_is_small_and_numeric(triage: RunningTriage, endpoint: s
     response = httpx.post(triage.base_url + endpoint, json={"model": "auto", "max_tokens": 2, **body})
     assert response.status_code == 200
     assert 0 <= float(response.headers["x-triage-overhead-ms"]) < 1000
+
+
+def _engine_running(triage: RunningTriage, model: str) -> int:
+    root = triage.config.model(model).endpoints[0].removesuffix("/v1")  # type: ignore[union-attr]
+    return int(httpx.get(root + "/sim/state").json()["running"])
+
+
+def _wait_for_running(triage: RunningTriage, model: str, want: int, within_s: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < within_s:
+        if _engine_running(triage, model) == want:
+            return time.monotonic() - start
+        time.sleep(0.02)
+    raise AssertionError(f"{model} still runs {_engine_running(triage, model)} sequences after {within_s} s")
+
+
+@pytest.fixture(scope="module")
+def real_speed() -> Iterator[RunningTriage]:
+    """Engines at calibrated (not accelerated) speed, so a long answer is still running when we hang up."""
+    config = parse_config({"models": [sim_model("chat", ["chat"], free_port(), time_scale=1.0),
+                                      sim_model("fast", ["fast"], free_port(), time_scale=1.0)]})
+    with run_triage(config) as running:
+        yield running
+
+
+def test_client_disconnect_mid_stream_cancels_engine_request(real_speed: RunningTriage) -> None:
+    triage = real_speed
+    body = {"model": "chat", "stream": True, "max_tokens": 4000, "ignore_eos": True,
+            "messages": [{"role": "user", "content": "go"}]}
+    with httpx.stream("POST", triage.base_url + "/v1/chat/completions", json=body, timeout=20) as response:
+        first = next(response.iter_raw())
+        assert first.startswith(b"data: ")
+        _wait_for_running(triage, "chat", 1, within_s=2.0)
+    _wait_for_running(triage, "chat", 0, within_s=1.0)
+
+
+def test_client_disconnect_before_non_streamed_answer_cancels_engine_request(real_speed: RunningTriage) -> None:
+    triage = real_speed
+    body = (b'{"model":"fast","max_tokens":4000,"ignore_eos":true,"messages":[{"role":"user","content":"go"}]}')
+    host, port = triage.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                     b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        _wait_for_running(triage, "fast", 1, within_s=2.0)
+    _wait_for_running(triage, "fast", 0, within_s=1.0)

@@ -104,6 +104,11 @@ async def test_kill_resets_connections(start_cluster: StartCluster, client: http
     # The other engine is untouched.
     r = await client.post(cluster.base_url("b") + "/completions", json=PROMPT)
     assert r.status_code == 200
+    port = cluster.port("a")
+    await cluster.restart_engine("a")
+    assert cluster.port("a") == port
+    r = await client.post(url, json={**PROMPT, "max_tokens": 2})
+    assert r.status_code == 200
 
 
 async def test_graceful_stop_ends_streams(start_cluster: StartCluster, client: httpx.AsyncClient) -> None:

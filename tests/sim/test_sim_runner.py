@@ -141,3 +141,9 @@ def test_cli_stops_on_sigterm() -> None:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+async def test_port_in_use(start_cluster: StartCluster) -> None:
+    cluster = await start_cluster(spec("a"))
+    with pytest.raises(SimClusterError, match="cannot listen"):
+        await serve_engines([spec("b", port=cluster.port("a"))])
