@@ -117,7 +117,8 @@ class LatencyPredictor:
         external = 0.0
         for j in self.neighbours[i]:
             external += min(1.0, min(occupancy[j], self.speeds[j].max_num_seqs) / SATURATION)
-        gpu = self.load.gpus.get(self.gpus[i]) if self.gpus[i] is not None else None
+        gpu_id = self.gpus[i]
+        gpu = self.load.gpus.get(gpu_id) if gpu_id is not None else None
         if gpu is not None and now_s - gpu.read_at_s <= STALE_S:
             # NVML sees work the router does not (other clients, foreign processes): count what exceeds ours
             foreign = (gpu.utilization - min(1.0, own_running / SATURATION)) * max(1, len(self.neighbours[i]))

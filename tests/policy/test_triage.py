@@ -11,7 +11,6 @@ from server.errors import NoEligibleModel
 from server.load import LoadBoard
 from server.policy import POLICIES
 from server.policy.triage import TriagePolicy
-
 from tests.policy.policykit import busy, policy, remote_model, request, trio
 
 
