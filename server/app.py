@@ -23,6 +23,7 @@ from .policy import POLICIES
 from .routes import attach_router
 from .serving import Gateway
 from .simulated import start_simulated_engines
+from .store import Store
 from .telemetry.metrics import Metrics
 from .telemetry.probe import EngineProbe
 
@@ -68,6 +69,10 @@ def build_app(config: TriageConfig, *, start_simulated: bool = True) -> FastAPI:
             classifier = await start_classifier(config)
             stack.push_async_callback(classifier.stop)
             policy = POLICIES[config.policy.name](config.models, load, config.policy)
+            if policy.uses_store and config.policy.store:
+                store = Store.open(config.policy.store, keep_prompts=config.policy.store_prompts)
+                stack.callback(store.close)
+                policy.attach_store(store)
             probe = EngineProbe(clients, load, metrics)
             await probe.start()
             stack.push_async_callback(probe.stop)

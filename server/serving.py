@@ -127,12 +127,13 @@ class Gateway:
             return Plan(request_id, model, UNCLASSIFIED, "requested by name")
 
         t0 = time.perf_counter()
-        classification = await self.classifier.classify(prompt_text(request))
+        text = prompt_text(request)
+        classification = await self.classifier.classify(text)
         t1 = time.perf_counter()
         route_request = RouteRequest(
             request_id=request_id, classification=classification,
             prompt_tokens=estimate_prompt_tokens(request), max_output_tokens=requested_output_tokens(request),
-            options=request.route or RouteOptions(), needs=needed_capabilities(request))
+            options=request.route or RouteOptions(), needs=needed_capabilities(request), prompt_text=text)
         decision = self.policy.choose(route_request)
         t2 = time.perf_counter()
         self.metrics.classify_seconds.observe(t1 - t0)
@@ -224,7 +225,7 @@ class Gateway:
             answer = self._rewrites[model.name](answer)
             status = "ok"
         finally:
-            self._finished(model.name, tokens, endpoint, status, received_s)
+            self._finished(plan.request_id, model.name, tokens, endpoint, status, received_s)
         overhead_s = (sent_s - received_s) + (time.perf_counter() - back_s)
         self.metrics.overhead_seconds.observe(overhead_s)
         return Reply(self._headers(plan, model, tried, overhead_s), body=answer)
@@ -238,16 +239,16 @@ class Gateway:
             stream, first = await client.open_stream(path, body)
             first_s = time.perf_counter()
         except BaseException:
-            self._finished(model.name, tokens, endpoint, "error", received_s)
+            self._finished(plan.request_id, model.name, tokens, endpoint, "error", received_s)
             raise
         overhead_s = (sent_s - received_s) + (time.perf_counter() - first_s)
         self.metrics.overhead_seconds.observe(overhead_s)
         self.metrics.ttft_seconds.labels(model.name).observe(first_s - received_s)
-        events = self._relay(stream, first, model, tokens, endpoint, received_s)
+        events = self._relay(plan.request_id, stream, first, model, tokens, endpoint, received_s)
         return Reply(self._headers(plan, model, tried, overhead_s), stream=events)
 
-    async def _relay(self, stream: UpstreamStream, first: bytes, model: ModelConfig, tokens: int,
-                     endpoint: Endpoint, received_s: float) -> AsyncIterator[bytes]:
+    async def _relay(self, request_id: str, stream: UpstreamStream, first: bytes, model: ModelConfig,
+                     tokens: int, endpoint: Endpoint, received_s: float) -> AsyncIterator[bytes]:
         rewrite = self._rewrites[model.name]
         status = "error"
         try:
@@ -262,17 +263,20 @@ class Gateway:
             yield b"data: " + exc.body() + b"\n\ndata: [DONE]\n\n"
         finally:
             stream.close()  # on client disconnect this aborts the engine's request too
-            self._finished(model.name, tokens, endpoint, status, received_s)
+            self._finished(request_id, model.name, tokens, endpoint, status, received_s)
 
     def _started(self, model: str, tokens: int) -> None:
         self.load.started(model, tokens)
         self.metrics.in_flight.labels(model).inc()
 
-    def _finished(self, model: str, tokens: int, endpoint: Endpoint, status: str, received_s: float) -> None:
+    def _finished(self, request_id: str, model: str, tokens: int, endpoint: Endpoint, status: str,
+                  received_s: float) -> None:
+        elapsed_s = time.perf_counter() - received_s
         self.load.finished(model, tokens)
         self.metrics.in_flight.labels(model).dec()
         self.metrics.requests.labels(endpoint, model, status).inc()
-        self.metrics.request_seconds.labels(endpoint, model).observe(time.perf_counter() - received_s)
+        self.metrics.request_seconds.labels(endpoint, model).observe(elapsed_s)
+        self.policy.observe(request_id, model, status == "ok", elapsed_s)
 
 
 async def _unless_disconnected(work: Awaitable[bytes], until_disconnect: DisconnectWaiter) -> bytes:
