@@ -122,7 +122,7 @@ async def _worker_loop(target: Target, body: bytes, concurrency: int, duration_s
                             if first is None:
                                 first = time.perf_counter() - t0
                             tokens += chunk.count(b'"delta"')
-                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, aiohttp.ClientError) as exc:
                     errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                     continue
                 end = time.perf_counter()

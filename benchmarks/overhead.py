@@ -28,8 +28,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import REPO, free_port, machine, percentile, server_process, tree_cpu_s  # noqa: E402
-from loadgen import SequentialProbe, Target, chat_body, concurrent_load  # noqa: E402
+from harness import REPO, free_port, machine, percentile, server_process, tree_cpu_s
+from loadgen import SequentialProbe, Target, chat_body, concurrent_load
 
 LITELLM_VERSION = "1.108.7"
 MASTER_KEY = "sk-triage-bench-0000"

@@ -18,6 +18,7 @@ from .backends import build_client, build_session
 from .classify import Classifier, KeywordClassifier, build_classifier
 from .config import ConfigError, TriageConfig
 from .errors import TriageError, error_body
+from .fastpath import HotPathApp
 from .load import LoadBoard
 from .policy import POLICIES
 from .routes import attach_router
@@ -51,7 +52,7 @@ async def start_classifier(config: TriageConfig) -> Classifier:
     return classifier
 
 
-def build_app(config: TriageConfig, *, start_simulated: bool = True) -> FastAPI:
+def build_app(config: TriageConfig, *, start_simulated: bool = True) -> HotPathApp:
     check_config(config)
 
     @asynccontextmanager
@@ -84,7 +85,7 @@ def build_app(config: TriageConfig, *, start_simulated: bool = True) -> FastAPI:
                   description="OpenAI-compatible router that picks a local model by task fit and live load.")
     attach_router(app)
     install_error_handlers(app)
-    return app
+    return HotPathApp(app)
 
 
 def _error_response(request: Request, status: int, body: bytes, headers: dict[str, str] | None = None

@@ -39,7 +39,8 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=config.server.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(app, host=config.server.host, port=config.server.port, loop="uvloop", http="httptools",
-                log_level=config.server.log_level, access_log=False, timeout_graceful_shutdown=30)
+                log_level=config.server.log_level, access_log=False, timeout_graceful_shutdown=30,
+                server_header=False)
     return 0
 
 

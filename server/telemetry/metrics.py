@@ -7,6 +7,8 @@ Each app gets its own registry so several can live in one process (tests).
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -16,6 +18,7 @@ _OVERHEAD_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.requests = Counter("triage_requests", "Generation requests answered, by endpoint, model, status.",
                                 ["endpoint", "model", "status"], registry=r)
@@ -41,6 +44,14 @@ class Metrics:
                                     "Engine queue depth at the last scrape.", ["model"], registry=r)
         self.engine_running = Gauge("triage_engine_running_requests",
                                     "Engine running sequences at the last scrape.", ["model"], registry=r)
+
+    def child(self, metric: Counter | Gauge | Histogram, *labels: str) -> Any:
+        """`metric.labels(*labels)`, memoised: the hot path skips prometheus_client's lock and lookups."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
