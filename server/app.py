@@ -19,11 +19,13 @@ from .backends.launcher import start_launched_engines
 from .classify import Classifier, KeywordClassifier, build_classifier
 from .config import ConfigError, TriageConfig
 from .errors import TriageError, error_body
+from .fastpath import HotPathApp
 from .load import LoadBoard
 from .policy import POLICIES
 from .routes import attach_router
 from .serving import Gateway
 from .simulated import start_simulated_engines
+from .store import Store
 from .telemetry.metrics import Metrics
 from .telemetry.nvml import NvmlReader
 from .telemetry.probe import EngineProbe
@@ -52,7 +54,7 @@ async def start_classifier(config: TriageConfig) -> Classifier:
     return classifier
 
 
-def build_app(config: TriageConfig, *, start_simulated: bool = True) -> FastAPI:
+def build_app(config: TriageConfig, *, start_simulated: bool = True) -> HotPathApp:
     check_config(config)
 
     @asynccontextmanager
@@ -73,6 +75,10 @@ def build_app(config: TriageConfig, *, start_simulated: bool = True) -> FastAPI:
             classifier = await start_classifier(config)
             stack.push_async_callback(classifier.stop)
             policy = POLICIES[config.policy.name](config.models, load, config.policy)
+            if policy.uses_store and config.policy.store:
+                store = Store.open(config.policy.store, keep_prompts=config.policy.store_prompts)
+                stack.callback(store.close)
+                policy.attach_store(store)
             probe = EngineProbe(clients, load, metrics)
             await probe.start()
             stack.push_async_callback(probe.stop)
@@ -88,7 +94,7 @@ def build_app(config: TriageConfig, *, start_simulated: bool = True) -> FastAPI:
                   description="OpenAI-compatible router that picks a local model by task fit and live load.")
     attach_router(app)
     install_error_handlers(app)
-    return app
+    return HotPathApp(app)
 
 
 def _error_response(request: Request, status: int, body: bytes, headers: dict[str, str] | None = None

@@ -15,6 +15,8 @@ DELEGATED: dict[str, tuple[str, str]] = {
     "train-classifier": ("models.train_classifier", "train the task/complexity heads on labelled prompts"),
     "train-quality": ("models.train_quality", "train the per-model quality predictor on an outcomes file"),
     "eval-routing": ("models.eval_routing", "score learned routing against single models on outcomes"),
+    "profile": ("server.policy.profile_cli", "measure engines' speed and write it into the config's profiles"),
+    "decisions": ("server.policy.decisions_cli", "show the latest routing decisions from the audit log"),
 }
 
 
@@ -37,7 +39,8 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=config.server.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(app, host=config.server.host, port=config.server.port, loop="uvloop", http="httptools",
-                log_level=config.server.log_level, access_log=False, timeout_graceful_shutdown=30)
+                log_level=config.server.log_level, access_log=False, timeout_graceful_shutdown=30,
+                server_header=False)
     return 0
 
 

@@ -61,6 +61,12 @@ class Profile(Strict):
     decode_tok_per_s: float = Field(100.0, gt=0, description="Output tokens per second of one sequence alone.")
     base_ttft_ms: float = Field(20.0, ge=0, description="Fixed time to first token, excluding prefill.")
     max_num_seqs: int = Field(256, ge=1, description="Sequences the engine runs at once (continuous batching).")
+    peak_decode_tok_per_s: float | None = Field(
+        None, gt=0, description="Output tokens per second of the whole engine with max_num_seqs running; "
+                                "default: a third of decode_tok_per_s x max_num_seqs (H100 7B calibration).")
+    contention_sensitivity: float = Field(
+        0.15, ge=0, description="Step-time stretch per saturated neighbour engine on the same GPU (0.1-0.27 "
+                                "measured on an H100 with three co-located engines).")
     gpu_s_per_1k_tokens: float = Field(0.0, ge=0, description="Local cost: GPU-seconds per 1k tokens.")
     usd_per_1m_tokens: float = Field(0.0, ge=0, description="Remote cost: dollars per 1M tokens.")
 
@@ -215,6 +221,9 @@ class PolicyConfig(Strict):
     name: str = Field("keyword", description="A key of server.policy.POLICIES.")
     preset: Literal["balanced", "quality", "speed", "cost"] = "balanced"
     allow_remote: bool = Field(False, description="Default for requests that do not say.")
+    explore_share: float = Field(0.02, ge=0, le=0.2, description="Share of decisions that explore (Thompson).")
+    store: str | None = Field("triage.db", description="SQLite file for decisions and feedback; null: memory.")
+    store_prompts: bool = Field(False, description="Keep prompt text in the audit log, not only its hash.")
     options: dict[str, Any] = Field(default_factory=dict, description="Policy-specific settings.")
 
 

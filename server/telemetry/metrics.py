@@ -8,6 +8,8 @@ Each app gets its own registry so several can live in one process (tests).
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -17,6 +19,7 @@ _OVERHEAD_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.requests = Counter("triage_requests", "Generation requests answered, by endpoint, model, status.",
                                 ["endpoint", "model", "status"], registry=r)
@@ -55,6 +58,14 @@ class Metrics:
         self.engine_gpu_memory = Gauge("triage_engine_gpu_memory_used_bytes",
                                        "GPU memory held by a launched engine's processes, found by PID.",
                                        ["model", "gpu"], registry=r)
+
+    def child(self, metric: Counter | Gauge | Histogram, *labels: str) -> Any:
+        """`metric.labels(*labels)`, memoised: the hot path skips prometheus_client's lock and lookups."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
