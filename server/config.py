@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -273,20 +274,20 @@ def gpu_shares(models: list[ModelConfig]) -> dict[str, dict[str, float]]:
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def interpolate_env(node: Any, env: dict[str, str] | None = None, path: str = "") -> Any:
+def interpolate_env(node: Any, env: Mapping[str, str] | None = None, path: str = "") -> Any:
     """Replace `${VAR}` and `${VAR:-default}` in every string of a parsed YAML tree."""
-    env = os.environ if env is None else env
+    variables: Mapping[str, str] = os.environ if env is None else env
     if isinstance(node, dict):
-        return {k: interpolate_env(v, env, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+        return {k: interpolate_env(v, variables, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
     if isinstance(node, list):
-        return [interpolate_env(v, env, f"{path}[{i}]") for i, v in enumerate(node)]
+        return [interpolate_env(v, variables, f"{path}[{i}]") for i, v in enumerate(node)]
     if not isinstance(node, str):
         return node
 
     def substitute(match: re.Match[str]) -> str:
         var, default = match.group(1), match.group(2)
-        if var in env:
-            return env[var]
+        if var in variables:
+            return variables[var]
         if default is not None:
             return default
         raise ConfigError(f"{path}: environment variable {var} is not set (write ${{{var}:-default}} "
