@@ -15,9 +15,11 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .backends import build_client, build_session
+from .backends.launcher import start_launched_engines
 from .classify import Classifier, KeywordClassifier, build_classifier
 from .config import ConfigError, TriageConfig
 from .errors import TriageError, error_body
+from .fastpath import HotPathApp
 from .load import LoadBoard
 from .policy import POLICIES
 from .routes import attach_router
@@ -25,7 +27,9 @@ from .safeguards import build_safeguards, start_tenancy
 from .serving import Gateway
 from .shutdown import Drain
 from .simulated import start_simulated_engines
+from .store import Store
 from .telemetry.metrics import Metrics
+from .telemetry.nvml import NvmlReader
 from .telemetry.probe import EngineProbe
 
 log = logging.getLogger("triage")
@@ -52,7 +56,7 @@ async def start_classifier(config: TriageConfig) -> Classifier:
     return classifier
 
 
-def build_app(config: TriageConfig, *, start_simulated: bool = True) -> FastAPI:
+def build_app(config: TriageConfig, *, start_simulated: bool = True) -> HotPathApp:
     check_config(config)
 
     @asynccontextmanager
@@ -62,17 +66,28 @@ def build_app(config: TriageConfig, *, start_simulated: bool = True) -> FastAPI:
                 cluster = await start_simulated_engines(config.models)
                 if cluster is not None:
                     stack.push_async_callback(cluster.stop)
+            load = LoadBoard()
+            metrics = Metrics()
+            launcher = await start_launched_engines(config.models, load, metrics)  # fills `endpoints`
+            if launcher is not None:
+                stack.push_async_callback(launcher.stop)
             session = build_session()
             stack.push_async_callback(session.close)
             clients = {m.name: build_client(m, session) for m in config.models}
-            load = LoadBoard()
-            metrics = Metrics()
             classifier = await start_classifier(config)
             stack.push_async_callback(classifier.stop)
             policy = POLICIES[config.policy.name](config.models, load, config.policy)
+            if policy.uses_store and config.policy.store:
+                store = Store.open(config.policy.store, keep_prompts=config.policy.store_prompts)
+                stack.callback(store.close)
+                policy.attach_store(store)
             probe = EngineProbe(clients, load, metrics)
             await probe.start()
             stack.push_async_callback(probe.stop)
+            nvml = NvmlReader(load, metrics, engine_groups=launcher.process_groups if launcher else dict,
+                              configured_gpus={m.name: m.gpu_ids for m in config.models if m.gpu and not m.remote})
+            await nvml.start()
+            stack.push_async_callback(nvml.stop)
             safeguards = build_safeguards(config, load, metrics, app.state.drain)
             safeguards.tenancy = await start_tenancy(config, metrics, stack)
             app.state.gateway = Gateway(config, classifier, policy, clients, load, metrics, safeguards)
@@ -84,7 +99,7 @@ def build_app(config: TriageConfig, *, start_simulated: bool = True) -> FastAPI:
     app.state.drain = Drain(config.server.drain_s)  # SIGTERM reaches it through shutdown.DrainingServer
     attach_router(app)
     install_error_handlers(app)
-    return app
+    return HotPathApp(app)
 
 
 def _error_response(request: Request, status: int, body: bytes, headers: dict[str, str] | None = None

@@ -16,6 +16,8 @@ DELEGATED: dict[str, tuple[str, str]] = {
     "train-classifier": ("models.train_classifier", "train the task/complexity heads on labelled prompts"),
     "train-quality": ("models.train_quality", "train the per-model quality predictor on an outcomes file"),
     "eval-routing": ("models.eval_routing", "score learned routing against single models on outcomes"),
+    "profile": ("server.policy.profile_cli", "measure engines' speed and write it into the config's profiles"),
+    "decisions": ("server.policy.decisions_cli", "show the latest routing decisions from the audit log"),
 }
 
 

@@ -7,17 +7,32 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 CATEGORIES: tuple[str, ...] = (
     "code", "math", "reasoning", "creative_writing", "summarization", "extraction",
     "translation_multilingual", "roleplay_chat", "general_qa", "brainstorming", "classification",
 )
 RESERVED_MODEL_NAMES = frozenset({"auto"})
+MAX_GPU_SHARE = 0.95  # launched engines' gpu_memory_utilization summed per GPU; the rest: CUDA contexts, classifier
+LAUNCHER_OWNED_FLAGS = {  # `vllm serve` flag -> the config key that sets it
+    "--host": "launch.host", "--port": "launch.port", "--served-model-name": "the model's served_name",
+    "--gpu-memory-utilization": "launch.gpu_memory_utilization", "--max-model-len": "launch.max_model_len",
+    "--max-num-seqs": "launch.max_num_seqs",
+}
 
 
 class ConfigError(ValueError):
@@ -47,6 +62,12 @@ class Profile(Strict):
     decode_tok_per_s: float = Field(100.0, gt=0, description="Output tokens per second of one sequence alone.")
     base_ttft_ms: float = Field(20.0, ge=0, description="Fixed time to first token, excluding prefill.")
     max_num_seqs: int = Field(256, ge=1, description="Sequences the engine runs at once (continuous batching).")
+    peak_decode_tok_per_s: float | None = Field(
+        None, gt=0, description="Output tokens per second of the whole engine with max_num_seqs running; "
+                                "default: a third of decode_tok_per_s x max_num_seqs (H100 7B calibration).")
+    contention_sensitivity: float = Field(
+        0.15, ge=0, description="Step-time stretch per saturated neighbour engine on the same GPU (0.1-0.27 "
+                                "measured on an H100 with three co-located engines).")
     gpu_s_per_1k_tokens: float = Field(0.0, ge=0, description="Local cost: GPU-seconds per 1k tokens.")
     usd_per_1m_tokens: float = Field(0.0, ge=0, description="Remote cost: dollars per 1M tokens.")
 
@@ -61,11 +82,64 @@ class Profile(Strict):
         return value
 
 
+class RestartPolicy(Strict):
+    """How a crashed engine is restarted: exponential backoff, then give up (it stays unhealthy)."""
+
+    max_restarts: int = Field(5, ge=0, description="Restarts in a row before giving up; 0 never restarts.")
+    backoff_initial_s: float = Field(2.0, gt=0, description="Wait before the first restart; doubles each time.")
+    backoff_max_s: float = Field(60.0, gt=0, description="Longest wait between restarts.")
+    stable_s: float = Field(300.0, gt=0, description="Healthy this long and the restart count starts over.")
+
+
+class LaunchConfig(Strict):
+    """An engine process `triage serve` starts, supervises and stops itself (one per model)."""
+
+    engine: Literal["vllm"] = Field("vllm", description="Engine kind; only vLLM is launched today.")
+    model: str = Field(min_length=1, description="Hub id (e.g. Qwen/Qwen2.5-7B-Instruct) or local model folder.")
+    host: str = Field("127.0.0.1", description="Engine bind address; keep it local, clients go through Triage.")
+    port: int | Literal["auto"] = Field("auto", description="Engine port, or 'auto' for a free one at start.")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="Share of the GPU's memory vLLM takes.")
+    max_model_len: int | None = Field(None, ge=16, description="Engine context; default: the model's "
+                                                                "context_length.")
+    max_num_seqs: int | None = Field(None, ge=1, description="Engine batch cap; default: profile.max_num_seqs, "
+                                                            "so the policy's queue model matches the engine.")
+    extra_args: list[str] = Field(default_factory=list, description="More `vllm serve` flags, passed as given.")
+    command: list[str] | None = Field(None, min_length=1, description=(
+        "argv prefix before the model; default: this Python with -m vllm.entrypoints.cli.main serve."))
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment for the engine process.")
+    startup_timeout_s: float = Field(900.0, gt=0, description="Start until /health answers 200 (downloads "
+                                                              "and torch.compile count).")
+    stop_timeout_s: float = Field(30.0, gt=0, description="SIGTERM to SIGKILL grace at shutdown.")
+    restart: RestartPolicy = Field(default_factory=RestartPolicy)
+
+    @field_validator("extra_args")
+    @classmethod
+    def _no_owned_flags(cls, value: list[str]) -> list[str]:
+        for arg in value:
+            flag = arg.split("=", 1)[0]
+            if flag in LAUNCHER_OWNED_FLAGS:
+                raise ValueError(f"'{flag}' is set by the launcher; use {LAUNCHER_OWNED_FLAGS[flag]} instead of "
+                                 "extra_args")
+        return value
+
+    @property
+    def connect_host(self) -> str:
+        """Where the router reaches the engine: a wildcard bind address is reached on loopback."""
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+
+    def endpoint(self, port: int) -> str:
+        host = f"[{self.connect_host}]" if ":" in self.connect_host else self.connect_host
+        return f"http://{host}:{port}/v1"
+
+
 class ModelConfig(Strict):
     name: str = Field(min_length=1, description="The name clients use; 'auto' is reserved.")
     kind: Literal["vllm", "openai"] = Field(
         "vllm", description="Engine adapter: 'vllm' (also SGLang/llama.cpp-compatible) or plain 'openai'.")
-    endpoints: list[str] = Field(min_length=1, description="OpenAI base URLs, e.g. http://127.0.0.1:8001/v1.")
+    # `launch` comes before `endpoints` so that the endpoints check can see it (fields validate in order).
+    launch: LaunchConfig | None = Field(None, description="Start and supervise the engine process here.")
+    endpoints: list[str] = Field(default_factory=list, validate_default=True, description=(
+        "OpenAI base URLs, e.g. http://127.0.0.1:8001/v1; derived from `launch` when that is set."))
     served_name: str | None = Field(None, description="Model name the engine expects; defaults to `name`.")
     api_key: str | None = Field(None, description="Bearer key for the engine; use ${ENV_VAR}, never a literal.")
     roles: list[str] = Field(default_factory=list, description="Role tags such as code, chat, fast.")
@@ -78,7 +152,6 @@ class ModelConfig(Strict):
     profile: Profile = Field(default_factory=Profile)
     simulated: dict[str, Any] | None = Field(
         None, description="Run a simulated engine for this model (server/sim); keys of SimEngineSpec.")
-    launch: dict[str, Any] | None = Field(None, description="Launch settings for a real engine process.")
 
     @property
     def upstream_name(self) -> str:
@@ -93,11 +166,39 @@ class ModelConfig(Strict):
 
     @field_validator("endpoints")
     @classmethod
-    def _http_urls(cls, value: list[str]) -> list[str]:
+    def _http_urls(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if "launch" not in info.data:
+            return value  # launch itself was invalid; its own error says why
+        if info.data["launch"] is None and not value:
+            raise ValueError("give at least one OpenAI base URL, or a launch block that starts the engine")
+        if info.data["launch"] is not None and value:
+            raise ValueError("drop endpoints: they are derived from launch (set launch.port to fix the port)")
         for url in value:
             if not re.match(r"^https?://[^/\s]+", url):
                 raise ValueError(f"endpoint '{url}' is not an http(s) URL like http://127.0.0.1:8001/v1")
         return [url.rstrip("/") for url in value]
+
+    @model_validator(mode="after")
+    def _endpoints_or_launch(self) -> ModelConfig:
+        launch = self.launch
+        if launch is None:
+            return self
+        if self.simulated is not None:
+            raise ValueError(f"model '{self.name}' has both launch and simulated; keep one")
+        if self.kind != "vllm":
+            raise ValueError(f"model '{self.name}': launched engines are vLLM, so kind must be 'vllm'")
+        if launch.max_model_len is not None and launch.max_model_len < self.context_length:
+            raise ValueError(f"model '{self.name}': launch.max_model_len {launch.max_model_len} is below "
+                             f"context_length {self.context_length}; the router would send requests the engine "
+                             "refuses. Lower context_length or raise max_model_len")
+        if launch.port != "auto":
+            self.endpoints = [launch.endpoint(launch.port)]  # 'auto': the launcher fills this in at start
+        return self
+
+    @property
+    def gpu_ids(self) -> list[str]:
+        """GPUs this model's engine occupies: `gpu` split on commas ("0,1" for tensor parallel); default 0."""
+        return [g.strip() for g in (self.gpu or "0").split(",") if g.strip()]
 
 
 class ServerConfig(Strict):
@@ -163,6 +264,9 @@ class PolicyConfig(Strict):
     name: str = Field("keyword", description="A key of server.policy.POLICIES.")
     preset: Literal["balanced", "quality", "speed", "cost"] = "balanced"
     allow_remote: bool = Field(False, description="Default for requests that do not say.")
+    explore_share: float = Field(0.02, ge=0, le=0.2, description="Share of decisions that explore (Thompson).")
+    store: str | None = Field("triage.db", description="SQLite file for decisions and feedback; null: memory.")
+    store_prompts: bool = Field(False, description="Keep prompt text in the audit log, not only its hash.")
     options: dict[str, Any] = Field(default_factory=dict, description="Policy-specific settings.")
 
 
@@ -184,27 +288,51 @@ class TriageConfig(Strict):
             seen.add(model.name)
         return self
 
+    @model_validator(mode="after")
+    def _gpu_shares_fit(self) -> TriageConfig:
+        for gpu, shares in gpu_shares(self.models).items():
+            total = sum(shares.values())
+            if total > MAX_GPU_SHARE + 1e-9:
+                parts = " + ".join(f"{name} {share:g}" for name, share in shares.items())
+                raise ValueError(f"launched engines on GPU {gpu} ask for {parts} = {total:.2f} of its memory, "
+                                 f"more than {MAX_GPU_SHARE}; lower their launch.gpu_memory_utilization")
+        ports = [m.launch.port for m in self.models if m.launch is not None and m.launch.port != "auto"]
+        clash = sorted({p for p in ports if ports.count(p) > 1 or p == self.server.port})
+        if clash:
+            raise ValueError(f"launch.port {clash[0]} is used twice (engines and server.port need their own)")
+        return self
+
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
+
+
+def gpu_shares(models: list[ModelConfig]) -> dict[str, dict[str, float]]:
+    """GPU id -> {model: gpu_memory_utilization} for the models Triage launches."""
+    shares: dict[str, dict[str, float]] = {}
+    for model in models:
+        if model.launch is not None:
+            for gpu in model.gpu_ids:
+                shares.setdefault(gpu, {})[model.name] = model.launch.gpu_memory_utilization
+    return shares
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def interpolate_env(node: Any, env: dict[str, str] | None = None, path: str = "") -> Any:
+def interpolate_env(node: Any, env: Mapping[str, str] | None = None, path: str = "") -> Any:
     """Replace `${VAR}` and `${VAR:-default}` in every string of a parsed YAML tree."""
-    env = os.environ if env is None else env
+    variables: Mapping[str, str] = os.environ if env is None else env
     if isinstance(node, dict):
-        return {k: interpolate_env(v, env, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+        return {k: interpolate_env(v, variables, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
     if isinstance(node, list):
-        return [interpolate_env(v, env, f"{path}[{i}]") for i, v in enumerate(node)]
+        return [interpolate_env(v, variables, f"{path}[{i}]") for i, v in enumerate(node)]
     if not isinstance(node, str):
         return node
 
     def substitute(match: re.Match[str]) -> str:
         var, default = match.group(1), match.group(2)
-        if var in env:
-            return env[var]
+        if var in variables:
+            return variables[var]
         if default is not None:
             return default
         raise ConfigError(f"{path}: environment variable {var} is not set (write ${{{var}:-default}} "

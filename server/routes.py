@@ -6,8 +6,11 @@ pydantic and relays the original JSON), but declare their request and error sche
 
 from __future__ import annotations
 
+import functools
+import itertools
+import os
 import time
-import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -37,29 +40,49 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+_ID_PREFIX = os.urandom(6).hex()
+_ids = itertools.count(1)
+
+
+def new_request_id(given: str | None = None) -> str:
+    """The client's `x-request-id` when it is sane, else a process-unique id (cheaper than uuid4)."""
+    if given and len(given) <= 128 and given.isprintable():
+        return given
+    return f"{_ID_PREFIX}{next(_ids):010x}"
+
+
 def request_id_for(request: Request) -> str:
-    given = request.headers.get("x-request-id", "")
-    request_id = given if 0 < len(given) <= 128 and given.isprintable() else uuid.uuid4().hex
+    request_id = new_request_id(request.headers.get("x-request-id"))
     request.state.request_id = request_id
     return request_id
 
 
-async def read_body(request: Request, limit_bytes: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit_bytes:
-        raise RequestTooLarge(f"request body is {declared} bytes; the limit is {limit_bytes} bytes "
+async def collect_body(chunks: AsyncIterator[bytes], declared_length: str | None, limit_bytes: int) -> bytes:
+    """The whole request body, refusing early (413) when it is, or says it is, over the limit."""
+    if declared_length is not None and declared_length.isdigit() and int(declared_length) > limit_bytes:
+        raise RequestTooLarge(f"request body is {declared_length} bytes; the limit is {limit_bytes} bytes "
                               "(server.max_body_bytes)")
-    chunks: list[bytes] = []
+    parts: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    async for chunk in chunks:
         size += len(chunk)
         if size > limit_bytes:
             raise RequestTooLarge(f"request body exceeds the limit of {limit_bytes} bytes "
                                   "(server.max_body_bytes)")
-        chunks.append(chunk)
+        parts.append(chunk)
     if size == 0:
         raise InvalidRequest("request body is empty; send a JSON object")
-    return b"".join(chunks)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def wait_for_disconnect(receive: Callable[[], Awaitable[MutableMapping[str, Any]]]) -> None:
+    """Returns once the ASGI server reports that the client has gone (call after the body is read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def read_body(request: Request, limit_bytes: int) -> bytes:
+    return await collect_body(request.stream(), request.headers.get("content-length"), limit_bytes)
 
 
 def to_response(reply: Reply) -> Response:
@@ -85,7 +108,8 @@ async def _generate(request: Request, endpoint: Endpoint) -> Response:
     gateway = gateway_of(request)
     tenant = tenant_of(request, gateway)
     raw = await read_body(request, gateway.config.server.max_body_bytes)
-    return to_response(await gateway.generate(endpoint, raw, received_s, request_id, request.receive, tenant))
+    return to_response(await gateway.generate(endpoint, raw, received_s, request_id,
+                                              functools.partial(wait_for_disconnect, request.receive), tenant))
 
 
 def _body_schema(model: type[Any]) -> dict[str, Any]:

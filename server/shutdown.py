@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from types import FrameType
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from .errors import EngineUnavailable
 
@@ -76,8 +76,9 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def serve(app: FastAPI, *, host: str, port: int, log_level: str, drain_s: float) -> None:
+def serve(app: ASGIApp, *, host: str, port: int, log_level: str, drain_s: float) -> None:
     """Run `app` under uvicorn until SIGINT/SIGTERM, draining as described above."""
     config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", log_level=log_level,
-                            access_log=False, timeout_graceful_shutdown=round(drain_s + GRACE_S))
+                            access_log=False, timeout_graceful_shutdown=round(drain_s + GRACE_S),
+                            server_header=False)
     DrainingServer(config).run()

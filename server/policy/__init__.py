@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from .base import Candidate, Decision, Policy, RouteRequest
 from .keyword import KeywordPolicy
+from .triage import TriagePolicy
 
 POLICIES: dict[str, type[Policy]] = {
     KeywordPolicy.name: KeywordPolicy,
+    TriagePolicy.name: TriagePolicy,
 }
 
 __all__ = ["POLICIES", "Candidate", "Decision", "Policy", "RouteRequest"]

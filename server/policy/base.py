@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..classify import Classification
 from ..config import ModelConfig, PolicyConfig
 from ..load import LoadBoard
 from ..protocol import RouteOptions
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 
 @dataclass(slots=True)
@@ -29,6 +32,7 @@ class RouteRequest:
     needs: frozenset[str] = frozenset()  # capabilities the body uses: tools, json_mode, vision
     tenant_allow_remote: bool = True  # the caller's key may forbid remote providers
     local_only: bool = False  # e.g. the privacy guard found personal data
+    prompt_text: str = ""  # what the classifier read; the audit log keeps only its hash unless configured
 
 
 @dataclass(slots=True)
@@ -58,6 +62,7 @@ class Policy(ABC):
     """Base class; subclasses register themselves in `POLICIES` under `name`."""
 
     name: ClassVar[str]
+    uses_store: ClassVar[bool] = False  # True: the app opens the SQLite store and calls `attach_store`
 
     def __init__(self, models: list[ModelConfig], load: LoadBoard, settings: PolicyConfig) -> None:
         self.models = models
@@ -72,3 +77,11 @@ class Policy(ABC):
     def feedback(self, request_id: str, score: float) -> bool:
         """Learn from a client's score of an answer; False where this policy does not learn."""
         return False
+
+    def observe(self, request_id: str, model: str, ok: bool, latency_s: float) -> None:
+        """Implicit outcome of one request (served, or failed with an error or timeout); default: ignore."""
+        return None
+
+    def attach_store(self, store: Store) -> None:
+        """Receive the opened decision/feedback store (only called when `uses_store`)."""
+        return None

@@ -1,11 +1,14 @@
 """Every Prometheus metric the router exports, in one place (served at `GET /metrics`).
 
 `_seconds` histograms and `_total` counters with small fixed label sets. Ratios are left to PromQL, e.g.
-router share of latency: rate(triage_router_overhead_seconds_sum[5m]) / rate(triage_request_seconds_sum[5m]).
+router share of latency: rate(triage_router_overhead_seconds_sum[5m]) / rate(triage_request_seconds_sum[5m]);
+free GPU memory: triage_gpu_memory_total_bytes - triage_gpu_memory_used_bytes.
 Each app gets its own registry so several can live in one process (tests).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -16,6 +19,7 @@ _OVERHEAD_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.requests = Counter("triage_requests", "Generation requests answered, by endpoint, model, status.",
                                 ["endpoint", "model", "status"], registry=r)
@@ -41,6 +45,20 @@ class Metrics:
                                     "Engine queue depth at the last scrape.", ["model"], registry=r)
         self.engine_running = Gauge("triage_engine_running_requests",
                                     "Engine running sequences at the last scrape.", ["model"], registry=r)
+        self.engine_restarts = Counter("triage_engine_restarts", "Launched engines restarted after a crash.",
+                                       ["model"], registry=r)
+        # NVML, about once a second; `gpu` is the NVML index as a string (the config's `gpu` field).
+        self.gpu_utilization = Gauge("triage_gpu_utilization_ratio",
+                                     "Share of the last sample period a kernel ran on the GPU, [0, 1].",
+                                     ["gpu"], registry=r)
+        self.gpu_memory_used = Gauge("triage_gpu_memory_used_bytes", "GPU memory in use, all processes.",
+                                     ["gpu"], registry=r)
+        self.gpu_memory_total = Gauge("triage_gpu_memory_total_bytes", "GPU memory installed.", ["gpu"],
+                                      registry=r)
+        self.engine_gpu_memory = Gauge("triage_engine_gpu_memory_used_bytes",
+                                       "GPU memory held by a launched engine's processes, found by PID.",
+                                       ["model", "gpu"], registry=r)
+
         # Reliability and security (issue 7). Rejection share: rate(triage_admission_rejected_total[5m]) /
         # rate(triage_requests_total[5m]).
         self.breaker_state = Gauge("triage_breaker_state", "Circuit breaker: 0 closed, 1 open, 2 half-open.",
@@ -63,6 +81,14 @@ class Metrics:
                                               buckets=_OVERHEAD_BUCKETS_S, registry=r)
         self.usage_committed = Counter("triage_usage_committed_rows", "Key usage rows committed to the store "
                                        "(durable once counted).", registry=r)
+
+    def child(self, metric: Counter | Gauge | Histogram, *labels: str) -> Any:
+        """`metric.labels(*labels)`, memoised: the hot path skips prometheus_client's lock and lookups."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

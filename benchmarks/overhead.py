@@ -1,0 +1,291 @@
+"""Router overhead, side by side: the same engine reached directly, through Triage, and through a LiteLLM proxy.
+
+1. Zero-latency fake engine (benchmarks/fake_engine.py): the router's own cost. Sequential requests, one
+   keep-alive connection, targets interleaved: added latency p50/p99 (non-streamed total; streamed time to
+   first byte and total), and router CPU time per request read from /proc (the number that decides how many
+   cores a deployment needs).
+2. vLLM-like simulated engine (`triage sim-engine`, 7B shape, capacity 256): closed-loop streamed load at
+   64-512 concurrent users from several client processes; throughput and TTFT percentiles, direct vs each
+   router.
+
+    python benchmarks/overhead.py            # writes benchmarks/results/overhead.json and overhead.png
+
+LiteLLM runs from its own virtual environment (created on first use: `--litellm-venv`), with one worker,
+`LITELLM_LOCAL_MODEL_COST_MAP=True` and a master key, defaults otherwise. All traffic stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import REPO, free_port, machine, percentile, server_process, tree_cpu_s
+from loadgen import SequentialProbe, Target, chat_body, concurrent_load
+
+LITELLM_VERSION = "1.108.7"
+MASTER_KEY = "sk-triage-bench-0000"
+PROMPT_512_TOKENS = ("Explain how continuous batching works in an LLM inference server. " * 31)[:2048]
+
+
+def ensure_litellm(venv: Path) -> Path:
+    exe = venv / "bin" / "litellm"
+    if not exe.exists():
+        print(f"installing litellm[proxy]=={LITELLM_VERSION} into {venv} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"litellm[proxy]=={LITELLM_VERSION}"],
+                       check=True)
+    return exe
+
+
+def litellm_config(engine_port: int, model: str) -> dict[str, Any]:
+    return {"model_list": [{"model_name": model, "litellm_params": {
+        "model": f"openai/{model}", "api_base": f"http://127.0.0.1:{engine_port}/v1", "api_key": "unused"}}],
+        "general_settings": {"master_key": MASTER_KEY}}
+
+
+def triage_config(engine_port: int, model: str, port: int, classifier: str) -> dict[str, Any]:
+    return {"server": {"host": "127.0.0.1", "port": port, "log_level": "warning"},
+            "classifier": {"kind": classifier, "impl": "eager"},
+            "models": [{"name": model, "endpoints": [f"http://127.0.0.1:{engine_port}/v1"], "roles": ["chat"],
+                        "context_length": 32768, "max_in_flight": 4096}]}
+
+
+class Routers:
+    """Starts Triage (and LiteLLM) in front of an engine port; yields targets."""
+
+    def __init__(self, workdir: Path, litellm_exe: Path | None) -> None:
+        self.workdir = workdir
+        self.litellm_exe = litellm_exe
+
+    def triage(self, engine_port: int, model: str, classifier: str = "keyword") -> tuple[Any, str]:
+        port = free_port()
+        path = self.workdir / f"triage-{classifier}-{port}.yaml"
+        path.write_text(yaml.safe_dump(triage_config(engine_port, model, port, classifier)))
+        argv = [sys.executable, "-m", "server.cli", "serve", "--config", str(path), "--no-simulated"]
+        return server_process(argv, f"http://127.0.0.1:{port}/ready", f"triage-{classifier}",
+                              log_dir=self.workdir, timeout_s=300), f"http://127.0.0.1:{port}"
+
+    def litellm(self, engine_port: int, model: str) -> tuple[Any, str]:
+        assert self.litellm_exe is not None
+        port = free_port()
+        path = self.workdir / f"litellm-{port}.yaml"
+        path.write_text(yaml.safe_dump(litellm_config(engine_port, model)))
+        argv = [str(self.litellm_exe), "--config", str(path), "--host", "127.0.0.1", "--port", str(port),
+                "--num_workers", "1"]
+        env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+        return server_process(argv, f"http://127.0.0.1:{port}/health/liveliness", "litellm", env=env,
+                              log_dir=self.workdir, timeout_s=180), f"http://127.0.0.1:{port}"
+
+
+def summarize_sequential(samples: dict[str, list[Any]], stream: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    direct_ttfb = [s.ttfb_s for s in samples["direct"]]
+    direct_total = [s.total_s for s in samples["direct"]]
+    for name, rows in samples.items():
+        ttfb = [s.ttfb_s for s in rows]
+        total = [s.total_s for s in rows]
+        entry: dict[str, Any] = {"n": len(rows)}
+        for label, values, base in (("total", total, direct_total), ("ttfb", ttfb, direct_ttfb)):
+            if label == "ttfb" and not stream:
+                continue
+            entry[f"{label}_p50_ms"] = percentile(values, 50) * 1e3
+            entry[f"{label}_p99_ms"] = percentile(values, 99) * 1e3
+            if name != "direct":
+                entry[f"{label}_added_p50_ms"] = (percentile(values, 50) - percentile(base, 50)) * 1e3
+                entry[f"{label}_added_p99_ms"] = (percentile(values, 99) - percentile(base, 99)) * 1e3
+        headers = [s.overhead_header_ms for s in rows if s.overhead_header_ms is not None]
+        if headers:
+            entry["x_triage_overhead_ms_p50"] = percentile(headers, 50)
+            entry["x_triage_overhead_ms_p99"] = percentile(headers, 99)
+        out[name] = entry
+    return out
+
+
+def cpu_per_request(probe: SequentialProbe, target: Target, pid: int, body: bytes, stream: bool,
+                    count: int) -> float:
+    for _ in range(50):
+        probe.one(target, body, stream)
+    before = tree_cpu_s(pid)
+    for _ in range(count):
+        probe.one(target, body, stream)
+    return (tree_cpu_s(pid) - before) / count * 1e3
+
+
+def phase_zero_latency(args: argparse.Namespace, routers: Routers) -> dict[str, Any]:
+    engine_port = free_port()
+    engine = server_process([sys.executable, "benchmarks/fake_engine.py", "--port", str(engine_port),
+                             "--chunks", str(args.chunks)], f"http://127.0.0.1:{engine_port}/health", "fake-engine",
+                            log_dir=routers.workdir)
+    result: dict[str, Any] = {"engine": f"zero-latency fake, {args.chunks} streamed events per answer"}
+    with engine:
+        triage_cm, triage_url = routers.triage(engine_port, "fake")
+        with triage_cm as triage_proc:
+            targets = [Target("direct", f"http://127.0.0.1:{engine_port}", "fake"),
+                       Target("triage", triage_url, "fake"),
+                       Target("triage_auto", triage_url, "auto")]
+            pids = {"triage": triage_proc.pid, "triage_auto": triage_proc.pid}
+            litellm_cm = routers.litellm(engine_port, "fake") if routers.litellm_exe else None
+            if litellm_cm is not None:
+                litellm_proc = litellm_cm[0].__enter__()
+                targets.append(Target("litellm", litellm_cm[1], "fake",
+                                      {"authorization": f"Bearer {MASTER_KEY}"}))
+                pids["litellm"] = litellm_proc.pid
+            try:
+                probe = SequentialProbe(targets)
+                for stream in (False, True):
+                    bodies = {t.name: chat_body(t.model, stream, args.chunks) for t in targets}
+                    samples = probe.run(bodies, stream, args.requests, warmup=50, budget_s=args.budget_s)
+                    result["streamed" if stream else "non_streamed"] = summarize_sequential(samples, stream)
+                cpu: dict[str, dict[str, float]] = {}
+                for target in targets[1:]:
+                    cpu[target.name] = {
+                        "non_streamed_ms": cpu_per_request(probe, target, pids[target.name],
+                                                           chat_body(target.model, False, args.chunks), False,
+                                                           args.cpu_requests),
+                        "streamed_ms": cpu_per_request(probe, target, pids[target.name],
+                                                       chat_body(target.model, True, args.chunks), True,
+                                                       args.cpu_requests)}
+                result["router_cpu_ms_per_request"] = cpu
+                probe.close()
+            finally:
+                if litellm_cm is not None:
+                    litellm_cm[0].__exit__(None, None, None)
+    return result
+
+
+def phase_simulated(args: argparse.Namespace, routers: Routers) -> dict[str, Any]:
+    engine_port = free_port()
+    argv = [sys.executable, "-m", "server.cli", "sim-engine", "--name", "sim", "--port", str(engine_port),
+            "--shape", "qwen2.5-7b", "--max-num-seqs", "256", "--default-output-tokens", str(args.sim_tokens),
+            "--log-level", "warning"]
+    result: dict[str, Any] = {"engine": "triage sim-engine, qwen2.5-7b shape (H100-calibrated), max_num_seqs 256",
+                              "prompt_tokens": len(PROMPT_512_TOKENS) // 4, "max_tokens": args.sim_tokens,
+                              "duration_s": args.duration_s, "client_processes": args.processes, "runs": []}
+    body = {"fake": chat_body("sim", True, args.sim_tokens, PROMPT_512_TOKENS)}
+    with server_process(argv, f"http://127.0.0.1:{engine_port}/health", "sim-engine", log_dir=routers.workdir):
+        triage_cm, triage_url = routers.triage(engine_port, "sim")
+        with triage_cm:
+            targets = [Target("direct", f"http://127.0.0.1:{engine_port}", "sim"), Target("triage", triage_url, "sim")]
+            litellm_cm = routers.litellm(engine_port, "sim") if routers.litellm_exe else None
+            if litellm_cm is not None:
+                litellm_cm[0].__enter__()
+                targets.append(Target("litellm", litellm_cm[1], "sim", {"authorization": f"Bearer {MASTER_KEY}"}))
+            try:
+                for concurrency in args.concurrency:
+                    for target in targets:
+                        time.sleep(1.0)  # let the engine drain between runs
+                        run = concurrent_load(target, body["fake"], concurrency, args.processes, args.duration_s,
+                                              max_requests=concurrency * 200)
+                        row = {"target": target.name, "concurrency": concurrency, "completed": run["completed"],
+                               "errors": run["errors"], "req_per_s": run["req_per_s"],
+                               "output_tokens_per_s": run["output_tokens_per_s"],
+                               "ttft_p50_ms": percentile(run["ttft_s"], 50) * 1e3,
+                               "ttft_p99_ms": percentile(run["ttft_s"], 99) * 1e3,
+                               "latency_p50_ms": percentile(run["latency_s"], 50) * 1e3}
+                        print(json.dumps(row), flush=True)
+                        result["runs"].append(row)
+            finally:
+                if litellm_cm is not None:
+                    litellm_cm[0].__exit__(None, None, None)
+    return result
+
+
+def summary_of(zero: dict[str, Any], sim: dict[str, Any]) -> dict[str, Any]:
+    ns = zero["non_streamed"]
+    cpu = zero["router_cpu_ms_per_request"]
+    top = max(r["concurrency"] for r in sim["runs"]) if sim["runs"] else None
+    at_top = {r["target"]: r for r in sim["runs"] if r["concurrency"] == top}
+    out: dict[str, Any] = {
+        "triage_added_p50_ms": round(ns["triage"]["total_added_p50_ms"], 3),
+        "triage_added_p99_ms": round(ns["triage"]["total_added_p99_ms"], 3),
+        "triage_cpu_ms_per_request": round(cpu["triage"]["non_streamed_ms"], 3),
+        "throughput_ratio_vs_direct": (round(at_top["triage"]["req_per_s"] / at_top["direct"]["req_per_s"], 3)
+                                       if "triage" in at_top else None),
+        "throughput_concurrency": top,
+    }
+    if "litellm" in ns:
+        out["litellm_added_p50_ms"] = round(ns["litellm"]["total_added_p50_ms"], 3)
+        out["litellm_over_triage_p50"] = round(ns["litellm"]["total_added_p50_ms"] /
+                                               max(ns["triage"]["total_added_p50_ms"], 1e-6), 1)
+        out["litellm_cpu_ms_per_request"] = round(cpu["litellm"]["non_streamed_ms"], 3)
+    return out
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    ns = results["zero_latency"]["non_streamed"]
+    names = [n for n in ns if n != "direct"]
+    left.bar([f"{n}\np50" for n in names], [ns[n]["total_added_p50_ms"] for n in names], color="tab:blue")
+    left.bar([f"{n}\np99" for n in names], [ns[n]["total_added_p99_ms"] for n in names], color="tab:orange")
+    left.set_yscale("log")
+    left.set_ylabel("added latency per request (ms, log)")
+    left.set_title("Zero-latency engine: what the router adds")
+    runs = results["simulated"]["runs"]
+    for target in sorted({r["target"] for r in runs}):
+        rows = [r for r in runs if r["target"] == target]
+        right.plot([r["concurrency"] for r in rows], [r["req_per_s"] for r in rows], marker="o", label=target)
+    right.set_xscale("log", base=2)
+    right.set_xlabel("concurrent streams")
+    right.set_ylabel("completed requests/s")
+    right.set_title("vLLM-like simulated engine (7B shape, 256 slots)")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "overhead.json")
+    parser.add_argument("--requests", type=int, default=1000, help="sequential requests per target and mode")
+    parser.add_argument("--cpu-requests", type=int, default=500, help="requests per CPU-time measurement")
+    parser.add_argument("--budget-s", type=float, default=240, help="time cap of each sequential run")
+    parser.add_argument("--chunks", type=int, default=16, help="streamed events per fake answer")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 128, 256, 512])
+    parser.add_argument("--duration-s", type=float, default=20, help="length of each concurrent run")
+    parser.add_argument("--processes", type=int, default=2, help="client processes for concurrent load")
+    parser.add_argument("--sim-tokens", type=int, default=64, help="max_tokens of simulated-engine requests")
+    parser.add_argument("--litellm-venv", type=Path, default=REPO / ".bench" / "litellm")
+    parser.add_argument("--no-litellm", action="store_true", help="measure direct and Triage only")
+    parser.add_argument("--skip-simulated", action="store_true")
+    args = parser.parse_args(argv)
+
+    workdir = Path("/tmp/triage-bench-overhead")
+    workdir.mkdir(exist_ok=True)
+    litellm_exe = None if args.no_litellm else ensure_litellm(args.litellm_venv)
+    routers = Routers(workdir, litellm_exe)
+    started = time.time()
+    zero = phase_zero_latency(args, routers)
+    print(json.dumps({"zero_latency": zero}, indent=1), flush=True)
+    sim = {"runs": []} if args.skip_simulated else phase_simulated(args, routers)
+    results: dict[str, Any] = {
+        "benchmark": "overhead", "machine": machine(), "started_unix": int(started),
+        "duration_s": round(time.time() - started, 1),
+        "versions": {"litellm": LITELLM_VERSION if litellm_exe else None, "triage": "0.1.0"},
+        "litellm_config": litellm_config(0, "fake") | {"env": {"LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+                                                         "workers": 1},
+        "zero_latency": zero, "simulated": sim,
+    }
+    results["summary"] = summary_of(zero, sim)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+    plot(results, args.out.with_suffix(".png"))
+    print(json.dumps(results["summary"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

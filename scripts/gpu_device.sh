@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The GPU checks of Triage on the lent GPU machine (the session's device `run` tool), from the repo root:
+#   e2e    tests/gpu: Triage launches two dummy-weight vLLM engines, routes, streams, reads /metrics and NVML,
+#          restarts a killed engine, shuts down clean (~8 min: three eager engine starts)
+#   bench  benchmarks/gpu_throughput.py: Triage vs direct vLLM at concurrency 1..256 (~6 min)
+# Results land in $OUT (the device tool brings them back): logs, gpu_throughput.json/.png.
+#
+# Once, on the CPU machine, in the repo root (the device has no internet and gets only the checkout + carry):
+#   bash ../shared/device/build_vllm_bundle.sh .vllm            # vLLM 0.26 for sm_90, ~3.5 min, ignored by git
+#   mkdir -p .vllm/bin .vllm/data && cp ../shared/device/*.sh ../shared/device/*.py .vllm/bin/
+#   cp ../shared/data/prompts_train.jsonl.gz .vllm/data/
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux1_x86_64 \
+#     -d .whl orjson==3.13.0 httptools==0.9.0                 # what Triage needs beyond the image + bundle
+# Then one device call per check:
+#   run(command="bash scripts/gpu_device.sh e2e", timeout_s=600,
+#       carry=[".vllm/vllm026-a.tar.xz", ".vllm/vllm026-b.tar.xz", ".vllm/bin", ".vllm/data", ".whl"])
+#   run(command="bash scripts/gpu_device.sh bench", timeout_s=600, carry=[same list])
+set -euo pipefail
+mode=${1:?usage: gpu_device.sh e2e|bench}
+OUT=${OUT:-/tmp/triage-gpu-out}
+mkdir -p "$OUT"
+
+# shellcheck source=/dev/null
+. .vllm/bin/vllm_device_env.sh .vllm
+if [ "${VLLM_READY:-0}" != 1 ]; then
+    echo "gpu_device.sh: the vLLM bundle is not on this machine; carry .vllm/vllm026-{a,b}.tar.xz" >&2
+    exit 2
+fi
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/triage-site \
+    .whl/*.whl
+export PYTHONPATH="$PWD:/tmp/triage-site:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv
+  python3 -c 'import importlib.metadata as m; print("vllm", m.version("vllm"), "torch", m.version("torch"))'
+} | tee "$OUT/gpu.txt"
+
+case "$mode" in
+    e2e)
+        # pytest-asyncio is not on the machine and these tests are synchronous: silence its ini keys' warning
+        python3 -m pytest tests/gpu -v -x -p no:cacheprovider -W ignore::pytest.PytestConfigWarning \
+            2>&1 | tee "$OUT/gpu-e2e.log" ;;
+    bench)
+        python3 benchmarks/gpu_throughput.py --prompts .vllm/data/prompts_train.jsonl.gz --out-dir "$OUT" \
+            2>&1 | tee "$OUT/gpu-bench.log" ;;
+    *)
+        echo "usage: gpu_device.sh e2e|bench" >&2
+        exit 2 ;;
+esac

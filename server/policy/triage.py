@@ -1,0 +1,266 @@
+"""The Triage policy: task fit x live load x the caller's priorities, local first, learning from outcomes.
+
+For each model: eligibility first (`eligibility.py`, plus the request's `max_cost`), then a utility
+
+    U = w_q * (0.5 + complexity) * quality - w_l * ln(1 + latency / latency_scale) - w_c * cost / cost_scale
+
+where quality is the profile's per-category quality mixed over the classifier's squared category scores, moved by
+feedback (`explore.OutcomeStats`), latency is the predicted end-to-end time plus `neighbour_weight` times the
+delay this request would add to co-located engines (`latency.py`), and cost is dollars (GPU-seconds priced at
+`usd_per_gpu_hour` for local engines). Weights come from the preset or the request (`presets.py`).
+
+Local first: the best local model that meets the latency target (predicted TTFT within `ttft_target_ms`,
+and total within the request's `max_latency_ms`) wins. When none does, or none is healthy, and remote is
+allowed, the best remote provider takes the request (overflow); otherwise the best local one does, and the
+reason says the target will be missed. On `explore_share` of decisions a near-best candidate is drawn by
+Thompson sampling instead. Every decision goes to the store's audit log. Knows nothing about HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from ..config import CATEGORIES, ConfigError, ModelConfig, PolicyConfig
+from ..load import LoadBoard
+from ..store import Store
+from .base import Candidate, Decision, Policy, RouteRequest
+from .eligibility import ineligible_reason, raise_no_candidate
+from .explore import PRIOR_STRENGTH, Explorer, OutcomeStats
+from .latency import OUTPUT_FILL, LatencyPredictor
+from .presets import resolve_weights
+
+log = logging.getLogger(__name__)
+
+# policy.options keys, their defaults and meaning
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "latency_scale_s": 2.0,  # latency at which the latency penalty is w_l * ln 2
+    "cost_scale_usd": 1e-4,  # cost that costs w_c utility
+    "usd_per_gpu_hour": 2.0,  # prices local GPU time against remote dollars
+    "ttft_target_ms": 1000.0,  # a local model predicted slower than this to first token misses the target
+    "neighbour_weight": 0.25,  # weight of the delay a request adds to co-located engines' requests
+    "implicit_weight": 0.5,  # failures counted per error or timeout (feedback counts 1 per request)
+    "prior_strength": PRIOR_STRENGTH,  # pseudo-observations behind each profile quality number
+    "explore_margin": 0.1,  # utility gap within which a candidate may be explored
+    "seed": None,  # exploration RNG seed (tests)
+    "remember": 100_000,  # recent decisions kept in memory for feedback without a store lookup
+}
+
+
+def _options(settings: PolicyConfig) -> dict[str, Any]:
+    unknown = set(settings.options) - set(DEFAULT_OPTIONS)
+    if unknown:
+        raise ConfigError(f"policy.options: unknown key(s) {', '.join(sorted(unknown))} for the triage policy; "
+                          f"known: {', '.join(DEFAULT_OPTIONS)}")
+    return {**DEFAULT_OPTIONS, **settings.options}
+
+
+def _usd_per_token(model: ModelConfig, usd_per_gpu_hour: float) -> float:
+    p = model.profile
+    if model.remote:
+        return p.usd_per_1m_tokens / 1e6
+    gpu_s_per_token = p.gpu_s_per_1k_tokens / 1e3
+    if gpu_s_per_token == 0.0:  # not profiled: the engine's peak output rate prices its GPU time
+        peak = p.peak_decode_tok_per_s or p.decode_tok_per_s * p.max_num_seqs / 3.0
+        gpu_s_per_token = 1.0 / peak
+    return gpu_s_per_token * usd_per_gpu_hour / 3600.0
+
+
+class TriagePolicy(Policy):
+    name: ClassVar[str] = "triage"
+    uses_store: ClassVar[bool] = True
+
+    def __init__(self, models: list[ModelConfig], load: LoadBoard, settings: PolicyConfig) -> None:
+        super().__init__(models, load, settings)
+        opts = _options(settings)
+        self.latency_scale_s = float(opts["latency_scale_s"])
+        self.cost_scale_usd = float(opts["cost_scale_usd"])
+        self.overflow_ttft_s = float(opts["ttft_target_ms"]) / 1e3
+        self.neighbour_weight = float(opts["neighbour_weight"])
+        self.implicit_weight = float(opts["implicit_weight"])
+        self.remember = int(opts["remember"])
+        self.predictor = LatencyPredictor(models, load)
+        self.stats = OutcomeStats(float(opts["prior_strength"]))
+        self.explorer = Explorer(settings.explore_share, float(opts["explore_margin"]), opts["seed"])
+        # quality[i][category]: the profile's number, or its default, for every known category
+        self.quality = [{c: m.profile.quality.get(c, m.profile.quality_default) for c in CATEGORIES}
+                        for m in models]
+        self.quality_default = [m.profile.quality_default for m in models]
+        self.usd_per_token = [_usd_per_token(m, float(opts["usd_per_gpu_hour"])) for m in models]
+        self.recent: OrderedDict[str, tuple[str, str]] = OrderedDict()  # request id -> (category, model)
+        self.store: Store | None = None
+        self.clock: Callable[[], float] = time.monotonic  # the LoadBoard's clock; simulations swap in theirs
+
+    def attach_store(self, store: Store) -> None:
+        self.store = store
+        self.stats.load(store.load_stats())
+        log.info("triage policy: %d outcome statistics loaded from %s", len(self.stats.counts), store.path)
+
+    # -- the decision ------------------------------------------------------------------------------------
+
+    def _quality(self, i: int, category: str, scores: dict[str, float]) -> float:
+        table = self.quality[i]
+        if scores:  # squared scores: a sharpened mixture, so a classifier's spread-out residue mass does
+            q = 0.0  # not drag every prompt towards the generalist model
+            total = 0.0
+            for c, p in scores.items():
+                q += p * p * table.get(c, self.quality_default[i])
+                total += p * p
+            q = q / total if total > 0 else table.get(category, self.quality_default[i])
+        else:
+            q = table.get(category, self.quality_default[i])
+        return q + self.stats.shift(category, self.models[i].name, table.get(category, self.quality_default[i]))
+
+    def choose(self, request: RouteRequest) -> Decision:
+        now = self.clock()
+        options = request.options
+        preset, w = resolve_weights(self.settings.preset, options)
+        cls = request.classification
+        category = cls.category
+        quality_weight = w.quality * (0.5 + cls.complexity)
+        snap = self.predictor.snapshot(now)
+        max_latency_s = options.max_latency_ms / 1e3 if options.max_latency_ms is not None else None
+        planned_tokens = request.prompt_tokens + OUTPUT_FILL * request.max_output_tokens
+
+        candidates: list[Candidate] = []
+        local_ok: list[Candidate] = []  # eligible local models meeting the latency target
+        local_slow: list[Candidate] = []  # eligible local models predicted to miss it
+        remote: list[Candidate] = []
+        for i, model in enumerate(self.models):
+            load = self.load.engine(model.name)
+            why_not = ineligible_reason(model, load, request, self.settings.allow_remote)
+            cost = self.usd_per_token[i] * planned_tokens
+            if why_not is None and options.max_cost is not None and cost > options.max_cost:
+                why_not = f"predicted cost ${cost:.2e} > max_cost ${options.max_cost:.2e}"
+            if why_not is not None:
+                candidates.append(Candidate(model.name, False, why_not))
+                continue
+            pred = self.predictor.predict(i, snap, now, request.prompt_tokens, request.max_output_tokens)
+            quality = self._quality(i, category, cls.category_scores)
+            latency = pred.total_s + self.neighbour_weight * pred.neighbour_s
+            utility = (quality_weight * quality - w.latency * math.log1p(latency / self.latency_scale_s)
+                       - w.cost * cost / self.cost_scale_usd)
+            meets = (model.remote or pred.ttft_s <= self.overflow_ttft_s) and (
+                max_latency_s is None or pred.total_s <= max_latency_s)
+            candidate = Candidate(model.name, True, "meets target" if meets else "predicted to miss target",
+                                  round(utility, 5), {
+                                      "quality": round(quality, 4), "ttft_ms": round(pred.ttft_s * 1e3, 1),
+                                      "latency_ms": round(pred.total_s * 1e3, 1),
+                                      "neighbour_ms": round(pred.neighbour_s * 1e3, 1),
+                                      "cost_usd": cost, "in_flight": float(load.in_flight)})
+            candidates.append(candidate)
+            if model.remote:
+                remote.append(candidate)
+            elif meets:
+                local_ok.append(candidate)
+            else:
+                local_slow.append(candidate)
+
+        for group in (local_ok, local_slow, remote):
+            group.sort(key=_score, reverse=True)
+        overflow = False
+        explored = False
+        if local_ok:
+            chosen = local_ok[0]
+            reason = self._explain(category, preset, chosen, local_ok + local_slow)
+            if self.explorer.should_explore() and len(local_ok) > 1:
+                chosen = self._explore(local_ok, category, quality_weight)
+                explored = chosen is not local_ok[0]
+                if explored:
+                    reason = f"{category}: exploring {chosen.model} (Thompson sampling, near-best); {preset}"
+            ranked = [chosen, *(c for c in local_ok + local_slow if c is not chosen), *remote]
+        elif remote:
+            chosen, overflow = remote[0], True
+            why = self._miss_reason(local_slow, max_latency_s) if local_slow else "no healthy local model"
+            reason = f"{category}: overflow to remote {chosen.model}: {why}"
+            ranked = [*remote, *local_slow]
+        elif local_slow:
+            chosen = local_slow[0]
+            reason = (f"{category}: {chosen.model}, best effort: {self._miss_reason(local_slow, max_latency_s)} "
+                      "and remote is not allowed")
+            ranked = local_slow
+        else:
+            raise_no_candidate(candidates)
+        self._remember(request, chosen.model, reason, preset, explored, overflow, candidates)
+        return Decision(chosen.model, reason, candidates, fallbacks=[c.model for c in ranked if c is not chosen],
+                        overflow=overflow, explored=explored)
+
+    def _explore(self, pool: list[Candidate], category: str, quality_weight: float) -> Candidate:
+        best = _score(pool[0])
+        near = [c for c in pool if _score(c) >= best - self.explorer.margin]
+        if len(near) < 2:
+            return pool[0]
+        options = []
+        for k, c in enumerate(near):
+            i = next(j for j, m in enumerate(self.models) if m.name == c.model)
+            alpha, beta = self.stats.beta(category, c.model, self.quality[i].get(category, self.quality_default[i]))
+            options.append((k, _score(c), quality_weight * c.terms["quality"], alpha, beta))
+        return near[self.explorer.pick(options)]
+
+    def _explain(self, category: str, preset: str, chosen: Candidate, eligible: list[Candidate]) -> str:
+        t = chosen.terms
+        reason = f"{category}: {chosen.model} (quality {t['quality']:.2f}, ttft ~{t['ttft_ms']:.0f} ms; {preset})"
+        best_quality = max(eligible, key=lambda c: c.terms["quality"])
+        if best_quality is not chosen and best_quality.terms["quality"] > t["quality"]:
+            reason += (f"; {best_quality.model} fits better but is busier (ttft ~"
+                       f"{best_quality.terms['ttft_ms']:.0f} ms, {best_quality.terms['in_flight']:.0f} in flight)")
+        return reason
+
+    def _miss_reason(self, slow: list[Candidate], max_latency_s: float | None) -> str:
+        fastest = min(slow, key=lambda c: c.terms["ttft_ms"])
+        if max_latency_s is not None:
+            return (f"no local model meets max_latency_ms {max_latency_s * 1e3:.0f} (fastest {fastest.model}: "
+                    f"~{fastest.terms['latency_ms']:.0f} ms)")
+        return (f"no local model meets the {self.overflow_ttft_s * 1e3:.0f} ms TTFT target (fastest "
+                f"{fastest.model}: ~{fastest.terms['ttft_ms']:.0f} ms)")
+
+    # -- memory, feedback, outcomes --------------------------------------------------------------------
+
+    def _remember(self, request: RouteRequest, model: str, reason: str, preset: str, explored: bool,
+                  overflow: bool, candidates: list[Candidate]) -> None:
+        category = request.classification.category
+        self.recent[request.request_id] = (category, model)
+        if len(self.recent) > self.remember:
+            self.recent.popitem(last=False)
+        if self.store is not None:
+            self.store.record_decision(request.request_id, time.time(), category, request.classification.complexity,
+                                       request.prompt_text, model, reason, preset, explored, overflow,
+                                       [c.as_dict() for c in candidates])
+
+    def _lookup(self, request_id: str) -> tuple[str, str] | None:
+        found = self.recent.get(request_id)
+        if found is None and self.store is not None:
+            found = self.store.lookup(request_id)
+        return found
+
+    def _learn(self, category: str, model: str, successes: float, failures: float) -> None:
+        total_s, total_f = self.stats.add(category, model, successes, failures)
+        if self.store is not None:
+            self.store.save_stats(category, model, total_s, total_f)
+
+    def feedback(self, request_id: str, score: float) -> bool:
+        found = self._lookup(request_id)
+        if found is None:
+            return False
+        category, model = found
+        self._learn(category, model, score, 1.0 - score)
+        if self.store is not None:
+            self.store.record_feedback(request_id, score)
+        return True
+
+    def observe(self, request_id: str, model: str, ok: bool, latency_s: float) -> None:
+        if self.store is not None:
+            self.store.record_outcome(request_id, ok, latency_s)
+        if ok or self.implicit_weight <= 0.0:
+            return
+        found = self.recent.get(request_id)
+        if found is not None:
+            self._learn(found[0], model, 0.0, self.implicit_weight)
+
+
+def _score(candidate: Candidate) -> float:
+    return candidate.score if candidate.score is not None else float("-inf")

@@ -1,0 +1,205 @@
+"""The embedded SQLite store (WAL mode): the decision audit log and the feedback statistics.
+
+Writes never block the event loop: callers put small tuples on a bounded queue and one writer thread
+commits them in batches (at most `BATCH` rows or `FLUSH_S` seconds per transaction). When the queue is full
+the row is dropped and counted, never waited for. Reads (start-up statistics, a feedback lookup, `triage
+decisions`) use their own connection; WAL lets them run beside the writer. Prompts are stored as a SHA-256
+hash unless `keep_prompts`, and hashed in the writer thread. Knows nothing about routing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+QUEUE_MAX = 20_000  # rows waiting for the writer; beyond this rows are dropped (and counted)
+BATCH = 512  # rows per transaction at most
+FLUSH_S = 0.05  # the writer commits at least this often while rows arrive
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    request_id  TEXT PRIMARY KEY,
+    ts          REAL NOT NULL,          -- unix seconds
+    category    TEXT NOT NULL,
+    complexity  REAL NOT NULL,
+    prompt_hash TEXT NOT NULL,          -- sha256 of the prompt text, hex
+    prompt      TEXT,                   -- only when keep_prompts
+    model       TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    preset      TEXT NOT NULL,
+    explored    INTEGER NOT NULL,
+    overflow    INTEGER NOT NULL,
+    candidates  TEXT NOT NULL,          -- JSON list of {model, score, eligible, reason, terms...}
+    outcome     TEXT,                   -- ok | error, once the request finished
+    latency_s   REAL,
+    feedback    REAL                    -- the client's score, if it sent one
+);
+CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts);
+CREATE TABLE IF NOT EXISTS outcome_stats (
+    category  TEXT NOT NULL,
+    model     TEXT NOT NULL,
+    successes REAL NOT NULL,
+    failures  REAL NOT NULL,
+    updated   REAL NOT NULL,
+    PRIMARY KEY (category, model)
+);
+"""
+
+_INSERT_DECISION = ("INSERT OR REPLACE INTO decisions (request_id, ts, category, complexity, prompt_hash, prompt, "
+                    "model, reason, preset, explored, overflow, candidates) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
+_SET_OUTCOME = "UPDATE decisions SET outcome = ?, latency_s = ? WHERE request_id = ?"
+_SET_FEEDBACK = "UPDATE decisions SET feedback = ? WHERE request_id = ?"
+_SET_STATS = ("INSERT INTO outcome_stats (category, model, successes, failures, updated) VALUES (?,?,?,?,?) "
+              "ON CONFLICT (category, model) DO UPDATE SET successes = excluded.successes, "
+              "failures = excluded.failures, updated = excluded.updated")
+
+
+class StoreError(RuntimeError):
+    """The store file cannot be opened or is not a Triage store."""
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    try:
+        conn = sqlite3.connect(path, timeout=5.0, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the store {path}: {exc}; check the directory exists and is "
+                         "writable, or set policy.store") from None
+    return conn
+
+
+class Store:
+    """Open with `Store.open(path)`; `close()` flushes the queue and stops the writer."""
+
+    def __init__(self, path: str, keep_prompts: bool = False) -> None:
+        self.path = path
+        self.keep_prompts = keep_prompts
+        self.dropped = 0  # rows lost to a full queue
+        self._queue: queue.Queue[tuple[str, tuple[Any, ...]] | None] = queue.Queue(QUEUE_MAX)
+        self._reader = _connect(path)
+        self._reader.executescript(SCHEMA)
+        self._writer = threading.Thread(target=self._write_loop, args=(_connect(path),), name="triage-store",
+                                        daemon=True)
+        self._writer.start()
+
+    @classmethod
+    def open(cls, path: str | Path, keep_prompts: bool = False) -> Store:
+        path = Path(path)
+        if str(path) != ":memory:":
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return cls(str(path), keep_prompts)
+
+    # -- writes (non-blocking) ------------------------------------------------------------------------
+
+    def _put(self, kind: str, row: tuple[Any, ...]) -> None:
+        try:
+            self._queue.put_nowait((kind, row))
+        except queue.Full:
+            self.dropped += 1
+            if self.dropped % 1000 == 1:
+                log.warning("store queue full: %d rows dropped so far (disk too slow?)", self.dropped)
+
+    def record_decision(self, request_id: str, ts: float, category: str, complexity: float, prompt: str,
+                        model: str, reason: str, preset: str, explored: bool, overflow: bool,
+                        candidates: list[dict[str, Any]]) -> None:
+        self._put("decision", (request_id, ts, category, complexity, prompt, model, reason, preset, explored,
+                               overflow, candidates))
+
+    def record_outcome(self, request_id: str, ok: bool, latency_s: float) -> None:
+        self._put("outcome", ("ok" if ok else "error", latency_s, request_id))
+
+    def record_feedback(self, request_id: str, score: float) -> None:
+        self._put("feedback", (score, request_id))
+
+    def save_stats(self, category: str, model: str, successes: float, failures: float) -> None:
+        self._put("stats", (category, model, successes, failures, time.time()))
+
+    def _write_loop(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.executescript(SCHEMA)
+            stop = False
+            while not stop:
+                item = self._queue.get()
+                batch = [item]
+                deadline = time.monotonic() + FLUSH_S
+                while len(batch) < BATCH and item is not None:
+                    try:
+                        item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    except queue.Empty:
+                        break
+                    batch.append(item)
+                stop = batch[-1] is None
+                self._commit(conn, [b for b in batch if b is not None])
+                for _ in batch:
+                    self._queue.task_done()
+        finally:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
+        if not batch:
+            return
+        try:
+            conn.execute("BEGIN")
+            for kind, row in batch:
+                if kind == "decision":
+                    conn.execute(_INSERT_DECISION, self._decision_row(row))
+                elif kind == "outcome":
+                    conn.execute(_SET_OUTCOME, row)
+                elif kind == "feedback":
+                    conn.execute(_SET_FEEDBACK, row)
+                else:
+                    conn.execute(_SET_STATS, row)
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            log.exception("store write of %d rows failed; they are lost", len(batch))
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+
+    def _decision_row(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        request_id, ts, category, complexity, prompt, model, reason, preset, explored, overflow, cands = row
+        digest = hashlib.sha256(prompt.encode("utf-8", "replace")).hexdigest()
+        return (request_id, ts, category, complexity, digest, prompt if self.keep_prompts else None, model,
+                reason, preset, int(explored), int(overflow), json.dumps(cands, separators=(",", ":")))
+
+    def flush(self, timeout_s: float = 5.0) -> None:
+        """Wait until every row queued so far is committed (tests, shutdown)."""
+        deadline = time.monotonic() + timeout_s
+        while self._queue.unfinished_tasks > 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        self._queue.put(None)  # blocks only if full, at shutdown
+        self._writer.join(timeout=10.0)
+        self._reader.close()
+
+    # -- reads ------------------------------------------------------------------------------------------
+
+    def load_stats(self) -> list[tuple[str, str, float, float]]:
+        rows = self._reader.execute("SELECT category, model, successes, failures FROM outcome_stats")
+        return [(str(c), str(m), float(s), float(f)) for c, m, s, f in rows]
+
+    def lookup(self, request_id: str) -> tuple[str, str] | None:
+        """(category, model) of a logged decision, or None."""
+        row = self._reader.execute("SELECT category, model FROM decisions WHERE request_id = ?",
+                                   (request_id,)).fetchone()
+        return (str(row[0]), str(row[1])) if row else None
+
+    def latest(self, limit: int = 20) -> list[dict[str, Any]]:
+        cursor = self._reader.execute("SELECT * FROM decisions ORDER BY ts DESC LIMIT ?", (limit,))
+        names = [d[0] for d in cursor.description]
+        out = []
+        for values in cursor.fetchall():
+            row = dict(zip(names, values, strict=True))
+            row["candidates"] = json.loads(row["candidates"])
+            out.append(row)
+        return out
