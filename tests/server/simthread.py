@@ -34,8 +34,8 @@ class SimThread:
 
     def served(self, name: str) -> int:
         """Requests engine `name` finished (any finish reason)."""
-        state = self.cluster.engines[name].state()
-        return sum(state["request_success_total"].values())  # type: ignore[union-attr]
+        finished: dict[str, int] = self.cluster.engines[name].state()["request_success_total"]  # type: ignore[assignment]
+        return sum(finished.values())
 
 
 @contextmanager

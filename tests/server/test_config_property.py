@@ -29,6 +29,10 @@ def test_arbitrary_input_is_a_config_or_a_config_error(data: Any) -> None:
         assert isinstance(config, TriageConfig)
 
 
+def _name(model: Any) -> str:
+    return str(model["name"])
+
+
 model = st.fixed_dictionaries({
     "name": st.text("abcdefgh-_", min_size=1, max_size=8).filter(lambda n: n != "auto"),
     "endpoints": st.just(["http://127.0.0.1:8001/v1"]),
@@ -37,7 +41,7 @@ model = st.fixed_dictionaries({
     "timeouts": st.fixed_dictionaries({"connect_s": st.floats(0.01, 100), "total_s": st.floats(0.01, 1000)}),
 })
 valid = st.fixed_dictionaries({
-    "models": st.lists(model, min_size=1, max_size=3, unique_by=lambda m: m["name"]),
+    "models": st.lists(model, min_size=1, max_size=3, unique_by=_name),
     "server": st.fixed_dictionaries({"host": st.sampled_from(["127.0.0.1", "0.0.0.0", "::1"]),
                                      "max_in_flight": st.integers(1, 10**5),
                                      "admission_wait_s": st.floats(0, 30)}),

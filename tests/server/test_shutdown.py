@@ -25,7 +25,7 @@ def test_drain_refuses_new_and_ends_long_streams_cleanly() -> None:
     body = {"model": "chat", "stream": True, "max_tokens": 4000, "ignore_eos": True,
             "messages": [{"role": "user", "content": "go"}]}
     with run_triage(config) as triage:
-        drain = triage.server.config.app.state.drain  # type: ignore[attr-defined]
+        drain = triage.gateway.guard.drain
         with httpx.stream("POST", triage.base_url + "/v1/chat/completions", json=body, timeout=10) as r:
             chunks = r.iter_raw()
             first = next(chunks)

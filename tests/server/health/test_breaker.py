@@ -12,6 +12,10 @@ from server.telemetry.metrics import Metrics
 from ..conftest import free_port, run_triage, sim_model
 
 
+def state_of(breaker: CircuitBreaker) -> BreakerState:
+    return breaker.state  # read through a call: the state changes inside available()
+
+
 def test_opens_after_consecutive_failures_then_half_open_probe() -> None:
     breaker = CircuitBreaker(failures_to_open=3, cooldown_s=5.0, max_cooldown_s=20.0)
     assert not breaker.on_failure(0.0) and not breaker.on_failure(0.1)
@@ -19,7 +23,7 @@ def test_opens_after_consecutive_failures_then_half_open_probe() -> None:
     assert not breaker.on_failure(0.2) and not breaker.on_failure(0.3)
     assert breaker.on_failure(0.4)
     assert breaker.state is BreakerState.OPEN and not breaker.available(1.0)
-    assert breaker.available(5.5) and breaker.state is BreakerState.HALF_OPEN
+    assert breaker.available(5.5) and state_of(breaker) is BreakerState.HALF_OPEN
     breaker.on_attempt(5.5)  # the probe: nobody else gets through while it runs
     assert not breaker.available(5.6)
     assert breaker.on_failure(6.0)  # the probe failed: open again, twice as long
@@ -27,7 +31,7 @@ def test_opens_after_consecutive_failures_then_half_open_probe() -> None:
     assert not breaker.available(15.9) and breaker.available(16.1)
     breaker.on_attempt(16.1)
     breaker.on_success()
-    assert breaker.state is BreakerState.CLOSED and breaker.available(16.2)
+    assert state_of(breaker) is BreakerState.CLOSED and breaker.available(16.2)
 
 
 def test_cooldown_is_capped() -> None:
