@@ -80,7 +80,11 @@ class HotPathApp:
             await send({"type": "http.response.body", "body": reply.body or b""})
             return
         await send({"type": "http.response.start", "status": 200, "headers": _SSE + _encode(reply.headers)})
-        await _stream_until_disconnect(reply.stream, receive, send)
+        try:
+            await _stream_until_disconnect(reply.stream, receive, send)
+        finally:
+            if reply.abandon is not None:
+                reply.abandon()
 
 
 async def _stream_until_disconnect(events: AsyncIterator[bytes], receive: Receive, send: Send) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 
 from .auth import Tenant
 from .errors import EngineUnavailable, InvalidRequest, RequestTooLarge
@@ -88,7 +89,8 @@ async def read_body(request: Request, limit_bytes: int) -> bytes:
 def to_response(reply: Reply) -> Response:
     if reply.stream is not None:
         headers = {**reply.headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
-        return StreamingResponse(reply.stream, media_type="text/event-stream", headers=headers)
+        return StreamingResponse(reply.stream, media_type="text/event-stream", headers=headers,
+                                 background=BackgroundTask(reply.abandon) if reply.abandon else None)
     return Response(reply.body, media_type=JSON, headers=reply.headers)
 
 

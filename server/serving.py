@@ -65,6 +65,7 @@ class Reply:
     headers: dict[str, str]
     body: bytes | None = None  # a whole JSON answer, or
     stream: AsyncIterator[bytes] | None = None  # SSE events, relayed as they arrive
+    abandon: Callable[[], None] | None = None  # call after the stream is done with, started or not
 
 
 @dataclass(slots=True)
@@ -346,7 +347,11 @@ class Gateway:
         self.metrics.overhead_seconds.observe(overhead_s)
         self.metrics.child(self.metrics.ttft_seconds, model.name).observe(first_s - received_s)
         events = self._relay(plan.request_id, stream, first, model, tokens, endpoint, received_s)
-        return Reply(self._headers(plan, model, tried, overhead_s), stream=events)
+
+        def abandon() -> None:  # the client left before the relay began: its `finally` never runs
+            self._end_relay(plan.request_id, stream, model, tokens, endpoint, "error", received_s)
+
+        return Reply(self._headers(plan, model, tried, overhead_s), stream=events, abandon=abandon)
 
     async def _relay(self, request_id: str, stream: UpstreamStream, first: bytes, model: ModelConfig,
                      tokens: int, endpoint: Endpoint, received_s: float) -> AsyncIterator[bytes]:
@@ -365,8 +370,16 @@ class Gateway:
             self.metrics.stream_errors.labels(model.name).inc()
             yield b"data: " + exc.body() + b"\n\ndata: [DONE]\n\n"
         finally:
-            stream.close()  # on client disconnect this aborts the engine's request too
-            self._finished(request_id, model.name, tokens, endpoint, status, received_s)
+            self._end_relay(request_id, stream, model, tokens, endpoint, status, received_s)
+
+    def _end_relay(self, request_id: str, stream: UpstreamStream, model: ModelConfig, tokens: int,
+                   endpoint: Endpoint, status: str, received_s: float) -> None:
+        """Release the engine stream and the accounting, once, whether or not the relay ever started."""
+        if stream.ended:
+            return
+        stream.ended = True
+        stream.close()  # on client disconnect this aborts the engine's request too
+        self._finished(request_id, model.name, tokens, endpoint, status, received_s)
 
     def _started(self, model: str, tokens: int) -> None:
         self.load.started(model, tokens)

@@ -38,6 +38,7 @@ class UpstreamStream:
         self.model = model
         self.between_tokens_s = between_tokens_s
         self._buffer = b""
+        self.ended = False  # set by whoever releases the stream's accounting (serving.py)
 
     async def next_events(self) -> bytes:
         """Bytes of the next complete events ('' at the end); raises EngineTimeout on a long silence."""

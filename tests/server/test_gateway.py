@@ -173,3 +173,22 @@ def test_client_disconnect_before_non_streamed_answer_cancels_engine_request(rea
                      b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
         _wait_for_running(triage, "fast", 1, within_s=2.0)
     _wait_for_running(triage, "fast", 0, within_s=1.0)
+
+
+def test_stream_abandoned_before_relay_starts_releases_engine_and_accounting(real_speed: RunningTriage) -> None:
+    triage = real_speed
+    gateway = triage.gateway
+    raw = (b'{"model":"chat","stream":true,"max_tokens":4000,"ignore_eos":true,'
+           b'"messages":[{"role":"user","content":"go"}]}')
+
+    async def open_and_abandon() -> int:
+        reply = await gateway.generate("chat", raw, time.perf_counter(), "abandon-test")
+        in_flight = gateway.load.engine("chat").in_flight
+        assert reply.abandon is not None
+        reply.abandon()
+        reply.abandon()  # idempotent
+        return in_flight
+
+    assert triage.call(open_and_abandon()) == 1
+    assert gateway.load.engine("chat").in_flight == 0
+    _wait_for_running(triage, "chat", 0, within_s=1.0)
