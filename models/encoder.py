@@ -229,7 +229,8 @@ class SentenceEncoder:
                 self.impl = "eager"
                 return self._eager_forward
         if impl == "compile":
-            return torch.compile(self._eager_forward, dynamic=False)  # one graph per bucket length
+            # dynamic=None: the first shape compiles static, a new shape recompiles once with dynamic dims
+            return torch.compile(self._eager_forward)
         return self._eager_forward
 
     # ---- tokenization -------------------------------------------------------------------------------------

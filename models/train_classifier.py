@@ -169,10 +169,15 @@ def run_complexity(
     head = train_complexity_head(emb[~ho], target[~ho], args)
     pred = head.predict(emb[ho])[:, 0]
     rep = regression_report(target[ho], pred, [b for b, h in zip(ot.benchmarks, ho, strict=True) if h])
+    fmt = {
+        k: "n/a" if rep[k] is None else f"{rep[k]:.3f}"
+        for k in ("pearson", "spearman", "pearson_within_group_mean")
+    }
     print(
         f"\ncomplexity on {int(ho.sum())} held-out outcome prompts: MAE {rep['mae']:.3f} "
-        f"(predict-mean {rep['mae_predict_mean']:.3f}), Pearson {rep['pearson']:.3f}, "
-        f"Spearman {rep['spearman']:.3f}, within-benchmark Pearson {rep['pearson_within_group_mean']:.3f}"
+        f"(predict-mean {rep['mae_predict_mean']:.3f}), Pearson {fmt['pearson']}, "
+        f"Spearman {fmt['spearman']}, "
+        f"within-benchmark Pearson {fmt['pearson_within_group_mean']}"
     )
     return head, {
         **rep,
