@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -152,9 +153,8 @@ def build_impls(args: argparse.Namespace, max_tokens: int, bench: Bench) -> dict
     impls: dict[str, Any] = {}
     for name in args.impls.split(","):
         if name in ("eager", "compile", "triton"):
-            enc = SentenceEncoder(
-                EncoderConfig(max_tokens=max_tokens, device=args.device, dtype=args.dtype, impl=name)
-            )  # type: ignore[arg-type]
+            cfg = EncoderConfig(max_tokens=max_tokens, device=args.device, dtype=args.dtype, impl=name)
+            enc = SentenceEncoder(cfg)
             if enc.impl != name:
                 bench.notes.append(f"{name}: unavailable (models.fused_bert missing or failed), skipped")
                 continue
@@ -210,14 +210,14 @@ def run_sweep(args: argparse.Namespace, bench: Bench, impls: dict[str, Any], ref
                 else:
                     ids, mask = enc.collate(enc.tokenize(texts), n)
                     excl = time_calls(
-                        lambda e=enc, i=ids, m=mask: e.forward_ids(i, m),
+                        partial(enc.forward_ids, ids, mask),
                         args.max_iters,
                         args.max_case_s,
                         args.warmup,
                     )
                     bench.cases.append(result(name, "excluded", b, n, excl))
                     incl = time_calls(
-                        lambda e=enc, t=texts, b=b: e.encode(t, batch_size=b),
+                        partial(enc.encode, texts, batch_size=b),
                         args.max_iters,
                         args.max_case_s,
                         1,
@@ -331,6 +331,10 @@ def plot(bench: Bench, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _ints(s: str) -> list[int]:
+    return [int(x) for x in s.split(",")]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     g = p.add_argument_group("sweep")
@@ -375,9 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     quick = args.quick or (not args.full and not torch.cuda.is_available())
-    ints = lambda s: [int(x) for x in s.split(",")]  # noqa: E731
-    args.batch_sizes = ints(args.batch_sizes or ("1,8,64" if quick else "1,2,4,8,16,32,64,128,256,512,1024"))
-    args.lengths = ints(args.lengths or ("32,128,512" if quick else "32,64,128,256,512"))
+    args.batch_sizes = _ints(args.batch_sizes or ("1,8,64" if quick else "1,2,4,8,16,32,64,128,256,512,1024"))
+    args.lengths = _ints(args.lengths or ("32,128,512" if quick else "32,64,128,256,512"))
     args.max_iters = args.max_iters or (10 if quick else 100)
     args.max_case_s = args.max_case_s or (3.0 if quick else 5.0)
     args.max_total_s = args.max_total_s or (300.0 if quick else 420.0)

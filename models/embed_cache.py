@@ -58,7 +58,7 @@ def embed_cached(
     key = cache_key(config, data_id or texts_id(texts))
     path = Path(cache_dir) / f"{key}.npy"
     if path.is_file():
-        emb = np.load(path)
+        emb = np.asarray(np.load(path), dtype=np.float32)
         if emb.shape[0] == len(texts):
             logger.info("embeddings: cache hit %s %s", path, emb.shape)
             return emb

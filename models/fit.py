@@ -73,7 +73,7 @@ def fit_head(
                 per_row = F.binary_cross_entropy_with_logits(logits, yt[idx], reduction="none").mean(dim=1)
             batch_loss = (per_row * w[idx]).mean()
             opt.zero_grad(set_to_none=True)
-            batch_loss.backward()
+            batch_loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             sched.step()
             total += batch_loss.detach().item() * len(idx)
@@ -86,4 +86,4 @@ def balanced_weights(labels: np.ndarray, n_classes: int, power: float = 0.5) -> 
     """[N] row weights ∝ (1 / class count) ** power: 0 = none, 1 = fully balanced, 0.5 = in between."""
     counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
     per_class = np.where(counts > 0, (counts.sum() / np.maximum(counts, 1)) ** power, 0.0)
-    return (per_class[labels] / per_class[labels].mean()).astype(np.float32)
+    return np.asarray(per_class[labels] / per_class[labels].mean(), dtype=np.float32)
