@@ -1,8 +1,9 @@
 """PromptClassifier: texts -> category distribution, complexity and embedding, in one synchronous call.
 
 Loads the artifact written by `models/train_classifier.py` (heads.safetensors + labels.json) and a
-`SentenceEncoder` whose max_tokens/truncation match what the heads were trained with. `classify_batch` is
-blocking: call it from a worker thread (models/batcher.py does) or on the GPU's own thread.
+`SentenceEncoder` whose max_tokens/truncation match what the heads were trained with. The task head reads
+the prompt embedding plus 8 surface features (models/features.py); the complexity head the embedding only.
+`classify_batch` is blocking: call it from a worker thread (models/batcher.py does) or the GPU thread.
 This module knows nothing about asyncio, HTTP or routing policy.
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 from models.data import REPO_ROOT
 from models.encoder import EncoderConfig, SentenceEncoder
 from models.errors import ArtifactError
+from models.features import N_FEATURES, task_inputs
 from models.heads import HeadConfig, MLPHead, load_heads
 
 logger = logging.getLogger(__name__)
@@ -65,10 +67,14 @@ class PromptClassifier:
     ) -> None:
         if task_head.config.out_dim != len(labels):
             raise ArtifactError(f"task head has {task_head.config.out_dim} outputs but {len(labels)} labels.")
-        if encoder.dim != task_head.config.in_dim:
+        if (
+            encoder.dim + N_FEATURES != task_head.config.in_dim
+            or encoder.dim != complexity_head.config.in_dim
+        ):
             raise ArtifactError(
-                f"encoder gives {encoder.dim}-d embeddings, heads expect "
-                f"{task_head.config.in_dim}; use the encoder named in labels.json."
+                f"encoder gives {encoder.dim}-d embeddings, heads expect task {task_head.config.in_dim} = "
+                f"dim + {N_FEATURES} and complexity {complexity_head.config.in_dim}; use the encoder named "
+                "in labels.json."
             )
         self.encoder, self.task_head, self.complexity_head = encoder, task_head, complexity_head
         self.labels, self.meta = labels, meta
@@ -101,18 +107,18 @@ class PromptClassifier:
             SentenceEncoder(enc_cfg), heads["task"], heads["complexity"], list(meta["categories"]), meta
         )
 
-    def classify_embeddings(self, embedding: np.ndarray) -> ClassifierOutput:
-        """Heads only, for precomputed embeddings [B, 384]."""
+    def classify_embeddings(self, texts: list[str], embedding: np.ndarray) -> ClassifierOutput:
+        """Heads only: texts [B] (for the surface features) and their embeddings [B, 384]."""
         return ClassifierOutput(
             labels=self.labels,
-            probs=self.task_head.predict(embedding),
+            probs=self.task_head.predict(task_inputs(embedding, texts)),
             complexity=self.complexity_head.predict(embedding)[:, 0],
             embedding=embedding,
         )
 
     def classify_batch(self, texts: list[str]) -> ClassifierOutput:
-        """Blocking: texts -> probs [B, C], complexity [B], embedding [B, 384]."""
-        return self.classify_embeddings(self.encoder.encode(texts))
+        """Blocking: texts -> probs [B, C], complexity [B], embedding [B, 384]. One encoder call per batch."""
+        return self.classify_embeddings(texts, self.encoder.encode(texts))
 
     def warmup(self) -> float:
         """Encoder warm-up (one batch per bucket) plus one real classification; returns seconds."""

@@ -1,6 +1,7 @@
 """`triage train-classifier`: train the task-category and complexity heads and write the classifier artifact.
 
-Steps: embed the prompts file and the outcomes prompts once (cached under .cache/triage/), hold out whole
+Steps: embed the prompts and the outcomes prompts once (cached under .cache/triage/), append cheap surface
+features (script, digits, code symbols, length; models/features.py) for the task head, hold out whole
 source families for validation (models/splits.py), train the task head, print per-category P/R/F1 and the
 confusion matrix, train the complexity head on a seeded prompt_id split of the outcomes file, then refit both
 heads on all rows with the same settings (unless --no-refit) and write
@@ -35,6 +36,7 @@ from models.data import (
 )
 from models.embed_cache import DEFAULT_CACHE_DIR, embed_cached
 from models.encoder import EncoderConfig
+from models.features import FEATURE_NAMES, task_inputs
 from models.fit import FitConfig, balanced_weights, fit_head
 from models.heads import HeadConfig, MLPHead, save_heads
 from models.metrics import classification_report, format_report, regression_report
@@ -82,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--encoder-model", default="", help="local BERT dir or hub id ('' = bundled MiniLM)")
     g.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     g = p.add_argument_group("task head")
-    g.add_argument("--head", default="task-mlp", choices=["task-mlp", "task-linear"], help="head preset")
+    g.add_argument("--head", default="task-linear", choices=["task-mlp", "task-linear"], help="head preset")
     g.add_argument("--hidden", type=int, default=None, help="override the preset's hidden width")
     g.add_argument("--epochs", type=int, default=40, help="training epochs for every head")
     g.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate")
@@ -196,13 +198,14 @@ def main(argv: list[str] | None = None) -> int:
     enc_cfg = EncoderConfig(model=args.encoder_model, max_tokens=args.max_tokens, device=args.device)
     ps, ot = load_prompts(args.data), load_outcomes(args.outcomes)
     emb_p = embed_cached(ps.texts, enc_cfg, ps.cache_id, args.cache_dir)  # [N, 384]
+    x_task = task_inputs(emb_p, ps.texts)  # [N, 384 + N_FEATURES]
     emb_o = embed_cached(ot.texts, enc_cfg, ot.cache_id, args.cache_dir)  # [P, 384]
     labels = sorted(set(ps.categories))
-    task_head, task_metrics = run_task(ps, emb_p, labels, args)
+    task_head, task_metrics = run_task(ps, x_task, labels, args)
     cx_head, cx_metrics = run_complexity(ot, emb_o, args)
     if not args.no_refit:
         y = np.array([labels.index(c) for c in ps.categories])
-        task_head = train_task_head(emb_p, y, ps.is_gold(), len(labels), args)
+        task_head = train_task_head(x_task, y, ps.is_gold(), len(labels), args)
         cx_head = train_complexity_head(emb_o, (1.0 - ot.scores.mean(axis=1)).astype(np.float32), args)
     write_artifact(
         args.out,
@@ -248,7 +251,11 @@ def write_artifact(
         "encoder_model": enc_cfg.model,
         "max_tokens": enc_cfg.max_tokens,
         "truncation": enc_cfg.truncation_meta(),
-        "embedding_dim": task_head.config.in_dim,
+        "embedding_dim": cx_head.config.in_dim,
+        "task_inputs": {
+            "layout": "[embedding (384), surface features (models/features.py)]",
+            "surface_features": list(FEATURE_NAMES),
+        },
         "heads": {"task": task_head.config.to_json(), "complexity": cx_head.config.to_json()},
         "complexity_meaning": COMPLEXITY_MEANING,
     }

@@ -15,7 +15,7 @@ from models.heads import HEAD_PRESETS, MLPHead, load_heads, save_heads
 OBVIOUS = {
     "Write a Python function that returns the n-th Fibonacci number using memoization.": "code",
     "Tom has 3 boxes with 12 apples each. He gives away 15 apples. How many apples are left?": "math",
-    "Traduce al inglés: ¿Dónde está la biblioteca más cercana?": "translation_multilingual",
+    "请用三句话介绍一下长城的历史。": "translation_multilingual",  # any non-English prompt
     "Summarize the following article in two sentences: The city council voted on Tuesday to expand the bike "
     "lane network by 40 miles over the next five years, citing safety and congestion.": "summarization",
 }
