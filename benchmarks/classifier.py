@@ -203,7 +203,13 @@ def run_sweep(args: argparse.Namespace, bench: Bench, impls: dict[str, Any], ref
                 if name == "sentence-transformers":
 
                     def call(t: list[str] = texts, st: Any = enc, b: int = b) -> object:
-                        return st.encode(t, batch_size=b, normalize_embeddings=True, convert_to_numpy=True)
+                        return st.encode(
+                            t,
+                            batch_size=b,
+                            normalize_embeddings=True,
+                            convert_to_numpy=True,
+                            show_progress_bar=False,
+                        )
 
                     times = time_calls(call, args.max_iters, args.max_case_s, args.warmup)
                     bench.cases.append(result(name, "included", b, n, times))
@@ -273,7 +279,9 @@ def summarize(bench: Bench, artifact: Path) -> dict[str, Any]:
         ]
         return max(rows, key=lambda c: c.batch) if rows else None
 
-    main_impl = "triton" if any(c.impl == "triton" for c in bench.cases) else "eager"
+    # the serving path: fused Triton on a GPU, eager PyTorch on CPU (where models.fused_bert has no kernels)
+    on_gpu = bench.device["gpu"] is not None
+    main_impl = "triton" if on_gpu and any(c.impl == "triton" for c in bench.cases) else "eager"
     b1_128, b1_512, big_128 = find(main_impl, 128, 1), find(main_impl, 512, 1), find(main_impl, 128, None)
     speedup = None
     tri, eag = find("triton", 128, None, "excluded"), None
