@@ -1,0 +1,141 @@
+"""PromptClassifier: texts -> category distribution, complexity and embedding, in one synchronous call.
+
+Loads the artifact written by `models/train_classifier.py` (heads.safetensors + labels.json) and a
+`SentenceEncoder` whose max_tokens/truncation match what the heads were trained with. The task head reads
+the prompt embedding plus 8 surface features (models/features.py); the complexity head the embedding only.
+`classify_batch` is blocking: call it from a worker thread (models/batcher.py does) or the GPU thread.
+This module knows nothing about asyncio, HTTP or routing policy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.data import REPO_ROOT
+from models.encoder import EncoderConfig, SentenceEncoder
+from models.errors import ArtifactError
+from models.features import N_FEATURES, task_inputs
+from models.heads import HeadConfig, MLPHead, load_heads
+
+logger = logging.getLogger(__name__)
+DEFAULT_ARTIFACT = REPO_ROOT / "models" / "artifacts" / "classifier"
+SUPPORTED_VERSIONS = (1,)
+
+
+@dataclass
+class ClassifierOutput:
+    labels: list[str]  # category order = columns of probs
+    probs: np.ndarray  # [B, C] float32, rows sum to 1
+    complexity: np.ndarray  # [B] float32 in [0, 1]; see labels.json "complexity_meaning"
+    embedding: np.ndarray  # [B, 384] float32, unit rows
+
+    def top(self) -> list[str]:
+        """Most likely category per row."""
+        return [self.labels[i] for i in self.probs.argmax(axis=1)]
+
+
+def read_meta(artifact_dir: Path) -> dict[str, Any]:
+    path = artifact_dir / "labels.json"
+    if not path.is_file():
+        raise ArtifactError(f"{path} not found; run `triage train-classifier --out {artifact_dir}` first.")
+    meta: dict[str, Any] = json.loads(path.read_text())
+    if meta.get("format_version") not in SUPPORTED_VERSIONS:
+        raise ArtifactError(
+            f"{path} has format_version {meta.get('format_version')}, this code reads "
+            f"{SUPPORTED_VERSIONS}; retrain with `triage train-classifier`."
+        )
+    return meta
+
+
+class PromptClassifier:
+    """Encoder + task head + complexity head. Build with `PromptClassifier.load()`."""
+
+    def __init__(
+        self,
+        encoder: SentenceEncoder,
+        task_head: MLPHead,
+        complexity_head: MLPHead,
+        labels: list[str],
+        meta: dict[str, Any],
+    ) -> None:
+        if task_head.config.out_dim != len(labels):
+            raise ArtifactError(f"task head has {task_head.config.out_dim} outputs but {len(labels)} labels.")
+        if (
+            encoder.dim + N_FEATURES != task_head.config.in_dim
+            or encoder.dim != complexity_head.config.in_dim
+        ):
+            raise ArtifactError(
+                f"encoder gives {encoder.dim}-d embeddings, heads expect task {task_head.config.in_dim} = "
+                f"dim + {N_FEATURES} and complexity {complexity_head.config.in_dim}; use the encoder named "
+                "in labels.json."
+            )
+        self.encoder, self.task_head, self.complexity_head = encoder, task_head, complexity_head
+        self.labels, self.meta = labels, meta
+
+    @classmethod
+    def load(
+        cls,
+        artifact_dir: str | Path | None = None,
+        encoder: EncoderConfig | None = None,
+    ) -> PromptClassifier:
+        """Read the artifact; encoder model and max_tokens default to those the heads were trained with."""
+        adir = Path(artifact_dir) if artifact_dir is not None else DEFAULT_ARTIFACT
+        meta = read_meta(adir)
+        trained = EncoderConfig(model=meta.get("encoder_model", ""), max_tokens=int(meta["max_tokens"]))
+        enc_cfg = encoder or trained
+        if enc_cfg.encoder_id != trained.encoder_id or enc_cfg.max_tokens != trained.max_tokens:
+            logger.warning(
+                "encoder %s/max_tokens=%d differs from training (%s/%d); scores may drift",
+                enc_cfg.encoder_id,
+                enc_cfg.max_tokens,
+                trained.encoder_id,
+                trained.max_tokens,
+            )
+        heads = load_heads(
+            adir / "heads.safetensors", {name: HeadConfig.from_json(c) for name, c in meta["heads"].items()}
+        )
+        if "task" not in heads or "complexity" not in heads:
+            raise ArtifactError(f"{adir}/labels.json must describe 'task' and 'complexity' heads; retrain.")
+        return cls(
+            SentenceEncoder(enc_cfg), heads["task"], heads["complexity"], list(meta["categories"]), meta
+        )
+
+    def classify_embeddings(self, texts: list[str], embedding: np.ndarray) -> ClassifierOutput:
+        """Heads only: texts [B] (for the surface features) and their embeddings [B, 384]."""
+        return ClassifierOutput(
+            labels=self.labels,
+            probs=self.task_head.predict(task_inputs(embedding, texts)),
+            complexity=self.complexity_head.predict(embedding)[:, 0],
+            embedding=embedding,
+        )
+
+    def classify_batch(self, texts: list[str]) -> ClassifierOutput:
+        """Blocking: texts -> probs [B, C], complexity [B], embedding [B, 384]. One encoder call per batch."""
+        return self.classify_embeddings(texts, self.encoder.encode(texts))
+
+    def warmup(self) -> float:
+        """Encoder warm-up (one batch per bucket) plus one real classification; returns seconds."""
+        t0 = time.perf_counter()
+        self.encoder.warmup()
+        self.classify_batch(["def add(a, b): return a + b", "What is 12 * 7?"])
+        seconds = time.perf_counter() - t0
+        logger.info(
+            "classifier warm-up took %.2f s (impl=%s, device=%s)",
+            seconds,
+            self.encoder.impl,
+            self.encoder.device,
+        )
+        return seconds
+
+    def with_encoder(self, config: EncoderConfig) -> PromptClassifier:
+        """Same heads, another encoder implementation (e.g. impl='triton')."""
+        return PromptClassifier(
+            SentenceEncoder(replace(config)), self.task_head, self.complexity_head, self.labels, self.meta
+        )

@@ -1,0 +1,267 @@
+"""`triage train-classifier`: train the task-category and complexity heads and write the classifier artifact.
+
+Steps: embed the prompts and the outcomes prompts once (cached under .cache/triage/), append cheap surface
+features (script, digits, code symbols, length; models/features.py) for the task head, hold out whole
+source families for validation (models/splits.py), train the task head, print per-category P/R/F1 and the
+confusion matrix, train the complexity head on a seeded prompt_id split of the outcomes file, then refit both
+heads on all rows with the same settings (unless --no-refit) and write
+  <out>/heads.safetensors   task + complexity weights (a few hundred KB)
+  <out>/labels.json         category order, encoder id, max_tokens, truncation, head configs
+  <out>/metrics.json        validation metrics, split, seed, data hashes
+The reported metrics are those of the held-out models; the shipped weights are the refit ones.
+This script knows nothing about serving; `models/classifier.py` loads what it writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.data import (
+    DEFAULT_OUTCOMES,
+    DEFAULT_PROMPTS,
+    REPO_ROOT,
+    OutcomeTable,
+    PromptSet,
+    load_outcomes,
+    load_prompts,
+)
+from models.embed_cache import DEFAULT_CACHE_DIR, embed_cached
+from models.encoder import EncoderConfig
+from models.features import FEATURE_NAMES, task_inputs
+from models.fit import FitConfig, balanced_weights, fit_head
+from models.heads import HeadConfig, MLPHead, save_heads
+from models.metrics import classification_report, format_report, regression_report
+from models.splits import auto_val_families, heldout_mask, split_by_families
+
+logger = logging.getLogger(__name__)
+DEFAULT_OUT = REPO_ROOT / "models" / "artifacts" / "classifier"
+ARTIFACT_VERSION = 1
+COMPLEXITY_MEANING = (
+    "Predicted share of the 7 open 7B/8B models in the RouterDC outcomes (Mistral-7B, MetaMath-Mistral-7B, "
+    "Chinese-Mistral-7B, zephyr-7b-beta, dolphin-2.6-mistral-7b, Llama-3-8B, dolphin-2.9-llama3-8b) that "
+    "would answer the prompt wrongly: 0 = all of them get it right, 1 = none does. Learned on MMLU, CMMLU, "
+    "ARC, GSM8K "
+    "and HumanEval prompts only; on other kinds of prompts (creative writing, chat) it is an extrapolation."
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="triage train-classifier", description=__doc__.splitlines()[0])
+    g = p.add_argument_group("data")
+    g.add_argument("--data", type=Path, default=DEFAULT_PROMPTS, help="labelled prompts (.jsonl[.gz])")
+    g.add_argument(
+        "--outcomes",
+        type=Path,
+        default=DEFAULT_OUTCOMES,
+        help="per-model outcomes (.jsonl[.gz]) used to learn complexity",
+    )
+    g.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="embedding cache directory")
+    g = p.add_argument_group("validation split")
+    g.add_argument(
+        "--val-sources",
+        default="auto",
+        help="comma-separated source families to hold out, or 'auto' (see models/splits.py)",
+    )
+    g.add_argument("--seed", type=int, default=0, help="seed for the split tie-breaks, init and shuffling")
+    g.add_argument(
+        "--complexity-holdout",
+        type=float,
+        default=0.2,
+        help="share of outcome prompts (per benchmark) held out to validate complexity",
+    )
+    g = p.add_argument_group("encoder")
+    g.add_argument("--max-tokens", type=int, default=256, help="token budget per prompt incl. [CLS]/[SEP]")
+    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="encoder device")
+    g.add_argument("--encoder-model", default="", help="local BERT dir or hub id ('' = bundled MiniLM)")
+    g.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    g = p.add_argument_group("task head")
+    g.add_argument("--head", default="task-linear", choices=["task-mlp", "task-linear"], help="head preset")
+    g.add_argument("--hidden", type=int, default=None, help="override the preset's hidden width")
+    g.add_argument("--epochs", type=int, default=40, help="training epochs for every head")
+    g.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate")
+    g.add_argument(
+        "--class-weight-power",
+        type=float,
+        default=0.5,
+        help="row weight ∝ (1/class count)^power; 0 = none, 1 = balanced",
+    )
+    g.add_argument(
+        "--rule-weight",
+        type=float,
+        default=0.7,
+        help="weight of rows labelled by regex rules relative to gold-labelled rows",
+    )
+    g = p.add_argument_group("output")
+    g.add_argument("--out", type=Path, default=DEFAULT_OUT, help="artifact directory")
+    g.add_argument(
+        "--no-refit", action="store_true", help="ship the held-out-validated heads, do not refit on all"
+    )
+    return p
+
+
+def train_task_head(
+    emb: np.ndarray,
+    y: np.ndarray,
+    gold: np.ndarray,
+    n_classes: int,
+    args: argparse.Namespace,
+) -> MLPHead:
+    cfg = HeadConfig.from_name(args.head, out_dim=n_classes, in_dim=emb.shape[1])
+    if args.hidden is not None:
+        cfg = replace(cfg, hidden=args.hidden)
+    head = MLPHead(cfg)
+    w = balanced_weights(y, n_classes, args.class_weight_power) * np.where(gold, 1.0, args.rule_weight)
+    fit_head(head, emb, y, "ce", FitConfig(epochs=args.epochs, lr=args.lr, seed=args.seed), sample_weight=w)
+    return head
+
+
+def train_complexity_head(emb: np.ndarray, target: np.ndarray, args: argparse.Namespace) -> MLPHead:
+    head = MLPHead(HeadConfig.from_name("complexity", in_dim=emb.shape[1]))
+    fit_head(head, emb, target[:, None], "bce", FitConfig(epochs=args.epochs, lr=args.lr, seed=args.seed))
+    return head
+
+
+def run_task(
+    ps: PromptSet,
+    emb: np.ndarray,
+    labels: list[str],
+    args: argparse.Namespace,
+) -> tuple[MLPHead, dict[str, Any]]:
+    y = np.array([labels.index(c) for c in ps.categories])
+    gold = ps.is_gold()
+    fams = (
+        auto_val_families(ps.categories, ps.sources, seed=args.seed)
+        if args.val_sources == "auto"
+        else [s.strip() for s in args.val_sources.split(",") if s.strip()]
+    )
+    split = split_by_families(ps.categories, ps.sources, fams)
+    tr, va = ~split.val_mask, split.val_mask
+    head = train_task_head(emb[tr], y[tr], gold[tr], len(labels), args)
+    pred = head.predict(emb[va]).argmax(1)
+    report = classification_report(y[va], pred, labels)
+    gold_report = classification_report(y[va & gold], head.predict(emb[va & gold]).argmax(1), labels)
+    print(f"\nvalidation on held-out source families {split.val_families}")
+    print(format_report(report, labels))
+    print(
+        f"gold-labelled validation rows only: macro-F1 {gold_report['macro_f1']:.3f} (n={gold_report['n']})"
+    )
+    metrics = {
+        **report,
+        "gold_only": {k: gold_report[k] for k in ("macro_f1", "accuracy", "n")},
+        "split": split.describe(ps.categories),
+        "head": head.config.to_json(),
+    }
+    return head, metrics
+
+
+def run_complexity(
+    ot: OutcomeTable, emb: np.ndarray, args: argparse.Namespace
+) -> tuple[MLPHead, dict[str, Any]]:
+    target = (1.0 - ot.scores.mean(axis=1)).astype(np.float32)  # [P] share of models that fail
+    ho = heldout_mask(ot.prompt_ids, ot.benchmarks, args.complexity_holdout, args.seed)
+    head = train_complexity_head(emb[~ho], target[~ho], args)
+    pred = head.predict(emb[ho])[:, 0]
+    rep = regression_report(target[ho], pred, [b for b, h in zip(ot.benchmarks, ho, strict=True) if h])
+    fmt = {
+        k: "n/a" if rep[k] is None else f"{rep[k]:.3f}"
+        for k in ("pearson", "spearman", "pearson_within_group_mean")
+    }
+    print(
+        f"\ncomplexity on {int(ho.sum())} held-out outcome prompts: MAE {rep['mae']:.3f} "
+        f"(predict-mean {rep['mae_predict_mean']:.3f}), Pearson {fmt['pearson']}, "
+        f"Spearman {fmt['spearman']}, "
+        f"within-benchmark Pearson {fmt['pearson_within_group_mean']}"
+    )
+    return head, {
+        **rep,
+        "meaning": COMPLEXITY_MEANING,
+        "target": "1 - mean score over the 7 models",
+        "split": f"seeded prompt_id hash, {args.complexity_holdout:.0%} of each benchmark held out",
+        "head": head.config.to_json(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    enc_cfg = EncoderConfig(model=args.encoder_model, max_tokens=args.max_tokens, device=args.device)
+    ps, ot = load_prompts(args.data), load_outcomes(args.outcomes)
+    emb_p = embed_cached(ps.texts, enc_cfg, ps.cache_id, args.cache_dir)  # [N, 384]
+    x_task = task_inputs(emb_p, ps.texts)  # [N, 384 + N_FEATURES]
+    emb_o = embed_cached(ot.texts, enc_cfg, ot.cache_id, args.cache_dir)  # [P, 384]
+    labels = sorted(set(ps.categories))
+    task_head, task_metrics = run_task(ps, x_task, labels, args)
+    cx_head, cx_metrics = run_complexity(ot, emb_o, args)
+    if not args.no_refit:
+        y = np.array([labels.index(c) for c in ps.categories])
+        task_head = train_task_head(x_task, y, ps.is_gold(), len(labels), args)
+        cx_head = train_complexity_head(emb_o, (1.0 - ot.scores.mean(axis=1)).astype(np.float32), args)
+    write_artifact(
+        args.out,
+        labels,
+        enc_cfg,
+        task_head,
+        cx_head,
+        {
+            "task": task_metrics,
+            "complexity": cx_metrics,
+            "seed": args.seed,
+            "shipped_weights": "held-out models"
+            if args.no_refit
+            else "refit on all rows with the same settings",
+            "training": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "data": {
+                "prompts_sha256": ps.sha256,
+                "outcomes_sha256": ot.sha256,
+                "n_prompts": len(ps),
+                "n_outcome_prompts": len(ot),
+            },
+            "wall_s": round(time.perf_counter() - t0, 1),
+        },
+    )
+    print(f"\nwrote {args.out} (macro-F1 {task_metrics['macro_f1']:.3f} on held-out sources)")
+    return 0
+
+
+def write_artifact(
+    out: Path,
+    labels: list[str],
+    enc_cfg: EncoderConfig,
+    task_head: MLPHead,
+    cx_head: MLPHead,
+    metrics: dict[str, Any],
+) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    save_heads(out / "heads.safetensors", {"task": task_head, "complexity": cx_head})
+    meta = {
+        "format_version": ARTIFACT_VERSION,
+        "categories": labels,
+        "encoder_id": enc_cfg.encoder_id,
+        "encoder_model": enc_cfg.model,
+        "max_tokens": enc_cfg.max_tokens,
+        "truncation": enc_cfg.truncation_meta(),
+        "embedding_dim": cx_head.config.in_dim,
+        "task_inputs": {
+            "layout": "[embedding (384), surface features (models/features.py)]",
+            "surface_features": list(FEATURE_NAMES),
+        },
+        "heads": {"task": task_head.config.to_json(), "complexity": cx_head.config.to_json()},
+        "complexity_meaning": COMPLEXITY_MEANING,
+    }
+    (out / "labels.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

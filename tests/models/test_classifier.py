@@ -1,0 +1,57 @@
+"""Committed classifier artifact: loads, classifies obvious prompts, shapes and ranges are right."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.classifier import DEFAULT_ARTIFACT, PromptClassifier
+from models.errors import ArtifactError
+from models.heads import HEAD_PRESETS, MLPHead, load_heads, save_heads
+
+OBVIOUS = {
+    "Write a Python function that returns the n-th Fibonacci number using memoization.": "code",
+    "Tom has 3 boxes with 12 apples each. He gives away 15 apples. How many apples are left?": "math",
+    "请用三句话介绍一下长城的历史。": "translation_multilingual",  # any non-English prompt
+    "Summarize the following article in two sentences: The city council voted on Tuesday to expand the bike "
+    "lane network by 40 miles over the next five years, citing safety and congestion.": "summarization",
+}
+
+
+def test_artifact_is_small_and_describes_itself() -> None:
+    size = sum(p.stat().st_size for p in DEFAULT_ARTIFACT.iterdir())
+    assert size < 5_000_000
+    meta = json.loads((DEFAULT_ARTIFACT / "labels.json").read_text())
+    assert len(meta["categories"]) == 11 and meta["max_tokens"] == 256
+    metrics = json.loads((DEFAULT_ARTIFACT / "metrics.json").read_text())
+    assert 0.0 < metrics["task"]["macro_f1"] <= 1.0
+    assert metrics["task"]["split"]["val_families"]
+
+
+def test_classifies_obvious_prompts(classifier: PromptClassifier) -> None:
+    out = classifier.classify_batch(list(OBVIOUS))
+    assert out.probs.shape == (len(OBVIOUS), 11) and out.embedding.shape == (len(OBVIOUS), 384)
+    np.testing.assert_allclose(out.probs.sum(axis=1), 1.0, atol=1e-5)
+    assert ((out.complexity >= 0) & (out.complexity <= 1)).all()
+    assert out.top() == list(OBVIOUS.values()), dict(zip(OBVIOUS.values(), out.top(), strict=True))
+
+
+def test_warmup_returns_seconds(classifier: PromptClassifier) -> None:
+    assert classifier.warmup() >= 0.0
+
+
+def test_heads_round_trip(tmp_path: Path) -> None:
+    heads = {"task": MLPHead(HEAD_PRESETS["task-mlp"]), "complexity": MLPHead(HEAD_PRESETS["complexity"])}
+    save_heads(tmp_path / "h.safetensors", heads)
+    again = load_heads(tmp_path / "h.safetensors", {k: h.config for k, h in heads.items()})
+    x = np.random.default_rng(0).normal(size=(3, 384)).astype(np.float32)
+    for k in heads:
+        np.testing.assert_allclose(again[k].predict(x), heads[k].predict(x), atol=1e-6)
+
+
+def test_missing_artifact_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="train-classifier"):
+        PromptClassifier.load(tmp_path)

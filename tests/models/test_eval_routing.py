@@ -1,0 +1,96 @@
+"""eval-routing numbers on tiny synthetic outcomes: oracle, best single, random, routed."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.eval_routing import main, routing_report
+from models.heads import HeadConfig, MLPHead
+from models.quality import QualityPredictor
+
+MODELS = ["a", "b", "c"]
+# prompts x models: b is the best single model, the oracle takes the best per row
+SCORES = np.array([[1, 0, 0], [0, 1, 0], [0, 1, 1], [1, 1, 0], [0, 0, 1], [0, 1, 0]], dtype=np.float32)
+BENCH = ["x", "x", "x", "y", "y", "y"]
+
+
+def test_routing_report_numbers() -> None:
+    chosen = np.array([0, 1, 2, 0, 2, 0])  # right on 5 of 6
+    r = routing_report(SCORES, chosen, BENCH, MODELS)
+    pw = r["average"]["prompt_weighted"]
+    assert pw["oracle"] == 1.0
+    assert pw["best_single"] == {"model": "b", "accuracy": round(4 / 6, 4)}
+    assert pw["random"] == round(SCORES.mean(), 4)
+    assert pw["routed"] == round(5 / 6, 4)
+    assert r["per_benchmark"]["x"]["best_single"]["model"] == "b"
+    assert r["per_benchmark"]["y"]["single"] == {
+        "a": round(1 / 3, 4),
+        "b": round(2 / 3, 4),
+        "c": round(1 / 3, 4),
+    }
+    assert r["average"]["benchmark_macro"]["oracle"] == 1.0
+
+
+def _write_outcomes(path: Path) -> None:
+    texts = [
+        "What is 2 + 2?",
+        "Write a haiku.",
+        "Sort a list in Python.",
+        "Capital of Peru?",
+        "Name a prime.",
+        "Define entropy.",
+    ]
+    with gzip.open(path, "wt") as f:
+        for i, (row, bench) in enumerate(zip(SCORES, BENCH, strict=True)):
+            for m, s in zip(MODELS, row, strict=True):
+                f.write(
+                    json.dumps(
+                        {
+                            "prompt_id": f"{bench}:{i}",
+                            "prompt": texts[i],
+                            "model": m,
+                            "score": str(s),
+                            "benchmark": bench,
+                        }
+                    )
+                    + "\n"
+                )
+
+
+def test_cli_on_synthetic_outcomes_prefers_model_b(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    head = MLPHead(HeadConfig(out_dim=3, hidden=0, dropout=0.0, output="sigmoid"))
+    group_head = MLPHead(HeadConfig(out_dim=1, hidden=0, dropout=0.0))
+    prior = np.array([[0.2, 0.9, 0.3]], dtype=np.float32)  # prior-only predictor: always routes to "b"
+    meta = {"max_tokens": 64, "encoder_model": "", "split": {"seed": 0, "heldout_frac": 0.5}}
+    QualityPredictor(head, group_head, prior, MODELS, ["all"], 1.0, meta).save(tmp_path / "pred")
+    _write_outcomes(tmp_path / "o.jsonl.gz")
+    rc = main(
+        [
+            "--outcomes",
+            str(tmp_path / "o.jsonl.gz"),
+            "--predictor",
+            str(tmp_path / "pred"),
+            "--split",
+            "all",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--device",
+            "cpu",
+        ]
+    )
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    pw = out["average"]["prompt_weighted"]
+    assert (
+        pw["n"] == 6
+        and pw["oracle"] == 1.0
+        and pw["routed"] == pw["best_single"]["accuracy"] == round(4 / 6, 4)
+    )
+    assert pw["route_share"]["b"] == 1.0 and pw["routed_minus_best_single"] == 0.0

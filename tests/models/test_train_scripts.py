@@ -1,0 +1,98 @@
+"""End-to-end smoke runs of train-classifier and train-quality on tiny synthetic files (real encoder)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+
+from models import train_classifier, train_quality
+from models.classifier import PromptClassifier
+from models.quality import QualityPredictor
+
+CATS = {
+    "code": [
+        "Write a Python function to sort a list.",
+        "Fix this JavaScript bug: undefined is not a function.",
+    ],
+    "math": ["What is 17 times 23?", "Solve for x: 2x + 3 = 11."],
+    "creative_writing": ["Write a short poem about autumn.", "Write a story about a dragon who loves tea."],
+}
+MODELS = ["m1", "m2"]
+
+
+def _write(path: Path, rows: list[dict[str, object]]) -> None:
+    with gzip.open(path, "wt") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+
+
+def _outcomes(path: Path) -> None:
+    rows = []
+    for i in range(20):
+        bench = "mathy" if i % 2 else "wordy"
+        text = f"What is {i} plus {i + 1}?" if bench == "mathy" else f"Define the word number {i}."
+        for m in MODELS:
+            good = (m == "m1") == (bench == "mathy")
+            rows.append(
+                {
+                    "prompt_id": f"{bench}:{i}",
+                    "prompt": text,
+                    "model": m,
+                    "score": float(good),
+                    "benchmark": bench,
+                }
+            )
+    _write(path, rows)
+
+
+def test_train_classifier_and_quality_end_to_end(tmp_path: Path) -> None:
+    rows = [
+        {
+            "id": f"{c}-{s}-{i}",
+            "prompt": t,
+            "category": c,
+            "source": f"src{s}",
+            "label_method": "source_label",
+        }
+        for c, texts in CATS.items()
+        for i, t in enumerate(texts)
+        for s in (0, 1)
+    ]
+    _write(tmp_path / "p.jsonl.gz", rows)
+    _outcomes(tmp_path / "o.jsonl.gz")
+    common = [
+        "--outcomes",
+        str(tmp_path / "o.jsonl.gz"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--device",
+        "cpu",
+        "--epochs",
+        "3",
+    ]
+    rc = train_classifier.main(
+        [
+            "--data",
+            str(tmp_path / "p.jsonl.gz"),
+            "--val-sources",
+            "src1",
+            "--out",
+            str(tmp_path / "clf"),
+            *common,
+        ]
+    )
+    assert rc == 0
+    metrics = json.loads((tmp_path / "clf" / "metrics.json").read_text())
+    assert metrics["task"]["split"]["val_families"] == ["src1"] and metrics["task"]["n"] == 6
+    clf = PromptClassifier.load(tmp_path / "clf")
+    assert clf.labels == sorted(CATS) and clf.classify_batch(["hello"]).probs.shape == (1, 3)
+
+    rc = train_quality.main([*common, "--out", str(tmp_path / "q"), "--hidden", "0", "--heldout-frac", "0.3"])
+    assert rc == 0
+    pred = QualityPredictor.load(tmp_path / "q")
+    assert pred.models == MODELS and pred.meta["split"]["n_heldout"] == 6
+    probs = pred.predict(np.eye(384, dtype=np.float32)[:2])
+    assert probs.shape == (2, 2)
