@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -98,16 +99,23 @@ class MiniLMClassifier:
         self._batcher: Any = None
 
     async def start(self) -> None:
-        from models.batcher import MicroBatcher  # heavy (torch): imported only when configured
+        # Heavy imports (torch) happen only when this classifier is configured.
+        from models.batcher import BatcherConfig, MicroBatcher
         from models.classifier import PromptClassifier
         from models.encoder import EncoderConfig
 
-        encoder_kwargs: dict[str, Any] = {"device": self.settings.device, "impl": self.settings.impl}
-        if self.settings.encoder:
-            encoder_kwargs["path"] = self.settings.encoder
-        classifier = PromptClassifier.load(self.settings.artifact, encoder=EncoderConfig(**encoder_kwargs))
-        self._batcher = MicroBatcher(classifier, window_ms=self.settings.batch_window_ms,
-                                     max_batch=self.settings.max_batch)
+        settings = self.settings
+        impl = settings.impl
+        if impl == "auto":
+            import torch
+
+            impl = "triton" if torch.cuda.is_available() else "eager"
+        encoder = EncoderConfig(model=settings.encoder or "", device=settings.device, impl=impl)
+        classifier = await asyncio.to_thread(PromptClassifier.load, settings.artifact, encoder)
+        warm_s = await asyncio.to_thread(classifier.warmup)
+        log.info("MiniLM classifier warm (%s on %s) in %.0f ms", impl, settings.device, warm_s * 1e3)
+        self._batcher = MicroBatcher(classifier, BatcherConfig(max_batch=settings.max_batch,
+                                                               max_wait_ms=settings.batch_window_ms))
         await self._batcher.start()
 
     async def stop(self) -> None:

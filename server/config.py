@@ -255,9 +255,10 @@ class ClassifierConfig(Strict):
     artifact: str | None = Field(None, description="Heads artifact dir; default: the one shipped in models/.")
     encoder: str | None = Field(None, description="Local path or hub id of a BERT-family encoder.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    impl: Literal["eager", "compile", "triton"] = "triton"
-    batch_window_ms: float = Field(1.0, ge=0, le=50)
-    max_batch: int = Field(256, ge=1)
+    impl: Literal["auto", "eager", "compile", "triton"] = Field(
+        "auto", description="Encoder path: auto = Triton kernels on a GPU, PyTorch eager on a CPU.")
+    batch_window_ms: float = Field(1.0, ge=0, le=50, description="How long a prompt waits for batch-mates.")
+    max_batch: int = Field(256, ge=1, description="Prompts encoded in one call at most.")
 
 
 class PolicyConfig(Strict):
