@@ -70,6 +70,9 @@ class Profile(Strict):
                                 "measured on an H100 with three co-located engines).")
     gpu_s_per_1k_tokens: float = Field(0.0, ge=0, description="Local cost: GPU-seconds per 1k tokens.")
     usd_per_1m_tokens: float = Field(0.0, ge=0, description="Remote cost: dollars per 1M tokens.")
+    predictor_model: str | None = Field(
+        None, description="This model's name in the learned quality predictor (policy.quality_predictor); "
+                          "when set, its predicted success probability per prompt replaces `quality`.")
 
     @field_validator("quality")
     @classmethod
@@ -268,6 +271,9 @@ class PolicyConfig(Strict):
     explore_share: float = Field(0.02, ge=0, le=0.2, description="Share of decisions that explore (Thompson).")
     store: str | None = Field("triage.db", description="SQLite file for decisions and feedback; null: memory.")
     store_prompts: bool = Field(False, description="Keep prompt text in the audit log, not only its hash.")
+    quality_predictor: str | None = Field(
+        None, description="Learned per-model quality predictor: an artifact dir, or 'default' for the one "
+                          "shipped in models/artifacts/quality. Needs classifier.kind: minilm (embeddings).")
     options: dict[str, Any] = Field(default_factory=dict, description="Policy-specific settings.")
 
 

@@ -32,6 +32,7 @@ from .base import Candidate, Decision, Policy, RouteRequest
 from .eligibility import ineligible_reason, raise_no_candidate
 from .explore import PRIOR_STRENGTH, Explorer, OutcomeStats
 from .latency import OUTPUT_FILL, LatencyPredictor
+from .learned import LearnedQuality
 from .presets import resolve_weights
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,9 @@ class TriagePolicy(Policy):
         self.recent: OrderedDict[str, tuple[str, str]] = OrderedDict()  # request id -> (category, model)
         self.store: Store | None = None
         self.clock: Callable[[], float] = time.monotonic  # the LoadBoard's clock; simulations swap in theirs
+        self._no_learned: list[float | None] = [None] * len(models)
+        self.learned = LearnedQuality.load(settings.quality_predictor, models) if settings.quality_predictor \
+            else None
 
     def attach_store(self, store: Store) -> None:
         self.store = store
@@ -102,8 +106,12 @@ class TriagePolicy(Policy):
 
     # -- the decision ------------------------------------------------------------------------------------
 
-    def _quality(self, i: int, category: str, scores: dict[str, float]) -> float:
+    def _quality(self, i: int, category: str, scores: dict[str, float], learned: list[float | None]) -> float:
         table = self.quality[i]
+        shift = self.stats.shift(category, self.models[i].name, table.get(category, self.quality_default[i]))
+        predicted = learned[i]
+        if predicted is not None:  # the predictor's probability for this very prompt beats the category table
+            return predicted + shift
         if scores:  # squared scores: a sharpened mixture, so a classifier's spread-out residue mass does
             q = 0.0  # not drag every prompt towards the generalist model
             total = 0.0
@@ -113,7 +121,7 @@ class TriagePolicy(Policy):
             q = q / total if total > 0 else table.get(category, self.quality_default[i])
         else:
             q = table.get(category, self.quality_default[i])
-        return q + self.stats.shift(category, self.models[i].name, table.get(category, self.quality_default[i]))
+        return q + shift
 
     def choose(self, request: RouteRequest) -> Decision:
         now = self.clock()
@@ -125,6 +133,7 @@ class TriagePolicy(Policy):
         snap = self.predictor.snapshot(now)
         max_latency_s = options.max_latency_ms / 1e3 if options.max_latency_ms is not None else None
         planned_tokens = request.prompt_tokens + OUTPUT_FILL * request.max_output_tokens
+        learned = self.learned.predict(cls.embedding) if self.learned is not None else self._no_learned
 
         candidates: list[Candidate] = []
         local_ok: list[Candidate] = []  # eligible local models meeting the latency target
@@ -140,7 +149,7 @@ class TriagePolicy(Policy):
                 candidates.append(Candidate(model.name, False, why_not))
                 continue
             pred = self.predictor.predict(i, snap, now, request.prompt_tokens, request.max_output_tokens)
-            quality = self._quality(i, category, cls.category_scores)
+            quality = self._quality(i, category, cls.category_scores, learned)
             latency = pred.total_s + self.neighbour_weight * pred.neighbour_s
             utility = (quality_weight * quality - w.latency * math.log1p(latency / self.latency_scale_s)
                        - w.cost * cost / self.cost_scale_usd)

@@ -73,3 +73,10 @@ def test_interpolation_leaves_plain_values_unchanged(tree: object) -> None:
 def test_arbitrary_mappings_never_escape_as_other_errors(data: dict[str, object]) -> None:
     with contextlib.suppress(ConfigError):
         parse_config(data)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_config_validates(path: Path) -> None:
+    config = load_config(path)
+    assert config.models

@@ -1,0 +1,60 @@
+"""The learned quality predictor inside the Triage policy: per-prompt probabilities replace profile quality."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.quality import QualityPredictor
+from server.classify import Classification
+from server.config import ConfigError, ModelConfig
+from server.load import LoadBoard
+from server.policy import RouteRequest
+
+from .policykit import policy
+
+LLAMA = "meta-llama/Meta-Llama-3-8B"
+METAMATH = "meta-math/MetaMath-Mistral-7B"
+
+
+def _model(name: str, predictor_model: str | None, quality: float = 0.5) -> ModelConfig:
+    return ModelConfig.model_validate({
+        "name": name, "endpoints": [f"http://127.0.0.1:1/{name}/v1"], "gpu": name,
+        "profile": {"quality_default": quality, "predictor_model": predictor_model}})
+
+
+def _embedding(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(384).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_predicted_probability_is_the_quality_term() -> None:
+    models = [_model("llama", LLAMA), _model("metamath", METAMATH), _model("other", None, quality=0.42)]
+    chooser = policy(models, LoadBoard(), quality_predictor="default")
+    predictor = QualityPredictor.load()
+    for seed in range(5):
+        embedding = _embedding(seed)
+        expected = predictor.predict(embedding.reshape(1, -1))[0]
+        cls = Classification("math", {"math": 1.0}, 0.5, embedding)
+        decision = chooser.choose(RouteRequest(f"r{seed}", cls, 50, 128))
+        terms = {c.model: c.terms["quality"] for c in decision.candidates}
+        assert terms["llama"] == pytest.approx(expected[predictor.models.index(LLAMA)], abs=1e-4)
+        assert terms["metamath"] == pytest.approx(expected[predictor.models.index(METAMATH)], abs=1e-4)
+        assert terms["other"] == pytest.approx(0.42)
+        # idle, identical engines: the better-predicted of the two mapped models wins
+        best = "llama" if terms["llama"] > terms["metamath"] else "metamath"
+        assert decision.model in (best, "other") and (decision.model == best or terms["other"] > terms[best])
+
+
+def test_without_an_embedding_profile_quality_is_used() -> None:
+    models = [_model("llama", LLAMA, quality=0.7), _model("metamath", METAMATH, quality=0.3)]
+    chooser = policy(models, LoadBoard(), quality_predictor="default")
+    decision = chooser.choose(RouteRequest("r", Classification("math", {"math": 1.0}, 0.5), 50, 128))
+    assert {c.model: c.terms["quality"] for c in decision.candidates} == {"llama": 0.7, "metamath": 0.3}
+
+
+def test_unknown_predictor_model_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="predictor_model"):
+        policy([_model("x", "nobody/model-7b")], LoadBoard(), quality_predictor="default")
+    with pytest.raises(ConfigError, match="no model has profile.predictor_model"):
+        policy([_model("x", None)], LoadBoard(), quality_predictor="default")
