@@ -56,5 +56,5 @@ def test_without_an_embedding_profile_quality_is_used() -> None:
 def test_unknown_predictor_model_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="predictor_model"):
         policy([_model("x", "nobody/model-7b")], LoadBoard(), quality_predictor="default")
-    with pytest.raises(ConfigError, match="no model has profile.predictor_model"):
+    with pytest.raises(ConfigError, match=r"no model has profile\.predictor_model"):
         policy([_model("x", None)], LoadBoard(), quality_predictor="default")
