@@ -390,14 +390,17 @@ def dominates(points: list[dict[str, Any]], static: dict[str, Any]) -> bool:
 
 
 def learned_router_gain() -> tuple[float | None, str]:
-    path = ROOT / "models" / "artifacts" / "quality" / "metrics.json"
+    """Accuracy points of learned routing over the best single model on the outcomes hold-out split, as
+    `triage train-quality` recorded them in the predictor's artifact (models/artifacts/quality/meta.json)."""
+    path = ROOT / "models" / "artifacts" / "quality" / "meta.json"
     if not path.exists():
-        return None, f"{path.relative_to(ROOT)} not found (the learned predictor is built on branch classifier)"
-    data = json.loads(path.read_text())
-    for key in ("gain_points", "routed_gain_points", "gain_over_best_single_points"):
-        if key in data:
-            return float(data[key]), f"read from {path.relative_to(ROOT)}:{key}"
-    return None, f"{path.relative_to(ROOT)} has no gain key"
+        return None, f"{path.relative_to(ROOT)} not found: run `triage train-quality`"
+    held_out = json.loads(path.read_text()).get("metrics_heldout", {}).get("average", {}).get("prompt_weighted", {})
+    if "routed_minus_best_single" not in held_out:
+        return None, f"{path.relative_to(ROOT)} has no metrics_heldout.average.prompt_weighted"
+    return (round(100 * float(held_out["routed_minus_best_single"]), 2),
+            f"{path.relative_to(ROOT)}: metrics_heldout.average.prompt_weighted (n={held_out.get('n')}), "
+            f"routed {held_out.get('routed')} vs best single {held_out.get('best_single')}")
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
