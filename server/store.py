@@ -1,10 +1,10 @@
 """The embedded SQLite store (WAL mode): the decision audit log and the feedback statistics.
 
-Writes never block the event loop: callers put small tuples on a bounded queue and one writer thread
-commits them in batches (at most `BATCH` rows or `FLUSH_S` seconds per transaction). When the queue is full
-the row is dropped and counted, never waited for. Reads (start-up statistics, a feedback lookup, `triage
-decisions`) use their own connection; WAL lets them run beside the writer. Prompts are stored as a SHA-256
-hash unless `keep_prompts`, and hashed in the writer thread. Knows nothing about routing.
+Writes never block the event loop: small tuples go to a `sqlite_writer.BatchWriter`, whose thread commits
+them in batches; a full queue drops and counts rows rather than waiting. Reads (start-up statistics, a
+feedback lookup, `triage decisions`) use their own connection; WAL lets them run beside the writer. Prompts
+are stored as a SHA-256 hash unless `keep_prompts`, and hashed in the writer thread. Knows nothing about
+routing.
 """
 
 from __future__ import annotations
@@ -12,18 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import queue
 import sqlite3
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+from .sqlite_writer import BatchWriter, connect
 
-QUEUE_MAX = 20_000  # rows waiting for the writer; beyond this rows are dropped (and counted)
-BATCH = 512  # rows per transaction at most
-FLUSH_S = 0.05  # the writer commits at least this often while rows arrive
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -63,34 +60,40 @@ _SET_STATS = ("INSERT INTO outcome_stats (category, model, successes, failures, 
               "failures = excluded.failures, updated = excluded.updated")
 
 
+Item = tuple[str, tuple[Any, ...]]  # (kind, row): decision | outcome | feedback | stats
+
+
 class StoreError(RuntimeError):
     """The store file cannot be opened or is not a Triage store."""
 
 
 def _connect(path: str) -> sqlite3.Connection:
     try:
-        conn = sqlite3.connect(path, timeout=5.0, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
-    except sqlite3.Error as exc:
+        return connect(path, SCHEMA)
+    except (sqlite3.Error, OSError) as exc:
         raise StoreError(f"cannot open the store {path}: {exc}; check the directory exists and is "
                          "writable, or set policy.store") from None
-    return conn
 
 
 class Store:
     """Open with `Store.open(path)`; `close()` flushes the queue and stops the writer."""
 
-    def __init__(self, path: str, keep_prompts: bool = False) -> None:
+    def __init__(self, path: str, keep_prompts: bool = False,
+                 on_commit: Callable[[int], None] | None = None) -> None:
         self.path = path
         self.keep_prompts = keep_prompts
-        self.dropped = 0  # rows lost to a full queue
-        self._queue: queue.Queue[tuple[str, tuple[Any, ...]] | None] = queue.Queue(QUEUE_MAX)
         self._reader = _connect(path)
-        self._reader.executescript(SCHEMA)
-        self._writer = threading.Thread(target=self._write_loop, args=(_connect(path),), name="triage-store",
-                                        daemon=True)
-        self._writer.start()
+        self._writer: BatchWriter[Item] = BatchWriter(_connect(path), self._write, "store", on_commit)
+
+    @property
+    def committed(self) -> int:
+        """Rows whose transaction has committed (a crash cannot lose these)."""
+        return self._writer.committed
+
+    @property
+    def dropped(self) -> int:
+        """Rows lost to a full queue."""
+        return self._writer.dropped
 
     @classmethod
     def open(cls, path: str | Path, keep_prompts: bool = False) -> Store:
@@ -102,12 +105,7 @@ class Store:
     # -- writes (non-blocking) ------------------------------------------------------------------------
 
     def _put(self, kind: str, row: tuple[Any, ...]) -> None:
-        try:
-            self._queue.put_nowait((kind, row))
-        except queue.Full:
-            self.dropped += 1
-            if self.dropped % 1000 == 1:
-                log.warning("store queue full: %d rows dropped so far (disk too slow?)", self.dropped)
+        self._writer.put((kind, row))
 
     def record_decision(self, request_id: str, ts: float, category: str, complexity: float, prompt: str,
                         model: str, reason: str, preset: str, explored: bool, overflow: bool,
@@ -124,46 +122,16 @@ class Store:
     def save_stats(self, category: str, model: str, successes: float, failures: float) -> None:
         self._put("stats", (category, model, successes, failures, time.time()))
 
-    def _write_loop(self, conn: sqlite3.Connection) -> None:
-        try:
-            conn.executescript(SCHEMA)
-            stop = False
-            while not stop:
-                item = self._queue.get()
-                batch = [item]
-                deadline = time.monotonic() + FLUSH_S
-                while len(batch) < BATCH and item is not None:
-                    try:
-                        item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                    except queue.Empty:
-                        break
-                    batch.append(item)
-                stop = batch[-1] is None
-                self._commit(conn, [b for b in batch if b is not None])
-                for _ in batch:
-                    self._queue.task_done()
-        finally:
-            conn.close()
-
-    def _commit(self, conn: sqlite3.Connection, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
-        if not batch:
-            return
-        try:
-            conn.execute("BEGIN")
-            for kind, row in batch:
-                if kind == "decision":
-                    conn.execute(_INSERT_DECISION, self._decision_row(row))
-                elif kind == "outcome":
-                    conn.execute(_SET_OUTCOME, row)
-                elif kind == "feedback":
-                    conn.execute(_SET_FEEDBACK, row)
-                else:
-                    conn.execute(_SET_STATS, row)
-            conn.execute("COMMIT")
-        except sqlite3.Error:
-            log.exception("store write of %d rows failed; they are lost", len(batch))
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+    def _write(self, conn: sqlite3.Connection, batch: list[Item]) -> None:
+        for kind, row in batch:
+            if kind == "decision":
+                conn.execute(_INSERT_DECISION, self._decision_row(row))
+            elif kind == "outcome":
+                conn.execute(_SET_OUTCOME, row)
+            elif kind == "feedback":
+                conn.execute(_SET_FEEDBACK, row)
+            else:
+                conn.execute(_SET_STATS, row)
 
     def _decision_row(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         request_id, ts, category, complexity, prompt, model, reason, preset, explored, overflow, cands = row
@@ -173,13 +141,10 @@ class Store:
 
     def flush(self, timeout_s: float = 5.0) -> None:
         """Wait until every row queued so far is committed (tests, shutdown)."""
-        deadline = time.monotonic() + timeout_s
-        while self._queue.unfinished_tasks > 0 and time.monotonic() < deadline:
-            time.sleep(0.005)
+        self._writer.flush(timeout_s)
 
     def close(self) -> None:
-        self._queue.put(None)  # blocks only if full, at shutdown
-        self._writer.join(timeout=10.0)
+        self._writer.close()
         self._reader.close()
 
     # -- reads ------------------------------------------------------------------------------------------

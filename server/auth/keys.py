@@ -17,8 +17,9 @@ import sqlite3
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from ..sqlite_writer import connect as sqlite_connect
 
 KEY_PREFIX = "tri-"
 SCHEMA = """
@@ -63,16 +64,10 @@ def hash_key(key: str) -> str:
 def connect(path: str) -> sqlite3.Connection:
     """A connection in WAL mode with the keys table present (same pragmas as the policy store)."""
     try:
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=5.0, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: committed rows survive a process crash
-        conn.executescript(SCHEMA)
+        return sqlite_connect(path, SCHEMA)
     except (sqlite3.Error, OSError) as exc:
         raise KeyStoreError(f"cannot open the key store {path}: {exc}; check the directory is writable "
                             "or set auth.db") from None
-    return conn
 
 
 _COLUMNS = "id, name, created, revoked, models, allow_remote, rpm, tpm, daily_tokens, daily_usd"

@@ -77,14 +77,15 @@ def test_errors_count_as_implicit_failures(tmp_path: Path) -> None:
     assert p.stats.counts[("code", "coder")] == [0.0, 0.5]
 
 
-def test_full_queue_drops_rows_instead_of_blocking(tmp_path: Path, monkeypatch: object) -> None:
-    import server.store as store_module
+def test_full_queue_drops_rows_instead_of_blocking(tmp_path: Path) -> None:
+    import server.sqlite_writer as writer_module
 
     store = Store.open(tmp_path / "q.db")
-    store._queue.maxsize = 1  # type: ignore[attr-defined]
+    store._writer._queue.maxsize = 1
     for i in range(200):
         store.record_outcome(f"r{i}", True, 0.1)
     store.flush()
     assert store.dropped > 0
+    assert store.committed + store.dropped == 200
     store.close()
-    assert store_module.QUEUE_MAX > 1000
+    assert writer_module.QUEUE_MAX > 1000
