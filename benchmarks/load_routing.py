@@ -71,6 +71,7 @@ class Req:
     done_s: float = math.inf
     prefill_left: int = 0
     finish_step: int = 0
+    prompt: str = ""  # the text itself: gpu_policy_frontier.py sends it to real engines
 
 
 def load_prompts(path: Path, per_class: int, seed: int) -> dict[str, list[tuple[str, str]]]:
@@ -91,7 +92,8 @@ def make_trace(rate: float, duration_s: float, mix: dict[str, float], prompts: d
                classified: dict[str, Classification], seed: int) -> list[Req]:
     rng = random.Random(seed)
     classes, weights = list(mix), [mix[k] for k in mix]
-    t, out = 0.0, []
+    t = 0.0
+    out: list[Req] = []
     while True:
         t += rng.expovariate(rate)
         if t >= duration_s:
@@ -100,7 +102,7 @@ def make_trace(rate: float, duration_s: float, mix: dict[str, float], prompts: d
         category, prompt = rng.choice(prompts[klass])
         max_tokens = CLASSES[klass][1]
         out.append(Req(len(out), klass, category, classified[prompt], min(4096, len(prompt) // 4 + 8), max_tokens,
-                       max(1, round(max_tokens * rng.uniform(0.3, 1.0))), t))
+                       max(1, round(max_tokens * rng.uniform(0.3, 1.0))), t, prompt=prompt))
 
 
 # -- a virtual-time twin of server/sim/engine.py's scheduler ---------------------------------------------------
@@ -237,7 +239,7 @@ def make_policy(kind: str, models: list[ModelConfig], load: LoadBoard, clock: li
     if kind == "random":
         return RandomPolicy(models, load, PolicyConfig())
     preset = kind.split("-")[1].split("+")[0]
-    settings = PolicyConfig(name="triage", preset=preset, allow_remote=kind.endswith("+remote"),  # type: ignore[arg-type]
+    settings = PolicyConfig(name="triage", preset=preset, allow_remote=kind.endswith("+remote"),
                             options={"seed": 1})
     policy = TriagePolicy(models, load, settings)
     policy.clock = lambda: clock[0]
@@ -495,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         sweep = []
         for rate in rates:
             trace = make_trace(rate, args.duration, mix, prompts, classified, args.seed + int(rate))
-            row = {"rate": rate, "policies": {}}
+            row: dict[str, Any] = {"rate": rate, "policies": {}}
             for kind in policies:
                 if kind.endswith("+remote") and placement == "shared":
                     continue

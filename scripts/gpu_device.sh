@@ -3,7 +3,10 @@
 #   e2e    tests/gpu: Triage launches two dummy-weight vLLM engines, routes, streams, reads /metrics and NVML,
 #          restarts a killed engine, shuts down clean (~8 min: three eager engine starts)
 #   bench  benchmarks/gpu_throughput.py: Triage vs direct vLLM at concurrency 1..256 (~6 min)
-# Results land in $OUT (the device tool brings them back): logs, gpu_throughput.json/.png.
+#   frontier  benchmarks/gpu_policy_frontier.py: static task routing vs Triage's presets on three engines sharing
+#          the card (~9.5 min: three eager engine starts, then as many rates as fit in the call; JSON after each)
+# Results land in $OUT (the device tool brings them back): logs, gpu_throughput.json/.png,
+# gpu_policy_frontier.json/.png.
 #
 # Once, on the CPU machine, in the repo root (the device has no internet and gets only the checkout + carry):
 #   bash ../shared/device/build_vllm_bundle.sh .vllm            # vLLM 0.26 for sm_90, ~3.5 min, ignored by git
@@ -16,8 +19,9 @@
 #   run(command="bash scripts/gpu_device.sh e2e", timeout_s=600,
 #       carry=[".vllm/vllm026-a.tar.xz", ".vllm/vllm026-b.tar.xz", ".vllm/bin", ".vllm/data", ".whl"])
 #   run(command="bash scripts/gpu_device.sh bench", timeout_s=600, carry=[same list])
+#   run(command="bash scripts/gpu_device.sh frontier", timeout_s=600, carry=[same list])
 set -euo pipefail
-mode=${1:?usage: gpu_device.sh e2e|bench}
+mode=${1:?usage: gpu_device.sh e2e|bench|frontier}
 OUT=${OUT:-/tmp/triage-gpu-out}
 mkdir -p "$OUT"
 
@@ -42,7 +46,11 @@ case "$mode" in
     bench)
         python3 benchmarks/gpu_throughput.py --prompts .vllm/data/prompts_train.jsonl.gz --out-dir "$OUT" \
             2>&1 | tee "$OUT/gpu-bench.log" ;;
+    frontier)
+        # budget: the device call ends at 600 s; stop starting runs by 550 s from here, leaving time to shut down
+        python3 -m benchmarks.gpu_policy_frontier --prompts .vllm/data/prompts_train.jsonl.gz --out-dir "$OUT" \
+            --budget-s $((550 - SECONDS)) 2>&1 | tee "$OUT/gpu-frontier.log" ;;
     *)
-        echo "usage: gpu_device.sh e2e|bench" >&2
+        echo "usage: gpu_device.sh e2e|bench|frontier" >&2
         exit 2 ;;
 esac
