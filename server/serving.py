@@ -57,6 +57,7 @@ REQUEST_MODELS: dict[Endpoint, type[ChatCompletionRequest] | type[CompletionRequ
     "chat": ChatCompletionRequest, "completions": CompletionRequest}
 DisconnectWaiter = Callable[[], Awaitable[object]]  # returns once the client has gone away
 UNCLASSIFIED = Classification("unclassified", {}, 0.0)
+CANCELLED = "cancelled"  # request status when the client went away first
 MAX_ATTEMPTS = 3  # the chosen model plus at most two fallbacks, all before the first byte
 
 
@@ -326,6 +327,9 @@ class Gateway:
             back_s = time.perf_counter()
             answer = self._rewrites[model.name](answer)
             status = "ok"
+        except ClientDisconnected:
+            status = CANCELLED
+            raise
         finally:
             self._finished(plan.request_id, model.name, tokens, endpoint, status, received_s)
         overhead_s = (sent_s - received_s) + (time.perf_counter() - back_s)
@@ -349,20 +353,21 @@ class Gateway:
         events = self._relay(plan.request_id, stream, first, model, tokens, endpoint, received_s)
 
         def abandon() -> None:  # the client left before the relay began: its `finally` never runs
-            self._end_relay(plan.request_id, stream, model, tokens, endpoint, "error", received_s)
+            self._end_relay(plan.request_id, stream, model, tokens, endpoint, CANCELLED, received_s)
 
         return Reply(self._headers(plan, model, tried, overhead_s), stream=events, abandon=abandon)
 
     async def _relay(self, request_id: str, stream: UpstreamStream, first: bytes, model: ModelConfig,
                      tokens: int, endpoint: Endpoint, received_s: float) -> AsyncIterator[bytes]:
         rewrite = self._rewrites[model.name]
-        status = "error"
+        status = CANCELLED  # unless the stream ends or breaks, the client left (generator closed)
         try:
             yield rewrite(first)
             async for events in stream:
                 yield rewrite(events)
             status = "ok"
         except (EngineUnavailable, EngineTimeout) as exc:
+            status = "error"
             # Bytes already went out: no fallback is possible, so end the stream with an error the SDKs see.
             log.warning("stream from %s broke after the first byte: %s", model.name, exc.message)
             self.guard.breakers.failure(model.name)
@@ -394,7 +399,8 @@ class Gateway:
         metrics.child(metrics.in_flight, model).dec()
         metrics.child(metrics.requests, endpoint, model, status).inc()
         metrics.child(metrics.request_seconds, endpoint, model).observe(elapsed_s)
-        self.policy.observe(request_id, model, status == "ok", elapsed_s)
+        if status != CANCELLED:  # a client that hangs up says nothing about the model
+            self.policy.observe(request_id, model, status == "ok", elapsed_s)
 
 
 async def _unless_disconnected(work: Awaitable[bytes], until_disconnect: DisconnectWaiter) -> bytes:

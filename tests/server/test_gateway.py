@@ -162,6 +162,9 @@ def test_client_disconnect_mid_stream_cancels_engine_request(real_speed: Running
         assert next(chunks).startswith(b"data: ")
         _wait_for_running(triage, "chat", 1, within_s=2.0)
     _wait_for_running(triage, "chat", 0, within_s=1.0)
+    # counted as the client's doing, not the model's: the policy learns nothing from it
+    metrics = httpx.get(triage.base_url + "/metrics").text
+    assert 'triage_requests_total{endpoint="chat",model="chat",status="cancelled"}' in metrics
 
 
 def test_client_disconnect_before_non_streamed_answer_cancels_engine_request(real_speed: RunningTriage) -> None:
