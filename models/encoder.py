@@ -221,7 +221,7 @@ class SentenceEncoder:
                 from models.fused_bert import FusedBertEncoder
 
                 fused = FusedBertEncoder.from_hf(self.hf_model, self.dtype)
-                return fused.forward  # type: ignore[no-any-return]
+                return fused.forward  # type: ignore[no-any-return, unused-ignore]
             except (ImportError, RuntimeError, NotImplementedError) as e:
                 logger.warning(
                     "impl='triton' unavailable (%s: %s); falling back to eager PyTorch.", type(e).__name__, e
