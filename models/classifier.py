@@ -1,8 +1,10 @@
 """PromptClassifier: texts -> category distribution, complexity and embedding, in one synchronous call.
 
 Loads the artifact written by `models/train_classifier.py` (heads.safetensors + labels.json) and a
-`SentenceEncoder` whose max_tokens/truncation match what the heads were trained with. The task head reads
-the prompt embedding plus 8 surface features (models/features.py); the complexity head the embedding only.
+`SentenceEncoder` whose max_tokens/truncation match what the heads were trained with. The task head
+(models/task_head.py) is one linear model over the prompt embedding, 8 surface features (models/features.py)
+and hashed word n-grams of the prompt's start and end (models/lexical.py), with a fitted softmax temperature;
+the complexity head reads the embedding only.
 `classify_batch` is blocking: call it from a worker thread (models/batcher.py does) or the GPU thread.
 This module knows nothing about asyncio, HTTP or routing policy.
 """
@@ -23,10 +25,12 @@ from models.encoder import EncoderConfig, SentenceEncoder
 from models.errors import ArtifactError
 from models.features import N_FEATURES, task_inputs
 from models.heads import HeadConfig, MLPHead, load_heads
+from models.lexical import lexical_rows
+from models.task_head import TaskHead, TaskHeadConfig
 
 logger = logging.getLogger(__name__)
 DEFAULT_ARTIFACT = REPO_ROOT / "models" / "artifacts" / "classifier"
-SUPPORTED_VERSIONS = (1,)
+SUPPORTED_VERSIONS = (2,)
 
 
 @dataclass
@@ -54,25 +58,31 @@ def read_meta(artifact_dir: Path) -> dict[str, Any]:
     return meta
 
 
+def load_task_head(path: Path, config: TaskHeadConfig) -> TaskHead:
+    """The task head's tensors from the artifact's safetensors file."""
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise ArtifactError(f"Head weights {path} not found; run `triage train-classifier`.")
+    return TaskHead.from_tensors(config, load_file(str(path)), path)
+
+
 class PromptClassifier:
     """Encoder + task head + complexity head. Build with `PromptClassifier.load()`."""
 
     def __init__(
         self,
         encoder: SentenceEncoder,
-        task_head: MLPHead,
+        task_head: TaskHead,
         complexity_head: MLPHead,
         labels: list[str],
         meta: dict[str, Any],
     ) -> None:
-        if task_head.config.out_dim != len(labels):
-            raise ArtifactError(f"task head has {task_head.config.out_dim} outputs but {len(labels)} labels.")
-        if (
-            encoder.dim + N_FEATURES != task_head.config.in_dim
-            or encoder.dim != complexity_head.config.in_dim
-        ):
+        if task_head.config.n_classes != len(labels):
+            raise ArtifactError(f"task head has {task_head.config.n_classes} outputs but {len(labels)} labels.")
+        if encoder.dim + N_FEATURES != task_head.config.dense_dim or encoder.dim != complexity_head.config.in_dim:
             raise ArtifactError(
-                f"encoder gives {encoder.dim}-d embeddings, heads expect task {task_head.config.in_dim} = "
+                f"encoder gives {encoder.dim}-d embeddings, heads expect task {task_head.config.dense_dim} = "
                 f"dim + {N_FEATURES} and complexity {complexity_head.config.in_dim}; use the encoder named "
                 "in labels.json."
             )
@@ -98,20 +108,19 @@ class PromptClassifier:
                 trained.encoder_id,
                 trained.max_tokens,
             )
-        heads = load_heads(
-            adir / "heads.safetensors", {name: HeadConfig.from_json(c) for name, c in meta["heads"].items()}
-        )
-        if "task" not in heads or "complexity" not in heads:
+        if "task" not in meta["heads"] or "complexity" not in meta["heads"]:
             raise ArtifactError(f"{adir}/labels.json must describe 'task' and 'complexity' heads; retrain.")
-        return cls(
-            SentenceEncoder(enc_cfg), heads["task"], heads["complexity"], list(meta["categories"]), meta
-        )
+        weights = adir / "heads.safetensors"
+        cx = load_heads(weights, {"complexity": HeadConfig.from_json(meta["heads"]["complexity"])})
+        task = load_task_head(weights, TaskHeadConfig.from_json(meta["heads"]["task"]))
+        return cls(SentenceEncoder(enc_cfg), task, cx["complexity"], list(meta["categories"]), meta)
 
     def classify_embeddings(self, texts: list[str], embedding: np.ndarray) -> ClassifierOutput:
-        """Heads only: texts [B] (for the surface features) and their embeddings [B, 384]."""
+        """Heads only: texts [B] (for surface and lexical features) and their embeddings [B, 384]."""
+        rows = lexical_rows(texts, self.task_head.config.lexical)
         return ClassifierOutput(
             labels=self.labels,
-            probs=self.task_head.predict(task_inputs(embedding, texts)),
+            probs=self.task_head.predict(task_inputs(embedding, texts), rows),
             complexity=self.complexity_head.predict(embedding)[:, 0],
             embedding=embedding,
         )

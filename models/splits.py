@@ -9,6 +9,13 @@ category with less than `min_train_share` of its rows for training. A category w
 two big families cannot be validated without losing its training data; it ends up with a thin validation
 set, which `SourceSplit.thin_val_categories` reports rather than hides.
 
+Tuning: `inner_family_folds` cuts the *training* part into k folds for grouped cross-validation, so that
+hyper-parameters are chosen without ever looking at the reported validation split. Whole families go to one
+fold each (largest first, onto the lightest fold). The one exception is ShareGPT: user-written conversations
+without templates, and the only training source of brainstorming (and most of the chat-style code, creative
+writing and general QA). Holding it out whole would delete those categories from one fold's training data, so
+its rows are spread over the folds by a seeded hash of their id.
+
 Outcomes: split by prompt_id with a seeded hash, stratified by benchmark, so the same rule applied to any
 outcomes file gives the same held-out prompts. This module knows nothing about embeddings or models.
 """
@@ -114,15 +121,35 @@ def split_by_families(
     wanted = set(val_families)
     mask = np.array([source_family(s) in wanted or s in wanted for s in sources])
     cats = np.asarray(categories)
-    thin = [
-        c for c in sorted(set(categories)) if (mask & (cats == c)).sum() < min_val_share * (cats == c).sum()
-    ]
+    thin = [c for c in sorted(set(categories)) if (mask & (cats == c)).sum() < min_val_share * (cats == c).sum()]
     return SourceSplit(val_families=sorted(wanted), val_mask=mask, thin_val_categories=thin)
 
 
-def heldout_mask(
-    prompt_ids: Sequence[str], strata: Sequence[str], frac: float = 0.2, seed: int = 0
+def inner_family_folds(
+    sources: Sequence[str],
+    ids: Sequence[str],
+    k: int = 5,
+    seed: int = 0,
+    row_split_families: Sequence[str] = ("sharegpt",),
 ) -> np.ndarray:
+    """[N] fold id in [0, k) per row: whole families balanced by size, `row_split_families` hashed by id."""
+    if k < 2:
+        raise ValueError(f"k must be at least 2, got {k}.")
+    fam = [source_family(s) for s in sources]
+    sizes = Counter(f for f in fam if f not in row_split_families)
+    fold_of: dict[str, int] = {}
+    load = [0] * k
+    for f in sorted(sizes, key=lambda f: (-sizes[f], _hash01(seed, f))):
+        j = min(range(k), key=lambda j: load[j])
+        fold_of[f] = j
+        load[j] += sizes[f]
+    return np.array(
+        [int(_hash01(seed, i) * k) if f in row_split_families else fold_of[f] for f, i in zip(fam, ids, strict=True)],
+        dtype=np.int64,
+    )
+
+
+def heldout_mask(prompt_ids: Sequence[str], strata: Sequence[str], frac: float = 0.2, seed: int = 0) -> np.ndarray:
     """[N] bool: the `frac` of each stratum (benchmark) with the smallest seeded hash of its prompt_id."""
     if not 0.0 < frac < 1.0:
         raise ValueError(f"frac must be in (0, 1), got {frac}.")

@@ -1,11 +1,15 @@
 """`triage train-classifier`: train the task-category and complexity heads and write the classifier artifact.
 
 Steps: embed the prompts and the outcomes prompts once (cached under .cache/triage/), append cheap surface
-features (script, digits, code symbols, length; models/features.py) for the task head, hold out whole
-source families for validation (models/splits.py), train the task head, print per-category P/R/F1 and the
-confusion matrix, train the complexity head on a seeded prompt_id split of the outcomes file, then refit both
-heads on all rows with the same settings (unless --no-refit) and write
-  <out>/heads.safetensors   task + complexity weights (a few hundred KB)
+features (script, digits, code symbols, length; models/features.py) and hashed start/end word n-grams
+(models/lexical.py) for the task head, hold out whole source families for validation (models/splits.py),
+choose the task head's settings by grouped inner cross-validation on the training part only (--tune runs the
+grid in models/task_cv.py, which is how the shipped artifact was made; otherwise the flags' settings are
+cross-validated once), fit the softmax temperature on the inner out-of-fold logits, train the task head on
+the training part, print per-category P/R/F1 and the confusion matrix on the held-out sources, train the
+complexity head on a seeded prompt_id split of the outcomes file, then refit both heads on all rows with the
+same settings (unless --no-refit) and write
+  <out>/heads.safetensors   task (dense + 16k x 11 n-gram table) + complexity weights (under 1 MB)
   <out>/labels.json         category order, encoder id, max_tokens, truncation, head configs
   <out>/metrics.json        validation metrics, split, seed, data hashes
 The reported metrics are those of the held-out models; the shipped weights are the refit ones.
@@ -18,7 +22,6 @@ import argparse
 import json
 import logging
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +40,17 @@ from models.data import (
 from models.embed_cache import DEFAULT_CACHE_DIR, embed_cached
 from models.encoder import EncoderConfig
 from models.features import FEATURE_NAMES, task_inputs
-from models.fit import FitConfig, balanced_weights, fit_head
-from models.heads import HeadConfig, MLPHead, save_heads
+from models.fit import FitConfig, fit_head
+from models.heads import HeadConfig, MLPHead
+from models.lexical import LexicalConfig, lexical_rows
 from models.metrics import classification_report, format_report, regression_report
-from models.splits import auto_val_families, heldout_mask, split_by_families
+from models.splits import auto_val_families, heldout_mask, inner_family_folds, split_by_families
+from models.task_cv import TUNING_GRID, TaskSettings, train_task, tune
+from models.task_head import TaskFitConfig, TaskHead, fit_temperature
 
 logger = logging.getLogger(__name__)
 DEFAULT_OUT = REPO_ROOT / "models" / "artifacts" / "classifier"
-ARTIFACT_VERSION = 1
+ARTIFACT_VERSION = 2
 COMPLEXITY_MEANING = (
     "Predicted share of the 7 open 7B/8B models in the RouterDC outcomes (Mistral-7B, MetaMath-Mistral-7B, "
     "Chinese-Mistral-7B, zephyr-7b-beta, dolphin-2.6-mistral-7b, Llama-3-8B, dolphin-2.9-llama3-8b) that "
@@ -83,45 +89,53 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="encoder device")
     g.add_argument("--encoder-model", default="", help="local BERT dir or hub id ('' = bundled MiniLM)")
     g.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    g = p.add_argument_group("task head")
-    g.add_argument("--head", default="task-linear", choices=["task-mlp", "task-linear"], help="head preset")
-    g.add_argument("--hidden", type=int, default=None, help="override the preset's hidden width")
-    g.add_argument("--epochs", type=int, default=40, help="training epochs for every head")
-    g.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate")
+    d, dl = TaskSettings(), LexicalConfig()
+    g = p.add_argument_group("task head (linear over embedding + surface features + hashed n-grams)")
+    g.add_argument("--tune", action="store_true", help="pick settings from models/task_cv.TUNING_GRID by inner CV")
+    g.add_argument("--inner-folds", type=int, default=5, help="grouped inner CV folds on the training part")
+    g.add_argument("--task-steps", type=int, default=d.fit.steps, help="full-batch Adam steps")
+    g.add_argument("--task-lr", type=float, default=d.fit.lr, help="Adam peak learning rate")
+    g.add_argument("--l2-dense", type=float, default=d.fit.l2_dense, help="L2 on embedding/surface weights")
+    g.add_argument("--l2-lexical", type=float, default=d.fit.l2_lexical, help="L2 on n-gram weights")
+    g.add_argument("--lexical-buckets", type=int, default=dl.n_buckets, help="hash buckets for n-grams")
+    g.add_argument("--lexical-chars", type=int, default=dl.head_chars, help="characters read at start and end")
+    g.add_argument("--no-bigrams", action="store_true", help="uni-grams only")
     g.add_argument(
         "--class-weight-power",
         type=float,
-        default=0.5,
+        default=d.class_weight_power,
         help="row weight ∝ (1/class count)^power; 0 = none, 1 = balanced",
     )
     g.add_argument(
         "--rule-weight",
         type=float,
-        default=0.7,
+        default=d.rule_weight,
         help="weight of rows labelled by regex rules relative to gold-labelled rows",
     )
+    g = p.add_argument_group("complexity head")
+    g.add_argument("--epochs", type=int, default=40, help="training epochs")
+    g.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate")
     g = p.add_argument_group("output")
     g.add_argument("--out", type=Path, default=DEFAULT_OUT, help="artifact directory")
-    g.add_argument(
-        "--no-refit", action="store_true", help="ship the held-out-validated heads, do not refit on all"
-    )
+    g.add_argument("--no-refit", action="store_true", help="ship the held-out-validated heads, do not refit on all")
     return p
 
 
-def train_task_head(
-    emb: np.ndarray,
-    y: np.ndarray,
-    gold: np.ndarray,
-    n_classes: int,
-    args: argparse.Namespace,
-) -> MLPHead:
-    cfg = HeadConfig.from_name(args.head, out_dim=n_classes, in_dim=emb.shape[1])
-    if args.hidden is not None:
-        cfg = replace(cfg, hidden=args.hidden)
-    head = MLPHead(cfg)
-    w = balanced_weights(y, n_classes, args.class_weight_power) * np.where(gold, 1.0, args.rule_weight)
-    fit_head(head, emb, y, "ce", FitConfig(epochs=args.epochs, lr=args.lr, seed=args.seed), sample_weight=w)
-    return head
+def task_settings(args: argparse.Namespace) -> TaskSettings:
+    """The task head's settings from the command line."""
+    return TaskSettings(
+        fit=TaskFitConfig(
+            steps=args.task_steps, lr=args.task_lr, l2_dense=args.l2_dense, l2_lexical=args.l2_lexical, seed=args.seed
+        ),
+        lexical=LexicalConfig(
+            n_buckets=args.lexical_buckets,
+            head_chars=args.lexical_chars,
+            tail_chars=args.lexical_chars,
+            bigrams=not args.no_bigrams,
+        ),
+        class_weight_power=args.class_weight_power,
+        rule_weight=args.rule_weight,
+    )
 
 
 def train_complexity_head(emb: np.ndarray, target: np.ndarray, args: argparse.Namespace) -> MLPHead:
@@ -132,10 +146,11 @@ def train_complexity_head(emb: np.ndarray, target: np.ndarray, args: argparse.Na
 
 def run_task(
     ps: PromptSet,
-    emb: np.ndarray,
+    x: np.ndarray,
     labels: list[str],
     args: argparse.Namespace,
-) -> tuple[MLPHead, dict[str, Any]]:
+) -> tuple[TaskSettings, float, dict[str, Any]]:
+    """Inner-CV settings + temperature on the training part, then one report on the held-out sources."""
     y = np.array([labels.index(c) for c in ps.categories])
     gold = ps.is_gold()
     fams = (
@@ -145,35 +160,58 @@ def run_task(
     )
     split = split_by_families(ps.categories, ps.sources, fams)
     tr, va = ~split.val_mask, split.val_mask
-    head = train_task_head(emb[tr], y[tr], gold[tr], len(labels), args)
-    pred = head.predict(emb[va]).argmax(1)
+    itr = np.flatnonzero(tr)
+    texts_tr = [ps.texts[i] for i in itr]
+    folds = inner_family_folds([ps.sources[i] for i in itr], [ps.ids[i] for i in itr], args.inner_folds, args.seed)
+    grid = TUNING_GRID if args.tune else ({},)
+    best, table = tune(task_settings(args), grid, x[tr], texts_tr, y[tr], gold[tr], folds, labels)
+    settings = best.settings
+    temperature = fit_temperature(best.oof_logits, y[tr])
+    print(f"inner CV ({args.inner_folds} grouped folds on the training part):")
+    for row in table:
+        print(
+            f"  {row['changes'] or 'defaults'}: macro-F1 {row['inner_macro_f1']:.4f} "
+            f"(gold rows {row['inner_gold_macro_f1']:.4f})"
+        )
+    print(f"chosen {settings.to_json()}, temperature {temperature}")
+    rows = lexical_rows(ps.texts, settings.lexical)
+    head = train_task(settings, x[tr], rows.take(tr), y[tr], gold[tr], len(labels), temperature)
+    pred = head.logits(x[va], rows.take(va)).argmax(1)
     report = classification_report(y[va], pred, labels)
-    gold_report = classification_report(y[va & gold], head.predict(emb[va & gold]).argmax(1), labels)
+    gold_report = classification_report(y[va][gold[va]], pred[gold[va]], labels)
     print(f"\nvalidation on held-out source families {split.val_families}")
     print(format_report(report, labels))
-    print(
-        f"gold-labelled validation rows only: macro-F1 {gold_report['macro_f1']:.3f} (n={gold_report['n']})"
-    )
+    print(f"gold-labelled validation rows only: macro-F1 {gold_report['macro_f1']:.3f} (n={gold_report['n']})")
     metrics = {
         **report,
-        "gold_only": {k: gold_report[k] for k in ("macro_f1", "accuracy", "n")},
+        "gold_only": {k: gold_report[k] for k in ("macro_f1", "accuracy", "n", "per_category")},
         "split": split.describe(ps.categories),
         "head": head.config.to_json(),
+        "tuning": {
+            "protocol": (
+                "every setting and the softmax temperature were chosen on grouped inner cross-validation of the "
+                "training part only (models/splits.inner_family_folds: whole source families per fold, ShareGPT "
+                "rows hashed by id); the held-out validation families were scored once, with the chosen settings"
+            ),
+            "inner_folds": args.inner_folds,
+            "candidates": table,
+            "chosen": settings.to_json(),
+            "inner_macro_f1": best.macro_f1,
+            "inner_gold_macro_f1": best.gold_macro_f1,
+            "temperature": temperature,
+        },
     }
-    return head, metrics
+    return settings, temperature, metrics
 
 
-def run_complexity(
-    ot: OutcomeTable, emb: np.ndarray, args: argparse.Namespace
-) -> tuple[MLPHead, dict[str, Any]]:
+def run_complexity(ot: OutcomeTable, emb: np.ndarray, args: argparse.Namespace) -> tuple[MLPHead, dict[str, Any]]:
     target = (1.0 - ot.scores.mean(axis=1)).astype(np.float32)  # [P] share of models that fail
     ho = heldout_mask(ot.prompt_ids, ot.benchmarks, args.complexity_holdout, args.seed)
     head = train_complexity_head(emb[~ho], target[~ho], args)
     pred = head.predict(emb[ho])[:, 0]
     rep = regression_report(target[ho], pred, [b for b, h in zip(ot.benchmarks, ho, strict=True) if h])
     fmt = {
-        k: "n/a" if rep[k] is None else f"{rep[k]:.3f}"
-        for k in ("pearson", "spearman", "pearson_within_group_mean")
+        k: "n/a" if rep[k] is None else f"{rep[k]:.3f}" for k in ("pearson", "spearman", "pearson_within_group_mean")
     }
     print(
         f"\ncomplexity on {int(ho.sum())} held-out outcome prompts: MAE {rep['mae']:.3f} "
@@ -201,11 +239,19 @@ def main(argv: list[str] | None = None) -> int:
     x_task = task_inputs(emb_p, ps.texts)  # [N, 384 + N_FEATURES]
     emb_o = embed_cached(ot.texts, enc_cfg, ot.cache_id, args.cache_dir)  # [P, 384]
     labels = sorted(set(ps.categories))
-    task_head, task_metrics = run_task(ps, x_task, labels, args)
+    settings, temperature, task_metrics = run_task(ps, x_task, labels, args)
     cx_head, cx_metrics = run_complexity(ot, emb_o, args)
+    y = np.array([labels.index(c) for c in ps.categories])
+    gold, rows = ps.is_gold(), lexical_rows(ps.texts, settings.lexical)
+    fit_rows = (
+        np.ones(len(y), dtype=bool)
+        if not args.no_refit
+        else ~split_by_families(ps.categories, ps.sources, task_metrics["split"]["val_families"]).val_mask
+    )
+    task_head = train_task(
+        settings, x_task[fit_rows], rows.take(fit_rows), y[fit_rows], gold[fit_rows], len(labels), temperature
+    )
     if not args.no_refit:
-        y = np.array([labels.index(c) for c in ps.categories])
-        task_head = train_task_head(x_task, y, ps.is_gold(), len(labels), args)
         cx_head = train_complexity_head(emb_o, (1.0 - ot.scores.mean(axis=1)).astype(np.float32), args)
     write_artifact(
         args.out,
@@ -217,9 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             "task": task_metrics,
             "complexity": cx_metrics,
             "seed": args.seed,
-            "shipped_weights": "held-out models"
-            if args.no_refit
-            else "refit on all rows with the same settings",
+            "shipped_weights": "held-out models" if args.no_refit else "refit on all rows with the same settings",
             "training": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "data": {
                 "prompts_sha256": ps.sha256,
@@ -238,12 +282,15 @@ def write_artifact(
     out: Path,
     labels: list[str],
     enc_cfg: EncoderConfig,
-    task_head: MLPHead,
+    task_head: TaskHead,
     cx_head: MLPHead,
     metrics: dict[str, Any],
 ) -> None:
+    from safetensors.torch import save_file
+
     out.mkdir(parents=True, exist_ok=True)
-    save_heads(out / "heads.safetensors", {"task": task_head, "complexity": cx_head})
+    tensors = {f"complexity.{k}": v.detach().cpu().contiguous() for k, v in cx_head.state_dict().items()}
+    save_file({**tensors, **task_head.save_tensors()}, str(out / "heads.safetensors"))
     meta = {
         "format_version": ARTIFACT_VERSION,
         "categories": labels,
@@ -253,7 +300,8 @@ def write_artifact(
         "truncation": enc_cfg.truncation_meta(),
         "embedding_dim": cx_head.config.in_dim,
         "task_inputs": {
-            "layout": "[embedding (384), surface features (models/features.py)]",
+            "layout": "dense [embedding (384), surface features (models/features.py)] + hashed n-grams "
+            "(models/lexical.py, config in heads.task.lexical)",
             "surface_features": list(FEATURE_NAMES),
         },
         "heads": {"task": task_head.config.to_json(), "complexity": cx_head.config.to_json()},

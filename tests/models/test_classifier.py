@@ -20,6 +20,16 @@ OBVIOUS = {
     "lane network by 40 miles over the next five years, citing safety and congestion.": "summarization",
 }
 
+SANITY = {
+    "Write a Python function that merges two sorted lists.": "code",
+    "Prove that sqrt(2) is irrational.": "math",
+    "Summarize the following article: Scientists announced on Monday that a new battery chemistry could "
+    "double the range of electric cars while cutting costs by a third.": "summarization",
+    "Translate 'good morning' into Spanish": "translation_multilingual",
+    "Write a haiku about the sea": "creative_writing",
+    "Is this review positive or negative? The food was cold and the waiter ignored us all evening.": ("classification"),
+}
+
 
 def test_artifact_is_small_and_describes_itself() -> None:
     size = sum(p.stat().st_size for p in DEFAULT_ARTIFACT.iterdir())
@@ -37,6 +47,25 @@ def test_classifies_obvious_prompts(classifier: PromptClassifier) -> None:
     np.testing.assert_allclose(out.probs.sum(axis=1), 1.0, atol=1e-5)
     assert ((out.complexity >= 0) & (out.complexity <= 1)).all()
     assert out.top() == list(OBVIOUS.values()), dict(zip(OBVIOUS.values(), out.top(), strict=True))
+
+
+# The training data holds no proof-style maths (GSM8K word problems, MMLU and BBH only): this one lands on
+# general_qa (0.27) just above math (0.23). Kept visible as a strict xfail until proof prompts are added.
+_NO_PROOFS = pytest.mark.xfail(strict=True, reason="no proof-style maths in the training data")
+
+
+@pytest.mark.parametrize(
+    ("prompt", "category"),
+    [pytest.param(p, c, marks=_NO_PROOFS) if p.startswith("Prove") else (p, c) for p, c in SANITY.items()],
+)
+def test_sanity_prompts(classifier: PromptClassifier, prompt: str, category: str) -> None:
+    assert classifier.classify_batch([prompt]).top() == [category]
+
+
+def test_artifact_records_the_tuning_protocol() -> None:
+    task = json.loads((DEFAULT_ARTIFACT / "metrics.json").read_text())["task"]
+    assert task["tuning"]["candidates"] and 0.0 < task["gold_only"]["macro_f1"] <= 1.0
+    assert task["head"]["temperature"] == task["tuning"]["temperature"] > 0.0
 
 
 def test_warmup_returns_seconds(classifier: PromptClassifier) -> None:

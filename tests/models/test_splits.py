@@ -47,3 +47,15 @@ def test_heldout_mask_is_stratified_and_seeded() -> None:
     assert m[:700].sum() == 140 and m[700:].sum() == 60
     assert (m == heldout_mask(list(reversed(ids)), list(reversed(strata)), 0.2, 0)[::-1]).all()  # order-free
     assert (m != heldout_mask(ids, strata, 0.2, seed=1)).any()
+
+
+def test_inner_family_folds_keep_families_whole_and_spread_sharegpt() -> None:
+    from models.splits import inner_family_folds
+
+    sources = ["a"] * 50 + ["b"] * 30 + ["arc_easy_train"] * 10 + ["arc_challenge_train"] * 10 + ["sharegpt"] * 200
+    ids = [str(i) for i in range(len(sources))]
+    folds = inner_family_folds(sources, ids, k=3, seed=0)
+    for fam in (slice(0, 50), slice(50, 80), slice(80, 100)):  # arc easy + challenge = one family
+        assert len(set(folds[fam].tolist())) == 1
+    assert set(folds[100:].tolist()) == {0, 1, 2}
+    np.testing.assert_array_equal(folds, inner_family_folds(sources, ids, k=3, seed=0))

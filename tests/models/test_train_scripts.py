@@ -81,12 +81,17 @@ def test_train_classifier_and_quality_end_to_end(tmp_path: Path) -> None:
             "src1",
             "--out",
             str(tmp_path / "clf"),
+            "--task-steps",
+            "20",
+            "--inner-folds",
+            "2",
             *common,
         ]
     )
     assert rc == 0
     metrics = json.loads((tmp_path / "clf" / "metrics.json").read_text())
     assert metrics["task"]["split"]["val_families"] == ["src1"] and metrics["task"]["n"] == 6
+    assert metrics["task"]["tuning"]["candidates"] and "gold_only" in metrics["task"]
     clf = PromptClassifier.load(tmp_path / "clf")
     assert clf.labels == sorted(CATS) and clf.classify_batch(["hello"]).probs.shape == (1, 3)
 

@@ -1,0 +1,132 @@
+"""Grouped inner cross-validation for the task head: choose settings without touching the validation split.
+
+`TaskSettings` bundles everything that is tuned (fit hyper-parameters, class balancing, the weight of
+regex-labelled rows, the lexical featurizer). `cross_validate` trains one head per inner fold
+(models/splits.inner_family_folds) on the *training* part only and returns out-of-fold logits, from which the
+macro-F1 that ranks settings and the softmax temperature are computed. `tune` walks a small list of
+one-change-at-a-time candidates and keeps the best by inner macro-F1. This module knows nothing about files,
+the encoder or the reported validation split.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from models.fit import balanced_weights
+from models.lexical import LexicalConfig, SparseRows, lexical_rows
+from models.metrics import classification_report
+from models.task_head import TaskFitConfig, TaskHead, TaskHeadConfig, fit_task_head
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    fit: TaskFitConfig = field(default_factory=TaskFitConfig)
+    lexical: LexicalConfig = field(default_factory=LexicalConfig)
+    class_weight_power: float = 0.5  # row weight ∝ (1 / class count) ** power; 0 = none, 1 = balanced
+    rule_weight: float = 0.7  # weight of regex-labelled rows relative to gold-labelled rows
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def override(self, **changes: Any) -> TaskSettings:
+        """Copy with changes; keys of TaskFitConfig / LexicalConfig are routed to the nested configs."""
+        fit = {k: v for k, v in changes.items() if k in TaskFitConfig.__dataclass_fields__}
+        lex = {k: v for k, v in changes.items() if k in LexicalConfig.__dataclass_fields__}
+        top = {k: v for k, v in changes.items() if k not in fit and k not in lex}
+        return replace(self, fit=replace(self.fit, **fit), lexical=replace(self.lexical, **lex), **top)
+
+
+# One change at a time from the defaults (no combinations: each candidate costs ~1 min of 2-core CPU).
+# The shipped artifact is `triage train-classifier --tune --seed 0`; its table is in metrics.json "tuning".
+TUNING_GRID: tuple[dict[str, Any], ...] = (
+    {},
+    {"l2_dense": 1e-5, "l2_lexical": 1e-5},
+    {"l2_dense": 1e-3},
+    {"l2_lexical": 1e-3},
+    {"class_weight_power": 1.0},
+    {"rule_weight": 0.4},
+    {"rule_weight": 1.0},
+    {"bigrams": False},
+    {"head_chars": 150, "tail_chars": 150},
+)
+
+
+def train_task(
+    settings: TaskSettings,
+    dense: np.ndarray,
+    rows: SparseRows,
+    y: np.ndarray,
+    gold: np.ndarray,
+    n_classes: int,
+    temperature: float = 1.0,
+) -> TaskHead:
+    """One head on the given rows with the settings' weighting. dense [N, D], y [N], gold [N] bool."""
+    w = balanced_weights(y, n_classes, settings.class_weight_power) * np.where(gold, 1.0, settings.rule_weight)
+    cfg = TaskHeadConfig(
+        dense_dim=dense.shape[1], n_classes=n_classes, lexical=settings.lexical, temperature=temperature
+    )
+    return fit_task_head(cfg, dense, rows, y, w.astype(np.float32), settings.fit)
+
+
+@dataclass
+class CVResult:
+    settings: TaskSettings
+    oof_logits: np.ndarray  # [N, C] out-of-fold logits of the rows given to cross_validate
+    macro_f1: float
+    gold_macro_f1: float
+
+
+def cross_validate(
+    settings: TaskSettings,
+    dense: np.ndarray,
+    texts: Sequence[str],
+    y: np.ndarray,
+    gold: np.ndarray,
+    folds: np.ndarray,
+    labels: Sequence[str],
+) -> CVResult:
+    """Out-of-fold logits over `folds` [N] (fold ids); all arrays cover the training part only."""
+    rows = lexical_rows(texts, settings.lexical)
+    oof = np.zeros((len(y), len(labels)), dtype=np.float32)
+    for j in np.unique(folds):
+        fit_rows, held = np.flatnonzero(folds != j), np.flatnonzero(folds == j)
+        if len(fit_rows) == 0:  # one family only: nothing to train on, leave uniform logits
+            logger.warning("inner fold %d holds every training row; its out-of-fold logits stay uniform", j)
+            continue
+        head = train_task(settings, dense[fit_rows], rows.take(fit_rows), y[fit_rows], gold[fit_rows], len(labels))
+        oof[held] = head.logits(dense[held], rows.take(held))
+    pred = oof.argmax(1)
+    rep = classification_report(y, pred, labels)
+    gold_rep = classification_report(y[gold], pred[gold], labels)
+    return CVResult(settings, oof, float(rep["macro_f1"]), float(gold_rep["macro_f1"]))
+
+
+def tune(
+    base: TaskSettings,
+    grid: Sequence[dict[str, Any]],
+    dense: np.ndarray,
+    texts: Sequence[str],
+    y: np.ndarray,
+    gold: np.ndarray,
+    folds: np.ndarray,
+    labels: Sequence[str],
+) -> tuple[CVResult, list[dict[str, Any]]]:
+    """Cross-validate each candidate (base + overrides); return the best by inner macro-F1 and the table."""
+    best: CVResult | None = None
+    table: list[dict[str, Any]] = []
+    for changes in grid:
+        res = cross_validate(base.override(**changes), dense, texts, y, gold, folds, labels)
+        table.append({"changes": changes, "inner_macro_f1": res.macro_f1, "inner_gold_macro_f1": res.gold_macro_f1})
+        logger.info("inner CV %s: macro-F1 %.4f (gold rows %.4f)", changes, res.macro_f1, res.gold_macro_f1)
+        if best is None or res.macro_f1 > best.macro_f1:
+            best = res
+    if best is None:
+        raise ValueError("The tuning grid is empty; give at least one candidate ({} = the defaults).")
+    return best, table
