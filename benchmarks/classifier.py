@@ -283,9 +283,9 @@ def summarize(bench: Bench, artifact: Path) -> dict[str, Any]:
     on_gpu = bench.device["gpu"] is not None
     main_impl = "triton" if on_gpu and any(c.impl == "triton" for c in bench.cases) else "eager"
     b1_128, b1_512, big_128 = find(main_impl, 128, 1), find(main_impl, 512, 1), find(main_impl, 128, None)
-    speedup = None
+    speedup = None  # only meaningful on a GPU: on a CPU "triton" runs the kernels' PyTorch references
     tri, eag = find("triton", 128, None, "excluded"), None
-    if tri is not None:
+    if tri is not None and on_gpu:
         eag = find("eager", 128, tri.batch, "excluded")
         speedup = round(tri.prompts_per_s / eag.prompts_per_s, 2) if eag else None
     macro_f1 = None
