@@ -226,8 +226,16 @@ class Gateway:
             raise
         if reply.stream is None:
             ticket.release()
-        else:
-            reply.stream = ticket.guard(self.guard.drain.guard(reply.stream))
+            return reply
+        reply.stream = ticket.guard(self.guard.drain.guard(reply.stream))
+        release_relay = reply.abandon
+
+        def abandon() -> None:  # also frees the slot of a stream the server never started
+            ticket.release()
+            if release_relay is not None:
+                release_relay()
+
+        reply.abandon = abandon
         return reply
 
     async def _generate(self, endpoint: Endpoint, raw: bytes, received_s: float, request_id: str,

@@ -192,6 +192,8 @@ def test_stream_abandoned_before_relay_starts_releases_engine_and_accounting(rea
         reply.abandon()  # idempotent
         return in_flight
 
+    admitted_before = gateway.guard.admission.in_flight
     assert triage.call(open_and_abandon()) == 1
     assert gateway.load.engine("chat").in_flight == 0
+    assert gateway.guard.admission.in_flight == admitted_before  # the global slot is free again too
     _wait_for_running(triage, "chat", 0, within_s=1.0)
