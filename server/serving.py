@@ -130,7 +130,7 @@ class Gateway:
 
     async def plan(self, endpoint: Endpoint, payload: dict[str, object],
                    request: ChatCompletionRequest | CompletionRequest, request_id: str,
-                   tenant: Tenant = OPEN_TENANT) -> Plan:
+                   prompt_tokens: int, output_tokens: int, tenant: Tenant = OPEN_TENANT) -> Plan:
         private = self._screen(payload)
         if request.model != "auto":
             model = self.models.get(request.model)
@@ -150,7 +150,7 @@ class Gateway:
         t1 = time.perf_counter()
         route_request = RouteRequest(
             request_id=request_id, classification=classification,
-            prompt_tokens=estimate_prompt_tokens(request), max_output_tokens=requested_output_tokens(request),
+            prompt_tokens=prompt_tokens, max_output_tokens=output_tokens,
             options=self.guard.tenancy.restrict(tenant, request.route or RouteOptions()),
             needs=needed_capabilities(request), tenant_allow_remote=tenant.allow_remote, local_only=bool(private),
             prompt_text="" if private else text)  # nothing the guard flagged reaches the store, not even a hash
@@ -195,7 +195,8 @@ class Gateway:
         """The decision `generate()` would take for this body, explained, without generating."""
         endpoint: Endpoint = "chat" if b'"messages"' in raw else "completions"
         payload, request = parse_body(raw, endpoint, default_model="auto")
-        plan = await self.plan(endpoint, payload, request, request_id, tenant)
+        plan = await self.plan(endpoint, payload, request, request_id, estimate_prompt_tokens(request),
+                               requested_output_tokens(request), tenant)
         candidates = [CandidateView(**c.as_dict()) for c in plan.decision.candidates] if plan.decision else []
         c = plan.classification
         return RouteDecisionResponse(
@@ -241,9 +242,10 @@ class Gateway:
     async def _generate(self, endpoint: Endpoint, raw: bytes, received_s: float, request_id: str,
                         until_disconnect: DisconnectWaiter | None, tenant: Tenant) -> Reply:
         payload, request = parse_body(raw, endpoint)
-        tokens = estimate_prompt_tokens(request) + requested_output_tokens(request)
+        prompt_tokens, output_tokens = estimate_prompt_tokens(request), requested_output_tokens(request)
+        tokens = prompt_tokens + output_tokens
         self.guard.tenancy.admit(tenant, tokens)
-        plan = await self.plan(endpoint, payload, request, request_id, tenant)
+        plan = await self.plan(endpoint, payload, request, request_id, prompt_tokens, output_tokens, tenant)
         payload.pop("route", None)
         path = UPSTREAM_PATHS[endpoint]
         tried: list[str] = []

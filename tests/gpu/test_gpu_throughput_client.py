@@ -7,14 +7,15 @@ import importlib.util
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from server.backends.launcher import free_port
 from server.telemetry.nvml import read_gpus_once
+
+from .fakes import fake_vllm
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,21 +30,9 @@ def load_benchmark() -> Any:
 
 
 @pytest.fixture
-def fake_engine() -> Any:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, str(REPO / "tests" / "backends" / "fake_vllm.py"), "serve", "m",
-                                "--port", str(port), "--served-model-name", "chat"], stdout=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline_s = time.monotonic() + 20
-    while time.monotonic() < deadline_s:
-        try:
-            if httpx.get(base + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    yield base
-    process.terminate()
-    process.wait(10)
+def fake_engine() -> Iterator[str]:
+    with fake_vllm("chat") as base:
+        yield base
 
 
 def test_client_streams_and_summarizes(fake_engine: str) -> None:

@@ -11,16 +11,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
 from benchmarks import gpu_policy_frontier as bench
 from benchmarks.load_routing import CLASSES, REJECTED, Req, make_trace
-from server.backends.launcher import free_port
 from server.classify import Classification, KeywordClassifier
 from server.config import TriageConfig, interpolate_env, load_config
 from server.telemetry.nvml import read_gpus_once
+
+from .fakes import fake_vllm
 
 REPO = Path(__file__).resolve().parents[2]
 PROMPTS = {"code": [("code", "Write a Python function that merges two sorted lists.")],
@@ -125,20 +125,8 @@ def test_auto_rates_bracket_the_estimate() -> None:
 
 @pytest.fixture
 def fake_engine() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, str(REPO / "tests" / "backends" / "fake_vllm.py"), "serve", "m",
-                                "--port", str(port), "--served-model-name", "coder"], stdout=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline_s = time.monotonic() + 20
-    while time.monotonic() < deadline_s:
-        try:
-            if httpx.get(base + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    yield base
-    process.terminate()
-    process.wait(10)
+    with fake_vllm("coder") as base:
+        yield base
 
 
 def test_client_probe_and_gauges_against_a_fake_engine(fake_engine: str) -> None:
