@@ -148,7 +148,9 @@ def attention(
     block_n = max(16, min(64, triton.next_power_of_2(s)))
     block_m = max(16, min(64 if s > 128 else 32, triton.next_power_of_2(s)))
     if qkv.dtype == torch.float32:
-        block_m = min(block_m, 32)  # IEEE fp32 dots at 64×64 spill on sm_90 (ptxas: 255 regs + stack)
+        # IEEE fp32 dots are FMA loops, not tensor-core MMAs: on sm_90 at 32×64 ptxas (Triton 3.6) uses 255
+        # registers and spills; 32×32 uses 80 and does not (tests/kernels/test_compile_sm90.py).
+        block_m, block_n = min(block_m, 32), min(block_n, 32)
     grid = (triton.cdiv(s, block_m), b * num_heads)
     _attention_kernel[grid](
         qkv,
