@@ -7,6 +7,7 @@ label-quality weighting. This module knows nothing about files, categories or mo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -87,3 +88,20 @@ def balanced_weights(labels: np.ndarray, n_classes: int, power: float = 0.5) -> 
     counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
     per_class = np.where(counts > 0, (counts.sum() / np.maximum(counts, 1)) ** power, 0.0)
     return np.asarray(per_class[labels] / per_class[labels].mean(), dtype=np.float32)
+
+
+def family_balanced_weights(labels: np.ndarray, families: Sequence[str] | np.ndarray, power: float = 1.0) -> np.ndarray:
+    """[N] row weights that share each class's weight among its source families: ∝ (n_c / (k_c · n_cf)) ** power.
+
+    n_c rows of class c come from k_c families, n_cf of them from family f. power 0 = no change, 1 = every
+    family of a class weighs the same in total, so one big templated source cannot define the class. Each
+    class keeps its total weight (n_c), so this composes with `balanced_weights` by multiplication.
+    """
+    fam = np.asarray(families)
+    w = np.ones(len(labels), dtype=np.float64)
+    for c in np.unique(labels):
+        in_c = labels == c
+        names, inverse, counts = np.unique(fam[in_c], return_inverse=True, return_counts=True)
+        raw = (in_c.sum() / (len(names) * counts[inverse])) ** power
+        w[in_c] = raw * in_c.sum() / raw.sum()
+    return np.asarray(w / w.mean(), dtype=np.float32)

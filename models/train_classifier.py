@@ -44,7 +44,7 @@ from models.fit import FitConfig, fit_head
 from models.heads import HeadConfig, MLPHead
 from models.lexical import LexicalConfig, lexical_rows
 from models.metrics import classification_report, format_report, regression_report
-from models.splits import auto_val_families, heldout_mask, inner_family_folds, split_by_families
+from models.splits import auto_val_families, heldout_mask, inner_family_folds, source_family, split_by_families
 from models.task_cv import TUNING_GRID, TaskSettings, train_task, tune
 from models.task_head import TaskFitConfig, TaskHead, fit_temperature
 
@@ -107,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="row weight ∝ (1/class count)^power; 0 = none, 1 = balanced",
     )
     g.add_argument(
+        "--family-weight-power",
+        type=float,
+        default=d.family_weight_power,
+        help="within a category, row weight ∝ (1/rows of its source family)^power; 1 = families weigh the same",
+    )
+    g.add_argument(
         "--rule-weight",
         type=float,
         default=d.rule_weight,
@@ -134,6 +140,7 @@ def task_settings(args: argparse.Namespace) -> TaskSettings:
             bigrams=not args.no_bigrams,
         ),
         class_weight_power=args.class_weight_power,
+        family_weight_power=args.family_weight_power,
         rule_weight=args.rule_weight,
     )
 
@@ -152,7 +159,7 @@ def run_task(
 ) -> tuple[TaskSettings, float, dict[str, Any]]:
     """Inner-CV settings + temperature on the training part, then one report on the held-out sources."""
     y = np.array([labels.index(c) for c in ps.categories])
-    gold = ps.is_gold()
+    gold, families = ps.is_gold(), np.array([source_family(s) for s in ps.sources])
     fams = (
         auto_val_families(ps.categories, ps.sources, seed=args.seed)
         if args.val_sources == "auto"
@@ -164,7 +171,7 @@ def run_task(
     texts_tr = [ps.texts[i] for i in itr]
     folds = inner_family_folds([ps.sources[i] for i in itr], [ps.ids[i] for i in itr], args.inner_folds, args.seed)
     grid = TUNING_GRID if args.tune else ({},)
-    best, table = tune(task_settings(args), grid, x[tr], texts_tr, y[tr], gold[tr], folds, labels)
+    best, table = tune(task_settings(args), grid, x[tr], texts_tr, y[tr], gold[tr], families[tr], folds, labels)
     settings = best.settings
     temperature = fit_temperature(best.oof_logits, y[tr])
     print(f"inner CV ({args.inner_folds} grouped folds on the training part):")
@@ -175,7 +182,7 @@ def run_task(
         )
     print(f"chosen {settings.to_json()}, temperature {temperature}")
     rows = lexical_rows(ps.texts, settings.lexical)
-    head = train_task(settings, x[tr], rows.take(tr), y[tr], gold[tr], len(labels), temperature)
+    head = train_task(settings, x[tr], rows.take(tr), y[tr], gold[tr], families[tr], len(labels), temperature)
     pred = head.logits(x[va], rows.take(va)).argmax(1)
     report = classification_report(y[va], pred, labels)
     gold_report = classification_report(y[va][gold[va]], pred[gold[va]], labels)
@@ -243,13 +250,21 @@ def main(argv: list[str] | None = None) -> int:
     cx_head, cx_metrics = run_complexity(ot, emb_o, args)
     y = np.array([labels.index(c) for c in ps.categories])
     gold, rows = ps.is_gold(), lexical_rows(ps.texts, settings.lexical)
+    families = np.array([source_family(s) for s in ps.sources])
     fit_rows = (
         np.ones(len(y), dtype=bool)
         if not args.no_refit
         else ~split_by_families(ps.categories, ps.sources, task_metrics["split"]["val_families"]).val_mask
     )
     task_head = train_task(
-        settings, x_task[fit_rows], rows.take(fit_rows), y[fit_rows], gold[fit_rows], len(labels), temperature
+        settings,
+        x_task[fit_rows],
+        rows.take(fit_rows),
+        y[fit_rows],
+        gold[fit_rows],
+        families[fit_rows],
+        len(labels),
+        temperature,
     )
     if not args.no_refit:
         cx_head = train_complexity_head(emb_o, (1.0 - ot.scores.mean(axis=1)).astype(np.float32), args)

@@ -5,27 +5,22 @@
 #   bench  benchmarks/gpu_throughput.py: Triage vs direct vLLM at concurrency 1..256 (~6 min)
 #   classifier  tests/kernels + tests/models on the GPU (Triton kernels vs references, fused encoder, CUDA
 #          graphs) and benchmarks/classifier.py (Triton vs eager vs torch.compile vs sentence-transformers); no vLLM
-#          needed (~5 min). Carry .vllm/minilm-fp16 (scripts/export_encoder_fp16.py) and .whl.
+#          needed (~5 min). Carry .vllm/minilm-fp16, .vllm/data and .whl (scripts/prepare_device.sh classifier).
 #   frontier  benchmarks/gpu_policy_frontier.py: static task routing vs Triage's presets on three engines sharing
 #          the card (~9.5 min: three eager engine starts, then as many rates as fit in the call; JSON after each)
 # Results land in $OUT (the device tool brings them back): logs, gpu_throughput.json/.png,
 # gpu_policy_frontier.json/.png.
 #
 # Once, on the CPU machine, in the repo root (the device has no internet and gets only the checkout + carry):
-#   bash ../shared/device/build_vllm_bundle.sh .vllm            # vLLM 0.26 for sm_90, ~3.5 min, ignored by git
-#   mkdir -p .vllm/bin .vllm/data && cp ../shared/device/*.sh ../shared/device/*.py .vllm/bin/
-#   cp ../shared/data/prompts_train.jsonl.gz .vllm/data/
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#     --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux1_x86_64 \
-#     -d .whl orjson==3.13.0 httptools==0.9.0 pytest-asyncio==1.5.0  # what Triage needs beyond the image + bundle
-#   PYTHONPATH=. .venv/bin/python scripts/export_encoder_fp16.py .vllm/minilm-fp16   # encoder, 46 MB in fp16
-#                                                 # (the fp32 package is 91 MB: more than one call may carry)
+#   bash scripts/prepare_device.sh vllm         # vLLM 0.26 bundle, device scripts, data, wheels (~4 min)
+#   bash scripts/prepare_device.sh classifier   # fp16 encoder (46 MB; fp32 is over a call's carry) + wheels
 # Then one device call per check:
 #   run(command="bash scripts/gpu_device.sh e2e", timeout_s=600,
 #       carry=[".vllm/vllm026-a.tar.xz", ".vllm/vllm026-b.tar.xz", ".vllm/bin", ".vllm/data", ".whl"])
 #   run(command="bash scripts/gpu_device.sh bench", timeout_s=600, carry=[same list])
 #   run(command="bash scripts/gpu_device.sh frontier", timeout_s=600, carry=[same list])
-#   run(command="bash scripts/gpu_device.sh classifier", timeout_s=600, carry=[".vllm/minilm-fp16", ".whl"])
+#   run(command="bash scripts/gpu_device.sh classifier", timeout_s=600,
+#       carry=[".vllm/minilm-fp16", ".vllm/data", ".whl"])
 set -euo pipefail
 mode=${1:?usage: gpu_device.sh e2e|bench|frontier|classifier}
 OUT=${OUT:-/tmp/triage-gpu-out}
@@ -62,7 +57,8 @@ case "$mode" in
         export TRIAGE_ENCODER="$PWD/.vllm/minilm-fp16"
         python3 -m pytest tests/kernels tests/models -v -p no:cacheprovider -W ignore::pytest.PytestConfigWarning \
             2>&1 | tee "$OUT/gpu-classifier-tests.log" || true
-        python3 benchmarks/classifier.py --out "$OUT/classifier.json" 2>&1 | tee "$OUT/gpu-classifier-bench.log" ;;
+        python3 benchmarks/classifier.py --data .vllm/data/prompts_train.jsonl.gz --out "$OUT/classifier.json" \
+            2>&1 | tee "$OUT/gpu-classifier-bench.log" ;;
     *)
         echo "usage: gpu_device.sh e2e|bench|frontier|classifier" >&2
         exit 2 ;;

@@ -49,15 +49,9 @@ def test_classifies_obvious_prompts(classifier: PromptClassifier) -> None:
     assert out.top() == list(OBVIOUS.values()), dict(zip(OBVIOUS.values(), out.top(), strict=True))
 
 
-# The training data holds no proof-style maths (GSM8K word problems, MMLU and BBH only): this one lands on
-# general_qa (0.27) just above math (0.23). Kept visible as a strict xfail until proof prompts are added.
-_NO_PROOFS = pytest.mark.xfail(strict=True, reason="no proof-style maths in the training data")
-
-
-@pytest.mark.parametrize(
-    ("prompt", "category"),
-    [pytest.param(p, c, marks=_NO_PROOFS) if p.startswith("Prove") else (p, c) for p, c in SANITY.items()],
-)
+# "Prove that sqrt(2) is irrational" has no proof-style neighbour in the training data (GSM8K word problems,
+# MMLU, BBH); it landed on general_qa until source families were balanced within each category.
+@pytest.mark.parametrize(("prompt", "category"), SANITY.items())
 def test_sanity_prompts(classifier: PromptClassifier, prompt: str, category: str) -> None:
     assert classifier.classify_batch([prompt]).top() == [category]
 
