@@ -4,9 +4,9 @@
 families within a class, the weight of regex-labelled rows, the lexical featurizer). `cross_validate` trains
 one head per inner fold
 (models/splits.inner_family_folds) on the *training* part only and returns out-of-fold logits, from which the
-macro-F1 that ranks settings and the softmax temperature are computed. `tune` walks a small list of
-one-change-at-a-time candidates and keeps the best by inner macro-F1. This module knows nothing about files,
-the encoder or the reported validation split.
+macro-F1 that ranks settings and the softmax temperature are computed. `tune` tries a small list of
+candidate changes alone, then combines compatible ones greedily, by inner macro-F1. This module knows
+nothing about files, the encoder or the reported validation split.
 """
 
 from __future__ import annotations
@@ -156,14 +156,13 @@ def tune(
             logger.info("inner CV %s: macro-F1 %.4f (gold rows %.4f)", changes, res.macro_f1, res.gold_macro_f1)
         return tried[key]
 
-    best = max((score(dict(c)) for c in grid), key=lambda r: r.macro_f1)
-    best_changes: dict[str, Any] = next(dict(c) for c in grid if score(dict(c)) is best)
+    best_changes, best = max(((dict(c), score(dict(c))) for c in grid), key=lambda p: p[1].macro_f1)
     for _ in range(rounds - 1):
         extended = [{**best_changes, **c} for c in grid if c and not set(c) & set(best_changes)]
         if not extended:
             break
-        cand = max((score(c) for c in extended), key=lambda r: r.macro_f1)
+        changes, cand = max(((c, score(c)) for c in extended), key=lambda p: p[1].macro_f1)
         if cand.macro_f1 <= best.macro_f1:
             break
-        best, best_changes = cand, next(c for c in extended if score(c) is cand)
+        best_changes, best = changes, cand
     return best, table
