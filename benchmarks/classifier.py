@@ -163,9 +163,7 @@ def build_impls(args: argparse.Namespace, max_tokens: int, bench: Bench) -> dict
             try:
                 from sentence_transformers import SentenceTransformer
             except ImportError:
-                bench.notes.append(
-                    "sentence-transformers: not installed, skipped (pip install sentence-transformers)"
-                )
+                bench.notes.append("sentence-transformers: not installed, skipped (pip install sentence-transformers)")
                 continue
             st = SentenceTransformer(
                 default_model_path(),
@@ -190,14 +188,10 @@ def run_sweep(args: argparse.Namespace, bench: Bench, impls: dict[str, Any], ref
             per_prompt_s: float | None = None
             for b in args.batch_sizes:
                 if time.perf_counter() > t_stop:
-                    bench.notes.append(
-                        f"total budget {args.max_total_s}s reached: {name} {n}tok b{b}+ skipped"
-                    )
+                    bench.notes.append(f"total budget {args.max_total_s}s reached: {name} {n}tok b{b}+ skipped")
                     break
                 if per_prompt_s is not None and per_prompt_s * b > args.max_case_s:
-                    bench.notes.append(
-                        f"{name} {n}tok b{b}: skipped, one call would take ~{per_prompt_s * b:.1f}s"
-                    )
+                    bench.notes.append(f"{name} {n}tok b{b}: skipped, one call would take ~{per_prompt_s * b:.1f}s")
                     break
                 texts = [texts_by_len[n]] * b
                 if name == "sentence-transformers":
@@ -242,9 +236,7 @@ def run_length_mix(args: argparse.Namespace, bench: Bench, impls: dict[str, Any]
         if name not in impls:
             continue
         enc: SentenceEncoder = impls[name]
-        enc.config = replace(
-            enc.config, max_tokens=args.mix_max_tokens
-        )  # the shipped budget, not the sweep's
+        enc.config = replace(enc.config, max_tokens=args.mix_max_tokens)  # the shipped budget, not the sweep's
         lengths = [len(r) for r in enc.tokenize(texts)]
         modes: tuple[Padding, ...] = ("max", "longest", "bucket")
         for padding in modes:
@@ -350,9 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--full", action="store_true", help="full sweep even on CPU (slow)")
     g.add_argument("--impls", default="triton,eager,compile,st", help="comma list: triton,eager,compile,st")
     g.add_argument("--batch-sizes", default=None, help="comma list (default depends on --quick)")
-    g.add_argument(
-        "--lengths", default=None, help="comma list of tokens per prompt (default depends on --quick)"
-    )
+    g.add_argument("--lengths", default=None, help="comma list of tokens per prompt (default depends on --quick)")
     g = p.add_argument_group("bounds")
     g.add_argument("--max-iters", type=int, default=None, help="timed calls per case")
     g.add_argument("--max-case-s", type=float, default=None, help="seconds per case (and per single call)")
@@ -365,9 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mix-max-tokens", type=int, default=256, help="token budget for the length-mix runs")
     g = p.add_argument_group("runtime and output")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="encoder device")
-    g.add_argument(
-        "--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"], help="weights"
-    )
+    g.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"], help="weights")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     g.add_argument(
         "--artifact",
@@ -375,9 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=REPO_ROOT / "models" / "artifacts" / "classifier",
         help="classifier artifact whose metrics.json gives macro_f1_validation",
     )
-    g.add_argument(
-        "--out", type=Path, default=RESULTS / "classifier.json", help="JSON output (PNG next to it)"
-    )
+    g.add_argument("--out", type=Path, default=RESULTS / "classifier.json", help="JSON output (PNG next to it)")
     return p
 
 
@@ -396,11 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     max_tokens = max(args.lengths)
     bench = Bench(
         device=device_info(),
-        sweep={
-            k: (str(v) if isinstance(v, Path) else v)
-            for k, v in vars(args).items()
-            if k not in ("out", "artifact")
-        }
+        sweep={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("out", "artifact")}
         | {"quick": quick},
     )
     impls = build_impls(args, max_tokens, bench)

@@ -17,19 +17,39 @@ Scope = dict[str, Any]
 
 
 def _chat_chunk(model: str, text: str, finish: str | None) -> bytes:
-    return b"data: " + orjson.dumps({
-        "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
-        "choices": [{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": finish}],
-    }) + b"\n\n"
+    return (
+        b"data: "
+        + orjson.dumps(
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [{"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": finish}],
+            }
+        )
+        + b"\n\n"
+    )
 
 
 def _chat_body(model: str, chunks: int) -> bytes:
-    return orjson.dumps({
-        "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": " tok" * chunks},
-                     "logprobs": None, "finish_reason": "length"}],
-        "usage": {"prompt_tokens": 8, "completion_tokens": chunks, "total_tokens": 8 + chunks},
-    })
+    return orjson.dumps(
+        {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": " tok" * chunks},
+                    "logprobs": None,
+                    "finish_reason": "length",
+                }
+            ],
+            "usage": {"prompt_tokens": 8, "completion_tokens": chunks, "total_tokens": 8 + chunks},
+        }
+    )
 
 
 class FakeEngine:
@@ -68,12 +88,12 @@ class FakeEngine:
         request = orjson.loads(raw)
         whole, events = self._answers(str(request.get("model", "fake")))
         if not request.get("stream"):
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"application/json")]})
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+            )
             await send({"type": "http.response.body", "body": whole})
             return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
         for event in events:  # one write per event, as an engine streaming tokens does
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
@@ -84,8 +104,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--chunks", type=int, default=16, help="streamed events per answer")
     args = parser.parse_args()
-    uvicorn.run(FakeEngine(args.chunks), host="127.0.0.1", port=args.port, loop="uvloop", http="httptools",
-                log_level="warning", access_log=False)
+    uvicorn.run(
+        FakeEngine(args.chunks),
+        host="127.0.0.1",
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ def _env() -> dict[str, str]:
 
 # -- processes ---------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Engine:
     name: str
@@ -66,16 +67,43 @@ class Engine:
 def start_engine(name: str, time_scale: float = 0.05, max_num_seqs: int = 64) -> Engine:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "sim-engine", "--name", name, "--port", str(port), "--shape",
-         "qwen2.5-1.5b", "--gpu", name, "--time-scale", str(time_scale), "--max-num-seqs", str(max_num_seqs),
-         "--default-output-tokens", "16"], env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "sim-engine",
+            "--name",
+            name,
+            "--port",
+            str(port),
+            "--shape",
+            "qwen2.5-1.5b",
+            "--gpu",
+            name,
+            "--time-scale",
+            str(time_scale),
+            "--max-num-seqs",
+            str(max_num_seqs),
+            "--default-output-tokens",
+            "16",
+        ],
+        env=_env(),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return Engine(name, port, proc)
 
 
 def model_entry(engine: Engine, roles: list[str], **extra: Any) -> dict[str, Any]:
-    return {"name": engine.name, "roles": roles, "endpoints": [f"{engine.base}/v1"], "context_length": 8192,
-            "timeouts": FAST_TIMEOUTS, **extra}
+    return {
+        "name": engine.name,
+        "roles": roles,
+        "endpoints": [f"{engine.base}/v1"],
+        "context_length": 8192,
+        "timeouts": FAST_TIMEOUTS,
+        **extra,
+    }
 
 
 @dataclass
@@ -93,8 +121,13 @@ def start_router(workdir: Path, config: dict[str, Any]) -> Router:
     config = {**config, "server": {"port": port, "log_level": "error", **config.get("server", {})}}
     path = workdir / f"triage-{port}.yaml"
     path.write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--config", str(path), "--no-simulated"],
-                            env=_env(), cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--config", str(path), "--no-simulated"],
+        env=_env(),
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return Router(port, proc)
 
 
@@ -128,6 +161,7 @@ def stopping(*procs: subprocess.Popen[bytes]) -> Iterator[None]:
 
 # -- load ----------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Outcome:
     stream: bool
@@ -139,8 +173,9 @@ class Outcome:
     model: str = ""
 
 
-async def one_request(session: aiohttp.ClientSession, url: str, body: dict[str, Any],
-                      headers: dict[str, str] | None = None) -> Outcome:
+async def one_request(
+    session: aiohttp.ClientSession, url: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Outcome:
     stream = bool(body.get("stream"))
     t0 = time.perf_counter()
     try:
@@ -167,14 +202,20 @@ async def one_request(session: aiohttp.ClientSession, url: str, body: dict[str, 
     return out
 
 
-async def run_load(url: str, make_body: Any, clients: int, duration_s: float,
-                   headers: dict[str, str] | None = None, events: list[tuple[float, Any]] | None = None
-                   ) -> list[Outcome]:
+async def run_load(
+    url: str,
+    make_body: Any,
+    clients: int,
+    duration_s: float,
+    headers: dict[str, str] | None = None,
+    events: list[tuple[float, Any]] | None = None,
+) -> list[Outcome]:
     """`clients` closed-loop clients for `duration_s`; `events` are (at_s, callable) fired on schedule."""
     outcomes: list[Outcome] = []
     stop_at = time.monotonic() + duration_s
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
+
         async def client(i: int) -> None:
             n = 0
             while time.monotonic() < stop_at:
@@ -214,7 +255,10 @@ def summarize(outcomes: list[Outcome]) -> dict[str, Any]:
         else:
             how[f"stream_error_before_start_{o.stream_error}"] += 1
     return {
-        "sent": len(outcomes), "succeeded": len(ok), "failed": len(outcomes) - len(ok), "failed_how": dict(how),
+        "sent": len(outcomes),
+        "succeeded": len(ok),
+        "failed": len(outcomes) - len(ok),
+        "failed_how": dict(how),
         "failed_nonstream": sum(1 for o in outcomes if not o.stream and o.status != 200),
         "failed_prestart_streams": sum(1 for o in outcomes if o.stream and (o.status != 200 or not o.started)),
         "streams_broken_after_start": sum(1 for o in outcomes if o.stream and o.started and o.stream_error),
@@ -228,6 +272,7 @@ def summarize(outcomes: list[Outcome]) -> dict[str, Any]:
 def mixed_body(max_tokens: int = 16) -> Any:
     def make(i: int, n: int) -> dict[str, Any]:
         return {"model": "auto", "messages": QUESTION, "max_tokens": max_tokens, "stream": (i + n) % 2 == 1}
+
     return make
 
 
@@ -238,8 +283,15 @@ async def set_faults(engine: Engine, **faults: Any) -> None:
 
 # -- scenarios -------------------------------------------------------------------------------------------------
 
-async def with_pair(workdir: Path, args: argparse.Namespace, fault: Any, clients: int = 12,
-                    stream_share_body: Any = None, router_extra: dict[str, Any] | None = None) -> dict[str, Any]:
+
+async def with_pair(
+    workdir: Path,
+    args: argparse.Namespace,
+    fault: Any,
+    clients: int = 12,
+    stream_share_body: Any = None,
+    router_extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Two eligible models (primary preferred for the prompt, backup), a fault on primary mid-run."""
     primary, backup = start_engine("primary"), start_engine("backup")
     config = {"models": [model_entry(primary, ["fast"]), model_entry(backup, ["chat"])], **(router_extra or {})}
@@ -247,8 +299,13 @@ async def with_pair(workdir: Path, args: argparse.Namespace, fault: Any, clients
     with stopping(router.proc, primary.proc, backup.proc):
         for url in (f"{primary.base}/health", f"{backup.base}/health", f"{router.base}/ready"):
             await wait_ready(url)
-        outcomes = await run_load(f"{router.base}/v1/chat/completions", stream_share_body or mixed_body(),
-                                  clients, args.duration_s, events=[(args.duration_s / 3, lambda: fault(primary))])
+        outcomes = await run_load(
+            f"{router.base}/v1/chat/completions",
+            stream_share_body or mixed_body(),
+            clients,
+            args.duration_s,
+            events=[(args.duration_s / 3, lambda: fault(primary))],
+        )
     return summarize(outcomes)
 
 
@@ -267,17 +324,20 @@ async def engine_5xx(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
 async def drops_mid_stream(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     def streams(i: int, n: int) -> dict[str, Any]:
         return {"model": "auto", "messages": QUESTION, "max_tokens": 24, "ignore_eos": True, "stream": True}
-    return await with_pair(workdir, args, lambda e: set_faults(e, drop_mid_stream_rate=0.2),
-                           stream_share_body=streams)
+
+    return await with_pair(workdir, args, lambda e: set_faults(e, drop_mid_stream_rate=0.2), stream_share_body=streams)
 
 
 async def overload(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Capacity 16 requests in flight (router and model caps); 48 closed-loop clients = 3x."""
     capacity = 16
     engine = start_engine("only", time_scale=0.5, max_num_seqs=capacity)
-    config = {"models": [model_entry(engine, ["chat", "fast"], max_in_flight=capacity,
-                                     timeouts={"first_token_s": 10, "total_s": 20})],
-              "server": {"max_in_flight": capacity, "admission_wait_s": 0.2, "max_waiting": capacity}}
+    config = {
+        "models": [
+            model_entry(engine, ["chat", "fast"], max_in_flight=capacity, timeouts={"first_token_s": 10, "total_s": 20})
+        ],
+        "server": {"max_in_flight": capacity, "admission_wait_s": 0.2, "max_waiting": capacity},
+    }
     router = start_router(workdir, config)
     rss_mb: list[float] = []
     with stopping(router.proc, engine.proc):
@@ -293,30 +353,46 @@ async def overload(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
 
         done = asyncio.Event()
         sampler = asyncio.create_task(sample())
-        outcomes = await run_load(f"{router.base}/v1/chat/completions", mixed_body(max_tokens=32), 3 * capacity,
-                                  args.duration_s * 2)
+        outcomes = await run_load(
+            f"{router.base}/v1/chat/completions", mixed_body(max_tokens=32), 3 * capacity, args.duration_s * 2
+        )
         done.set()
         await sampler
     result = summarize(outcomes)
     statuses = Counter(o.status for o in outcomes)
     third = max(1, len(rss_mb) // 3)
-    result.update(capacity=capacity, clients=3 * capacity, statuses={str(k): v for k, v in statuses.items()},
-                  only_429_or_success=set(statuses) <= {200, 429} and result["streams_never_ended"] == 0,
-                  rss_mb={"start": round(rss_mb[0], 1), "max": round(max(rss_mb), 1), "end": round(rss_mb[-1], 1),
-                          "mean_first_third": round(sum(rss_mb[:third]) / third, 1),
-                          "mean_last_third": round(sum(rss_mb[-third:]) / third, 1), "samples": len(rss_mb)})
+    result.update(
+        capacity=capacity,
+        clients=3 * capacity,
+        statuses={str(k): v for k, v in statuses.items()},
+        only_429_or_success=set(statuses) <= {200, 429} and result["streams_never_ended"] == 0,
+        rss_mb={
+            "start": round(rss_mb[0], 1),
+            "max": round(max(rss_mb), 1),
+            "end": round(rss_mb[-1], 1),
+            "mean_first_third": round(sum(rss_mb[:third]) / third, 1),
+            "mean_last_third": round(sum(rss_mb[-third:]) / third, 1),
+            "samples": len(rss_mb),
+        },
+    )
     return result
 
 
 async def router_sigkill(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Keys mode: each answered request books a usage row; SIGKILL mid-load, then count rows in the file."""
     db = workdir / "sigkill.db"
-    created = subprocess.run([sys.executable, "-m", "server.cli", "keys", "--db", str(db), "create", "bench"],
-                             env=_env(), cwd=ROOT, capture_output=True, check=True)
+    created = subprocess.run(
+        [sys.executable, "-m", "server.cli", "keys", "--db", str(db), "create", "bench"],
+        env=_env(),
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    )
     key = json.loads(created.stdout)["key"]
     engine = start_engine("only")
-    router = start_router(workdir, {"models": [model_entry(engine, ["chat", "fast"])],
-                                    "auth": {"mode": "keys", "db": str(db)}})
+    router = start_router(
+        workdir, {"models": [model_entry(engine, ["chat", "fast"])], "auth": {"mode": "keys", "db": str(db)}}
+    )
     acked = [0]
     with stopping(router.proc, engine.proc):
         await wait_ready(f"{engine.base}/health")
@@ -341,28 +417,43 @@ async def router_sigkill(workdir: Path, args: argparse.Namespace) -> dict[str, A
         def body(i: int, n: int) -> dict[str, Any]:
             return {"model": "auto", "messages": QUESTION, "max_tokens": 4}
 
-        outcomes = await run_load(f"{router.base}/v1/chat/completions", body, 16, kill_at_s + 0.05,
-                                  headers={"authorization": f"Bearer {key}"}, events=[(kill_at_s, kill)])
+        outcomes = await run_load(
+            f"{router.base}/v1/chat/completions",
+            body,
+            16,
+            kill_at_s + 0.05,
+            headers={"authorization": f"Bearer {key}"},
+            events=[(kill_at_s, kill)],
+        )
         router.proc.wait(10)
         await poller
     rows = sqlite3.connect(db).execute("SELECT COUNT(*) FROM key_usage").fetchone()[0]
     answered = sum(1 for o in outcomes if o.status == 200)
-    return {**summarize(outcomes), "answered_200": answered, "acknowledged_committed": acked[0],
-            "rows_in_store_after_kill": rows, "lost_committed_records": max(0, acked[0] - rows),
-            "answered_but_not_yet_committed_at_kill": max(0, answered - rows)}
+    return {
+        **summarize(outcomes),
+        "answered_200": answered,
+        "acknowledged_committed": acked[0],
+        "rows_in_store_after_kill": rows,
+        "lost_committed_records": max(0, acked[0] - rows),
+        "answered_but_not_yet_committed_at_kill": max(0, answered - rows),
+    }
 
 
 PLANTED = [
-    "Please email maria.rossi@example.org the contract draft.", "My phone is +44 20 7946 0958, call after 5.",
-    "Use card 4111 1111 1111 1111 exp 09/28 for the booking.", "Refund to IBAN GB82 WEST 1234 5698 7654 32.",
+    "Please email maria.rossi@example.org the contract draft.",
+    "My phone is +44 20 7946 0958, call after 5.",
+    "Use card 4111 1111 1111 1111 exp 09/28 for the booking.",
+    "Refund to IBAN GB82 WEST 1234 5698 7654 32.",
     "Deploy with AWS key AKIAIOSFODNN7EXAMPLE and region eu-west-1.",
     "Why does git reject ghp_" + "A1b2C3" * 6 + " as a token?",
     "Fix this: client = OpenAI(api_key='sk-proj-" + "Xy9" * 12 + "')",
     "Our Slack bot uses xoxb-1234-5678-" + "abcd" * 6 + "; it fails.",
     "Decode eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6MTl9.c2lnbmF0dXJlX2hlcmVfeHl6 for me",
     "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7\n-----END RSA PRIVATE KEY-----\nIs this key valid?",
-    "config: password = 'S3cure!Passw0rd'", "Contact jan.de.vries@bedrijf.nl or 06-1234-5678.",
-    "Card 5500 0000 0000 0004 was declined", "Pay NL91 ABNA 0417 1643 00 please",
+    "config: password = 'S3cure!Passw0rd'",
+    "Contact jan.de.vries@bedrijf.nl or 06-1234-5678.",
+    "Card 5500 0000 0000 0004 was declined",
+    "Pay NL91 ABNA 0417 1643 00 please",
     "Stripe key sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc" + " leaked?",
     "Google key AIza" + "SyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q",
 ]
@@ -371,10 +462,13 @@ PLANTED = [
 async def planted_secrets(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Remote allowed everywhere; each planted prompt sent three ways. Count what reached the remote engine."""
     local, remote = start_engine("local"), start_engine("cloud")
-    config = {"models": [model_entry(local, ["chat", "fast", "code"]),
-                         model_entry(remote, ["chat", "fast", "code"], remote=True,
-                                     profile={"usd_per_1m_tokens": 2.0})],
-              "policy": {"allow_remote": True}}
+    config = {
+        "models": [
+            model_entry(local, ["chat", "fast", "code"]),
+            model_entry(remote, ["chat", "fast", "code"], remote=True, profile={"usd_per_1m_tokens": 2.0}),
+        ],
+        "policy": {"allow_remote": True},
+    }
     router = start_router(workdir, config)
     url = f"{router.base}/v1/chat/completions"
 
@@ -391,33 +485,50 @@ async def planted_secrets(workdir: Path, args: argparse.Namespace) -> dict[str, 
             statuses: Counter[str] = Counter()
             for text in PLANTED:
                 messages = [{"role": "user", "content": text}]
-                for style, body in (("remote_only_allow_list", {"model": "auto", "route": {
-                                        "models": ["cloud"], "allow_remote": True}}),
-                                    ("named_remote", {"model": "cloud"}),
-                                    ("auto_remote_allowed", {"model": "auto", "route": {"allow_remote": True}})):
+                for style, body in (
+                    ("remote_only_allow_list", {"model": "auto", "route": {"models": ["cloud"], "allow_remote": True}}),
+                    ("named_remote", {"model": "cloud"}),
+                    ("auto_remote_allowed", {"model": "auto", "route": {"allow_remote": True}}),
+                ):
                     for stream in (False, True):
-                        out = await one_request(session, url, {**body, "messages": messages, "max_tokens": 2,
-                                                               "stream": stream})
+                        out = await one_request(
+                            session, url, {**body, "messages": messages, "max_tokens": 2, "stream": stream}
+                        )
                         statuses[f"{style}_{out.status}"] += 1
             after = await remote_served(session)
-    return {"prompts": len(PLANTED), "requests": len(PLANTED) * 6, "statuses": dict(statuses),
-            "control_clean_prompt_reached_remote": control.status == 200 and control.model == "cloud",
-            "planted_secrets_sent_remote": after - before}
+    return {
+        "prompts": len(PLANTED),
+        "requests": len(PLANTED) * 6,
+        "statuses": dict(statuses),
+        "control_clean_prompt_reached_remote": control.status == 200 and control.model == "cloud",
+        "planted_secrets_sent_remote": after - before,
+    }
 
 
 def schemathesis_run(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     report = workdir / "fuzz.json"
     env = {**_env(), "TRIAGE_FUZZ_REPORT": str(report)}
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "tests/server/test_fuzz_openapi.py"], env=env, cwd=ROOT, capture_output=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/server/test_fuzz_openapi.py"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=600,
+    )
     result: dict[str, Any] = json.loads(report.read_text()) if report.exists() else {"cases": 0, "5xx": -1}
     result["pytest_exit_code"] = done.returncode
     return result
 
 
-SCENARIOS = {"engine_killed": engine_killed, "engine_hangs": engine_hangs, "engine_5xx_20pct": engine_5xx,
-             "drops_mid_stream_20pct": drops_mid_stream, "overload_3x": overload, "router_sigkill": router_sigkill,
-             "planted_secrets": planted_secrets}
+SCENARIOS = {
+    "engine_killed": engine_killed,
+    "engine_hangs": engine_hangs,
+    "engine_5xx_20pct": engine_5xx,
+    "drops_mid_stream_20pct": drops_mid_stream,
+    "overload_3x": overload,
+    "router_sigkill": router_sigkill,
+    "planted_secrets": planted_secrets,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -448,9 +559,16 @@ def main(argv: list[str] | None = None) -> int:
         "overload_only_429_or_success": results.get("overload_3x", {}).get("only_429_or_success"),
         "overload_rss_mb": results.get("overload_3x", {}).get("rss_mb"),
     }
-    out = {"summary": summary, "scenarios": results,
-           "setup": {"duration_s": args.duration_s, "cpu_count": os.cpu_count(), "host": "127.0.0.1 only",
-                     "engines": "triage sim-engine subprocesses (qwen2.5-1.5b preset, time_scale 0.05)"}}
+    out = {
+        "summary": summary,
+        "scenarios": results,
+        "setup": {
+            "duration_s": args.duration_s,
+            "cpu_count": os.cpu_count(),
+            "host": "127.0.0.1 only",
+            "engines": "triage sim-engine subprocesses (qwen2.5-1.5b preset, time_scale 0.05)",
+        },
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(summary))

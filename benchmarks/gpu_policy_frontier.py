@@ -121,10 +121,17 @@ async def _run_job(job: RunJob) -> list[Outcome]:
     return outcomes
 
 
-async def _one(session: aiohttp.ClientSession, job: RunJob, shot: Shot, out: Outcome, pending: set[int],
-               index: int) -> None:
-    body: dict[str, Any] = {"model": "auto", "messages": [{"role": "user", "content": shot.prompt}],
-                            "max_tokens": shot.max_tokens, "ignore_eos": True, "temperature": 0.0, "stream": True}
+async def _one(
+    session: aiohttp.ClientSession, job: RunJob, shot: Shot, out: Outcome, pending: set[int], index: int
+) -> None:
+    body: dict[str, Any] = {
+        "model": "auto",
+        "messages": [{"role": "user", "content": shot.prompt}],
+        "max_tokens": shot.max_tokens,
+        "ignore_eos": True,
+        "temperature": 0.0,
+        "stream": True,
+    }
     if job.route is not None:
         body["route"] = job.route
     try:
@@ -171,16 +178,25 @@ async def _one(session: aiohttp.ClientSession, job: RunJob, shot: Shot, out: Out
 
 def shots_for(trace: list[Req], max_prompt_bytes: int) -> list[Shot]:
     """The requests of a trace as clients send them; prompts cut on a UTF-8 boundary (bytes bound tokens)."""
-    return [Shot(r.rid, r.arrival_s, r.prompt.encode()[:max_prompt_bytes].decode(errors="ignore") or "hello",
-                 r.out_tokens) for r in trace]
+    return [
+        Shot(r.rid, r.arrival_s, r.prompt.encode()[:max_prompt_bytes].decode(errors="ignore") or "hello", r.out_tokens)
+        for r in trace
+    ]
 
 
 def split(shots: list[Shot], workers: int) -> list[list[Shot]]:
     return [shots[w::workers] for w in range(workers) if shots[w::workers]]
 
 
-def score(trace: list[Req], outcomes: list[Outcome], models: list[ModelConfig], start_s: float, cut_s: float,
-          duration_s: float, slo_ttft_s: float) -> dict[str, Any]:
+def score(
+    trace: list[Req],
+    outcomes: list[Outcome],
+    models: list[ModelConfig],
+    start_s: float,
+    cut_s: float,
+    duration_s: float,
+    slo_ttft_s: float,
+) -> dict[str, Any]:
     """load_routing.summarize() over measured outcomes (times relative to the run's start), plus error counts."""
     by_rid = {o.rid: o for o in outcomes}
     names = {m.name for m in models}
@@ -191,27 +207,45 @@ def score(trace: list[Req], outcomes: list[Outcome], models: list[ModelConfig], 
         ok = o.status == 200 and not o.error and o.model in names
         first_s = o.first_token_s - start_s if ok else math.inf
         done_s = (o.end_s - start_s if not o.cut else end_s) if ok and not math.isinf(first_s) else math.inf
-        reqs.append(Req(r.rid, r.klass, r.category, r.classification, r.prompt_tokens, r.max_tokens, r.out_tokens,
-                        r.arrival_s, model=o.model if ok else REJECTED, first_token_s=first_s, done_s=done_s))
+        reqs.append(
+            Req(
+                r.rid,
+                r.klass,
+                r.category,
+                r.classification,
+                r.prompt_tokens,
+                r.max_tokens,
+                r.out_tokens,
+                r.arrival_s,
+                model=o.model if ok else REJECTED,
+                first_token_s=first_s,
+                done_s=done_s,
+            )
+        )
     metrics = summarize(reqs, models, duration_s, slo_ttft_s, end_s, [])
     statuses: dict[str, int] = {}
     for o in outcomes:
         statuses[str(o.status)] = statuses.get(str(o.status), 0) + 1
-    metrics.update({
-        "errors": sum(bool(o.error) for o in outcomes),
-        "first_errors": sorted({o.error for o in outcomes if o.error})[:3],
-        "http_status": statuses,
-        "cut_streams": sum(o.cut for o in outcomes),
-        "send_lag_p99_ms": round(percentile([o.send_lag_s for o in outcomes], 99) * 1e3, 1) if outcomes else None,
-    })
+    metrics.update(
+        {
+            "errors": sum(bool(o.error) for o in outcomes),
+            "first_errors": sorted({o.error for o in outcomes if o.error})[:3],
+            "http_status": statuses,
+            "cut_streams": sum(o.cut for o in outcomes),
+            "send_lag_p99_ms": round(percentile([o.send_lag_s for o in outcomes], 99) * 1e3, 1) if outcomes else None,
+        }
+    )
     return metrics
 
 
 def frontier_summary(sweep: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
     """Dominance of the Triage presets over static routing, per rate and at the highest rate where static is
     saturated (its code requests meet the SLO less than `threshold` of the time)."""
-    rows = [r for r in sorted(sweep, key=lambda r: r["rate"]) if "static" in r["policies"] and
-            any(k.startswith("triage-") for k in r["policies"])]
+    rows = [
+        r
+        for r in sorted(sweep, key=lambda r: r["rate"])
+        if "static" in r["policies"] and any(k.startswith("triage-") for k in r["policies"])
+    ]
     if not rows:
         return {"dominates_static": None, "rate": None, "note": "no rate measured both static and a preset"}
     by_rate = {r["rate"]: dominates(presets(r), r["policies"]["static"]) for r in rows}
@@ -224,12 +258,17 @@ def frontier_summary(sweep: list[dict[str, Any]], threshold: float) -> dict[str,
         "static_saturated": bool(saturated),
         "saturated_rates": saturated,
         "dominates_static_by_rate": by_rate,
-        "frontier": {k: {"goodput_rps": v["goodput_rps"], "mean_quality": v["mean_quality"],
-                         "ttft_p99_ms": v["ttft_p99_ms"]} for k, v in row["policies"].items()},
-        "goodput_ratio_vs_static": {k: round(v["goodput_rps"] / max(1e-9, static["goodput_rps"]), 3)
-                                    for k, v in row["policies"].items() if k != "static"},
+        "frontier": {
+            k: {"goodput_rps": v["goodput_rps"], "mean_quality": v["mean_quality"], "ttft_p99_ms": v["ttft_p99_ms"]}
+            for k, v in row["policies"].items()
+        },
+        "goodput_ratio_vs_static": {
+            k: round(v["goodput_rps"] / max(1e-9, static["goodput_rps"]), 3)
+            for k, v in row["policies"].items()
+            if k != "static"
+        },
         "rule": f"static saturated: fewer than {threshold:.0%} of its code requests meet the TTFT SLO; dominates: "
-                "some preset has more goodput and no less quality, or more quality and no less goodput",
+        "some preset has more goodput and no less quality, or more quality and no less goodput",
     }
 
 
@@ -240,13 +279,15 @@ def presets(row: dict[str, Any]) -> list[dict[str, Any]]:
 # -- routers, engines, probes ----------------------------------------------------------------------------
 
 
-def router_configs(base: dict[str, Any], models_dir: Path, work: Path,
-                   startup_timeout_s: float) -> tuple[dict[str, Any], dict[str, Any]]:
+def router_configs(
+    base: dict[str, Any], models_dir: Path, work: Path, startup_timeout_s: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(Triage router config that launches the engines, static router config over the same engine ports)."""
     triage = copy.deepcopy(base)
     for model in triage["models"]:
         model["launch"]["model"] = model["launch"]["model"].replace(
-            "${TRIAGE_DUMMY_MODELS:-/tmp/triage-dummy-models}", str(models_dir))
+            "${TRIAGE_DUMMY_MODELS:-/tmp/triage-dummy-models}", str(models_dir)
+        )
         model["launch"]["startup_timeout_s"] = startup_timeout_s
     triage["auth"] = {"db": str(work / "triage-auth.db")}
     static = copy.deepcopy(triage)
@@ -294,8 +335,15 @@ class Gauges:
             self.samples.setdefault(name, []).append(value)
 
     def summary(self) -> dict[str, Any]:
-        return {name: {"max_running": max(r for r, _ in s), "mean_running": round(statistics.fmean(r for r, _ in s), 1),
-                       "max_waiting": max(w for _, w in s)} for name, s in self.samples.items() if s}
+        return {
+            name: {
+                "max_running": max(r for r, _ in s),
+                "mean_running": round(statistics.fmean(r for r, _ in s), 1),
+                "max_waiting": max(w for _, w in s),
+            }
+            for name, s in self.samples.items()
+            if s
+        }
 
     def wait_idle(self, limit_s: float) -> float:
         t0 = time.monotonic()
@@ -315,9 +363,15 @@ def cpu_s(pid: int) -> float:
 async def probe(url: str, prompts: list[str], max_tokens: int) -> dict[str, Any]:
     """Output tokens/s of one engine with len(prompts) non-streamed requests at once (its batch cap)."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+
         async def one(prompt: str) -> int:
-            body = {"model": "coder", "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-                    "ignore_eos": True, "temperature": 0.0}
+            body = {
+                "model": "coder",
+                "messages": [{"role": "user", "content": prompt}],
+                "max_tokens": max_tokens,
+                "ignore_eos": True,
+                "temperature": 0.0,
+            }
             async with session.post(url, json=body) as response:
                 response.raise_for_status()
                 return int((await response.json())["usage"]["completion_tokens"])
@@ -325,8 +379,12 @@ async def probe(url: str, prompts: list[str], max_tokens: int) -> dict[str, Any]
         t0 = time.monotonic()
         tokens = sum(await asyncio.gather(*(one(p) for p in prompts)))
         wall_s = time.monotonic() - t0
-    return {"requests": len(prompts), "max_tokens": max_tokens, "wall_s": round(wall_s, 2),
-            "out_tok_per_s": round(tokens / wall_s, 1)}
+    return {
+        "requests": len(prompts),
+        "max_tokens": max_tokens,
+        "wall_s": round(wall_s, 2),
+        "out_tok_per_s": round(tokens / wall_s, 1),
+    }
 
 
 def auto_rates(coder_tok_per_s: float, code_share: float) -> tuple[float, list[float]]:
@@ -349,10 +407,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
     rows = sorted(result["sweep"], key=lambda r: r["rate"])
     fig, axes = plt.subplots(1, len(rows) + 1, figsize=(4.2 * (len(rows) + 1), 4.2), squeeze=False)
     for ax, row in zip(axes[0], rows, strict=False):
-        points = sorted(((k, v) for k, v in row["policies"].items() if k.startswith("triage-")),
-                        key=lambda kv: kv[1]["goodput_rps"])
-        ax.plot([v["goodput_rps"] for _, v in points], [v["mean_quality"] for _, v in points], "o-",
-                label="Triage presets")
+        points = sorted(
+            ((k, v) for k, v in row["policies"].items() if k.startswith("triage-")), key=lambda kv: kv[1]["goodput_rps"]
+        )
+        ax.plot(
+            [v["goodput_rps"] for _, v in points], [v["mean_quality"] for _, v in points], "o-", label="Triage presets"
+        )
         for k, v in points:
             ax.annotate(k.removeprefix("triage-"), (v["goodput_rps"], v["mean_quality"]), fontsize=8)
         if "static" in row["policies"]:
@@ -372,8 +432,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("goodput (req/s)")
     ax.legend(fontsize=7)
     gpu = (result["environment"].get("gpus") or [{"name": "?"}])[0]["name"]
-    fig.suptitle(f"Static task routing vs Triage presets, real vLLM {result['environment'].get('vllm')} engines "
-                 f"(coder 7B, chat 7B, fast 1.5B shapes) sharing one {gpu}")
+    fig.suptitle(
+        f"Static task routing vs Triage presets, real vLLM {result['environment'].get('vllm')} engines "
+        f"(coder 7B, chat 7B, fast 1.5B shapes) sharing one {gpu}"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -382,11 +444,19 @@ def start_router(config: dict[str, Any], path: Path, log_path: Path, *extra: str
     import yaml
 
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     with log_path.open("wb") as log:
-        return subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--config", str(path), *extra],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve", "--config", str(path), *extra],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def stop(process: subprocess.Popen[bytes], timeout_s: float) -> None:
@@ -413,8 +483,12 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--seed", type=int, default=0)
     g = parser.add_argument_group("scoring")
     g.add_argument("--slo-ttft-ms", type=float, default=1000.0, help="goodput counts answers within this TTFT")
-    g.add_argument("--saturation", type=float, default=0.5,
-                   help="static counts as saturated where fewer of its code requests meet the SLO")
+    g.add_argument(
+        "--saturation",
+        type=float,
+        default=0.5,
+        help="static counts as saturated where fewer of its code requests meet the SLO",
+    )
     g.add_argument("--presets", default=",".join(PRESETS), help="Triage presets to measure")
     g = parser.add_argument_group("bounds")
     g.add_argument("--budget-s", type=float, default=540.0, help="wall time from start; later rates are skipped")
@@ -441,47 +515,76 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="triage-frontier-"))
     for shape in ("qwen2.5-7b", "qwen2.5-1.5b"):
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_dummy_model.py"), shape, str(work / shape)],
-                       check=True, timeout=120, stdout=subprocess.DEVNULL)
-    triage_cfg, static_cfg = router_configs(yaml.safe_load(args.config.read_text()), work, work,
-                                            args.startup_timeout_s)
+        subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "make_dummy_model.py"), shape, str(work / shape)],
+            check=True,
+            timeout=120,
+            stdout=subprocess.DEVNULL,
+        )
+    triage_cfg, static_cfg = router_configs(yaml.safe_load(args.config.read_text()), work, work, args.startup_timeout_s)
     models = TriageConfig.model_validate(interpolate_env(static_cfg)).models
     ports = {m["name"]: m["launch"]["port"] for m in triage_cfg["models"]}
-    urls = {"triage": f"http://127.0.0.1:{triage_cfg['server']['port']}/v1/chat/completions",
-            "static": f"http://127.0.0.1:{STATIC_PORT}/v1/chat/completions"}
+    urls = {
+        "triage": f"http://127.0.0.1:{triage_cfg['server']['port']}/v1/chat/completions",
+        "static": f"http://127.0.0.1:{STATIC_PORT}/v1/chat/completions",
+    }
     gauges = Gauges({name: f"http://127.0.0.1:{port}" for name, port in ports.items()})
     out_json = args.out_dir / "gpu_policy_frontier.json"
     result: dict[str, Any] = {
-        "benchmark": "gpu_policy_frontier", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "method": __doc__,
-        "config": {"mix": mix, "duration_s": args.duration, "drain_s": args.drain, "slo_ttft_ms": args.slo_ttft_ms,
-                   "seed": args.seed, "classifier": "keyword (both routers)", "saturation": args.saturation,
-                   "max_tokens": {k: v[1] for k, v in CLASSES.items()},
-                   "output_tokens": "uniform(0.3, 1.0) x max_tokens, sent as max_tokens with ignore_eos",
-                   "max_prompt_bytes": args.max_prompt_bytes, "workers": args.workers,
-                   "routers": {"static": static_cfg["policy"], "triage": triage_cfg["policy"]},
-                   "engines": {m["name"]: m["launch"] for m in triage_cfg["models"]}},
-        "sweep": [], "skipped": [],
+        "benchmark": "gpu_policy_frontier",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "method": __doc__,
+        "config": {
+            "mix": mix,
+            "duration_s": args.duration,
+            "drain_s": args.drain,
+            "slo_ttft_ms": args.slo_ttft_ms,
+            "seed": args.seed,
+            "classifier": "keyword (both routers)",
+            "saturation": args.saturation,
+            "max_tokens": {k: v[1] for k, v in CLASSES.items()},
+            "output_tokens": "uniform(0.3, 1.0) x max_tokens, sent as max_tokens with ignore_eos",
+            "max_prompt_bytes": args.max_prompt_bytes,
+            "workers": args.workers,
+            "routers": {"static": static_cfg["policy"], "triage": triage_cfg["policy"]},
+            "engines": {m["name"]: m["launch"] for m in triage_cfg["models"]},
+        },
+        "sweep": [],
+        "skipped": [],
     }
     triage = start_router(triage_cfg, work / "triage.yaml", args.out_dir / "gpu_policy_frontier.triage.log")
     static: subprocess.Popen[bytes] | None = None
     run_cost_s = args.duration + args.drain + args.quiesce_s + 2.0  # one policy at one rate, at most
     try:  # engines start one after another; give up early enough to measure one rate (3 runs)
-        wait_ready(triage, urls["triage"].replace("/v1/chat/completions", "/ready"),
-                   max(60.0, args.budget_s - (time.monotonic() - t_start) - 3 * run_cost_s),
-                   args.out_dir / "gpu_policy_frontier.triage.log")
+        wait_ready(
+            triage,
+            urls["triage"].replace("/v1/chat/completions", "/ready"),
+            max(60.0, args.budget_s - (time.monotonic() - t_start) - 3 * run_cost_s),
+            args.out_dir / "gpu_policy_frontier.triage.log",
+        )
         engines_ready_s = time.monotonic() - t_start
         print(f"engines ready {engines_ready_s:.0f} s after start", flush=True)
-        static = start_router(static_cfg, work / "static.yaml", args.out_dir / "gpu_policy_frontier.static.log",
-                              "--no-simulated")
-        wait_ready(static, urls["static"].replace("/v1/chat/completions", "/ready"), 120,
-                   args.out_dir / "gpu_policy_frontier.static.log")
+        static = start_router(
+            static_cfg, work / "static.yaml", args.out_dir / "gpu_policy_frontier.static.log", "--no-simulated"
+        )
+        wait_ready(
+            static,
+            urls["static"].replace("/v1/chat/completions", "/ready"),
+            120,
+            args.out_dir / "gpu_policy_frontier.static.log",
+        )
         routers = {"static": static, "triage": triage}
         result["environment"] = environment()
         result["model_shapes"] = model_shapes(triage_cfg)
-        code_prompts = [p.encode()[:args.max_prompt_bytes].decode(errors="ignore") for _, p in prompts["code"]]
+        code_prompts = [p.encode()[: args.max_prompt_bytes].decode(errors="ignore") for _, p in prompts["code"]]
         coder = next(m for m in models if m.name == "coder")
-        result["probe"] = asyncio.run(probe(f"http://127.0.0.1:{ports['coder']}/v1/chat/completions",
-                                            code_prompts[:coder.profile.max_num_seqs], 256))
+        result["probe"] = asyncio.run(
+            probe(
+                f"http://127.0.0.1:{ports['coder']}/v1/chat/completions",
+                code_prompts[: coder.profile.max_num_seqs],
+                256,
+            )
+        )
         if args.rates == "auto":
             estimate, rates = auto_rates(result["probe"]["out_tok_per_s"], mix["code"] / sum(mix.values()))
             result["probe"]["static_saturation_estimate_rps"] = estimate
@@ -502,8 +605,7 @@ def main(argv: list[str] | None = None) -> int:
                 if i and time.monotonic() - t_start + run_cost_s * min(3, len(order)) > args.budget_s:
                     result["skipped"].append({"rate": rate, "why": "budget"})
                     continue
-                row: dict[str, Any] = {"rate": rate, "requests": len(trace), "order": [], "policies": {},
-                                       "engines": {}}
+                row: dict[str, Any] = {"rate": rate, "requests": len(trace), "order": [], "policies": {}, "engines": {}}
                 for policy in order:
                     if i and time.monotonic() - t_start + run_cost_s > args.budget_s:
                         result["skipped"].append({"rate": rate, "policy": policy, "why": "budget"})
@@ -513,8 +615,10 @@ def main(argv: list[str] | None = None) -> int:
                     router_pid = routers["static" if policy == "static" else "triage"].pid
                     start_s = time.monotonic() + 1.0
                     cut_s = start_s + duration_s + args.drain
-                    jobs = [RunJob(url, route, part, start_s, cut_s, args.request_timeout_s)
-                            for part in split(shots, args.workers)]
+                    jobs = [
+                        RunJob(url, route, part, start_s, cut_s, args.request_timeout_s)
+                        for part in split(shots, args.workers)
+                    ]
                     gauges.samples = {}
                     cpu0, wall0 = cpu_s(router_pid), time.monotonic()
                     pending = pool.map_async(run_job, jobs)
@@ -529,16 +633,37 @@ def main(argv: list[str] | None = None) -> int:
                     metrics["quiesce_s"] = gauges.wait_idle(args.quiesce_s)
                     row["order"].append(policy)
                     row["policies"][policy] = metrics
-                    print(json.dumps({"rate": rate, "policy": policy, **{k: metrics[k] for k in (
-                        "goodput_rps", "mean_quality", "code_slo_attainment", "ttft_p50_ms", "ttft_p99_ms",
-                        "errors", "router_cpu_cores", "model_share")}}), flush=True)
+                    print(
+                        json.dumps(
+                            {
+                                "rate": rate,
+                                "policy": policy,
+                                **{
+                                    k: metrics[k]
+                                    for k in (
+                                        "goodput_rps",
+                                        "mean_quality",
+                                        "code_slo_attainment",
+                                        "ttft_p50_ms",
+                                        "ttft_p99_ms",
+                                        "errors",
+                                        "router_cpu_cores",
+                                        "model_share",
+                                    )
+                                },
+                            }
+                        ),
+                        flush=True,
+                    )
                 if i == 0:
                     result["warm_up"] = row
                     continue
                 result["sweep"].append(row)
                 result["summary"] = frontier_summary(result["sweep"], args.saturation)
-                result["timings"] = {"engines_ready_s": round(engines_ready_s, 1),
-                                     "elapsed_s": round(time.monotonic() - t_start, 1)}
+                result["timings"] = {
+                    "engines_ready_s": round(engines_ready_s, 1),
+                    "elapsed_s": round(time.monotonic() - t_start, 1),
+                }
                 out_json.write_text(json.dumps(result, indent=1, default=str) + "\n")
     finally:
         if static is not None:
@@ -554,8 +679,16 @@ def main(argv: list[str] | None = None) -> int:
         plot(result, out_json.with_suffix(".png"))
     except ImportError as exc:  # the JSON holds every number; the picture is a convenience
         print(f"gpu_policy_frontier: no plot ({exc}); results are in {out_json}", file=sys.stderr)
-    print(json.dumps({"benchmark": "gpu_policy_frontier", "gpu": (result["environment"].get("gpus") or [{}])[0]
-                      .get("name"), "vllm": result["environment"].get("vllm"), "summary": result["summary"]}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "gpu_policy_frontier",
+                "gpu": (result["environment"].get("gpus") or [{}])[0].get("name"),
+                "vllm": result["environment"].get("vllm"),
+                "summary": result["summary"],
+            }
+        )
+    )
     return 0
 
 

@@ -87,6 +87,7 @@ async def _run_job(job: Job) -> list[Record]:
     timeout = aiohttp.ClientTimeout(total=job.request_timeout_s)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
         async def slot() -> None:
             while queue and time.monotonic() < job.deadline_s:
                 records.append(await _one(session, job, _PROMPTS[queue.pop()]))
@@ -97,9 +98,15 @@ async def _run_job(job: Job) -> list[Record]:
 
 
 async def _one(session: aiohttp.ClientSession, job: Job, prompt: str) -> Record:
-    body: dict[str, Any] = {"model": job.model, "messages": [{"role": "user", "content": prompt}],
-                            "max_tokens": job.max_tokens, "ignore_eos": True, "temperature": 0.0,
-                            "stream": True, "stream_options": {"include_usage": True}}
+    body: dict[str, Any] = {
+        "model": job.model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": job.max_tokens,
+        "ignore_eos": True,
+        "temperature": 0.0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     if job.route is not None:
         body["route"] = job.route
     start_s = time.monotonic()
@@ -150,8 +157,11 @@ def summarize(records: list[Record]) -> dict[str, Any]:
     # TPOT: time per output token after the first, per request: (end - first token) / (tokens - 1)
     tpot_ms = [(r.end_s - r.start_s - r.ttft_s) * 1e3 / (r.output_tokens - 1) for r in ok if r.output_tokens > 1]
     out: dict[str, Any] = {
-        "requests": len(records), "errors": len(records) - len(ok), "output_tokens": tokens,
-        "wall_s": _round(wall_s), "output_tok_per_s": _round(tokens / wall_s, 1) if ok else 0.0,
+        "requests": len(records),
+        "errors": len(records) - len(ok),
+        "output_tokens": tokens,
+        "wall_s": _round(wall_s),
+        "output_tok_per_s": _round(tokens / wall_s, 1) if ok else 0.0,
         "request_per_s": _round(len(ok) / wall_s, 2) if ok else 0.0,
     }
     for name, values in (("ttft_ms", ttft_ms), ("tpot_ms", tpot_ms)):
@@ -192,8 +202,7 @@ def bench_config(args: argparse.Namespace, models_dir: Path, out: Path) -> tuple
         config["models"] = [m for m in config["models"] if m["name"] == args.model]
     for model in config["models"]:
         launch = model["launch"]
-        launch["model"] = launch["model"].replace("${TRIAGE_DUMMY_MODELS:-/tmp/triage-dummy-models}",
-                                                  str(models_dir))
+        launch["model"] = launch["model"].replace("${TRIAGE_DUMMY_MODELS:-/tmp/triage-dummy-models}", str(models_dir))
         if not args.eager:
             launch["extra_args"] = [a for a in launch["extra_args"] if a != "--enforce-eager"]
         launch["startup_timeout_s"] = args.startup_timeout_s
@@ -207,9 +216,19 @@ def model_shapes(config: dict[str, Any]) -> dict[str, Any]:
     shapes = {}
     for model in config["models"]:
         cfg = json.loads((Path(model["launch"]["model"]) / "config.json").read_text())
-        shapes[model["name"]] = {k: cfg.get(k) for k in (
-            "architectures", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-            "num_key_value_heads", "vocab_size", "torch_dtype")}
+        shapes[model["name"]] = {
+            k: cfg.get(k)
+            for k in (
+                "architectures",
+                "hidden_size",
+                "intermediate_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "num_key_value_heads",
+                "vocab_size",
+                "torch_dtype",
+            )
+        }
         shapes[model["name"]]["path"] = model["launch"]["model"]
         shapes[model["name"]]["gpu_memory_utilization"] = model["launch"]["gpu_memory_utilization"]
     return shapes
@@ -224,14 +243,20 @@ def environment() -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             return None
 
-    env: dict[str, Any] = {"python": platform.python_version(), "vllm": version("vllm"),
-                           "torch": version("torch"), "host_cpus": os.cpu_count()}
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "vllm": version("vllm"),
+        "torch": version("torch"),
+        "host_cpus": os.cpu_count(),
+    }
     nvml = Nvml.open()
     if nvml is not None:
         try:
             env["driver"] = str(nvml.pynvml.nvmlSystemGetDriverVersion())
-            env["gpus"] = [{"index": r.gpu, "name": r.name, "memory_total_gib": round(r.memory_total_bytes / 2**30, 1)}
-                           for r in nvml.read()]
+            env["gpus"] = [
+                {"index": r.gpu, "name": r.name, "memory_total_gib": round(r.memory_total_bytes / 2**30, 1)}
+                for r in nvml.read()
+            ]
         finally:
             nvml.close()
     return env
@@ -243,8 +268,9 @@ def wait_ready(process: subprocess.Popen[bytes], url: str, timeout_s: float, log
     deadline_s = time.monotonic() + timeout_s
     while time.monotonic() < deadline_s:
         if process.poll() is not None:
-            raise SystemExit(f"triage exited with {process.returncode}; log tail:\n"
-                             f"{log_path.read_text(errors='replace')[-4000:]}")
+            raise SystemExit(
+                f"triage exited with {process.returncode}; log tail:\n{log_path.read_text(errors='replace')[-4000:]}"
+            )
         try:
             if httpx.get(url, timeout=5).status_code == 200:
                 return
@@ -260,16 +286,28 @@ def level_prompts(args: argparse.Namespace, concurrency: int, n_prompts: int, rn
     return [rng.randrange(n_prompts) for _ in range(total)]
 
 
-def run_level(pool: Any, args: argparse.Namespace, mode: str, url: str, model: str, concurrency: int,
-              ids: list[int]) -> dict[str, Any]:
+def run_level(
+    pool: Any, args: argparse.Namespace, mode: str, url: str, model: str, concurrency: int, ids: list[int]
+) -> dict[str, Any]:
     workers = min(args.workers, concurrency)
     start_at_s = time.monotonic() + 0.5
     jobs = []
     for w in range(workers):
         slots = concurrency // workers + (1 if w < concurrency % workers else 0)
         route = {"models": [args.model]} if mode == "triage-auto" else None
-        jobs.append(Job(url, "auto" if mode == "triage-auto" else model, route, slots, ids[w::workers],
-                        args.max_tokens, start_at_s, start_at_s + args.level_timeout_s, args.request_timeout_s))
+        jobs.append(
+            Job(
+                url,
+                "auto" if mode == "triage-auto" else model,
+                route,
+                slots,
+                ids[w::workers],
+                args.max_tokens,
+                start_at_s,
+                start_at_s + args.level_timeout_s,
+                args.request_timeout_s,
+            )
+        )
     records = [r for part in pool.map(run_job, jobs) for r in part]
     return summarize(records)
 
@@ -296,9 +334,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     gpu = (result["environment"].get("gpus") or [{"name": "?"}])[0]["name"]
-    fig.suptitle(f"Triage vs direct vLLM {result['environment'].get('vllm')} on {gpu}: model "
-                 f"'{result['model']}' ({result['model_shapes'][result['model']]['num_hidden_layers']} layers, "
-                 f"hidden {result['model_shapes'][result['model']]['hidden_size']})")
+    fig.suptitle(
+        f"Triage vs direct vLLM {result['environment'].get('vllm')} on {gpu}: model "
+        f"'{result['model']}' ({result['model_shapes'][result['model']]['num_hidden_layers']} layers, "
+        f"hidden {result['model_shapes'][result['model']]['hidden_size']})"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -318,8 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--max-prompt-bytes", type=int, default=4096, help="cut longer prompts (<= max_model_len)")
     g.add_argument("--seed", type=int, default=0)
     g = parser.add_argument_group("bounds")
-    g.add_argument("--workers", type=int, default=min(8, max(1, (os.cpu_count() or 2) // 2)),
-                   help="client processes")
+    g.add_argument("--workers", type=int, default=min(8, max(1, (os.cpu_count() or 2) // 2)), help="client processes")
     g.add_argument("--requests-per-slot", type=int, default=4, help="requests per level = this x concurrency")
     g.add_argument("--min-requests", type=int, default=16)
     g.add_argument("--max-requests", type=int, default=1024)
@@ -344,21 +383,35 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="triage-bench-"))
     for shape in ("qwen2.5-1.5b", "qwen2.5-0.5b"):
-        subprocess.run([sys.executable, str(REPO / "scripts" / "make_dummy_model.py"), shape, str(work / shape)],
-                       check=True, timeout=120, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "make_dummy_model.py"), shape, str(work / shape)],
+            check=True,
+            timeout=120,
+            stdout=subprocess.DEVNULL,
+        )
     config_path, config = bench_config(args, work, args.out_dir)
     model = next(m for m in config["models"] if m["name"] == args.model)
     port = config["server"]["port"]
-    urls = {"direct": f"http://127.0.0.1:{model['launch']['port']}/v1/chat/completions",
-            "triage": TRIAGE.format(port=port) + "/chat/completions"}
+    urls = {
+        "direct": f"http://127.0.0.1:{model['launch']['port']}/v1/chat/completions",
+        "triage": TRIAGE.format(port=port) + "/chat/completions",
+    }
     urls["triage-auto"] = urls["triage"]
 
     log_path = args.out_dir / "gpu_throughput.triage.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     with log_path.open("wb") as log:
-        triage = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--config", str(config_path)],
-                                  cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        triage = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve", "--config", str(config_path)],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     result: dict[str, Any] = {}
     try:
         t0 = time.monotonic()
@@ -372,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_level(pool, args, mode, urls[mode], args.model, 16, warm_up)
             rows = []
             for i, concurrency in enumerate(levels):
-                order = modes[i % len(modes):] + modes[: i % len(modes)]  # rotate who goes first
+                order = modes[i % len(modes) :] + modes[: i % len(modes)]  # rotate who goes first
                 row: dict[str, Any] = {"concurrency": concurrency, "order": order, "modes": {}}
                 ids = level_prompts(args, concurrency, len(prompts), rng)
                 for mode in order:
@@ -386,11 +439,19 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print(json.dumps({k: v for k, v in row.items() if k != "modes"}), flush=True)
         result = {
-            "benchmark": "gpu_throughput", "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "environment": environment(), "model": args.model, "model_shapes": model_shapes(config),
-            "modes": modes, "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-            "prompt_bytes": {"count": len(prompts), "p50": percentile(prompt_bytes, 50),
-                             "p90": percentile(prompt_bytes, 90), "max": max(prompt_bytes)},
+            "benchmark": "gpu_throughput",
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "environment": environment(),
+            "model": args.model,
+            "model_shapes": model_shapes(config),
+            "modes": modes,
+            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "prompt_bytes": {
+                "count": len(prompts),
+                "p50": percentile(prompt_bytes, 50),
+                "p90": percentile(prompt_bytes, 90),
+                "max": max(prompt_bytes),
+            },
             "levels": rows,
         }
         ratios = [float(row["triage_throughput_ratio"]) for row in rows if row.get("triage_throughput_ratio")]
@@ -407,11 +468,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     (args.out_dir / "gpu_throughput.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     plot(result, args.out_dir / "gpu_throughput.png")
-    print(json.dumps({"benchmark": "gpu_throughput", "gpu": (result["environment"].get("gpus") or [{}])[0].get("name"),
-                      "vllm": result["environment"].get("vllm"), "model": args.model,
-                      "min_triage_throughput_ratio": result["min_triage_throughput_ratio"],
-                      "levels": {row["concurrency"]: {m: row["modes"][m]["output_tok_per_s"] for m in row["modes"]}
-                                 for row in rows}}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "gpu_throughput",
+                "gpu": (result["environment"].get("gpus") or [{}])[0].get("name"),
+                "vllm": result["environment"].get("vllm"),
+                "model": args.model,
+                "min_triage_throughput_ratio": result["min_triage_throughput_ratio"],
+                "levels": {
+                    row["concurrency"]: {m: row["modes"][m]["output_tok_per_s"] for m in row["modes"]} for row in rows
+                },
+            }
+        )
+    )
     return 0
 
 

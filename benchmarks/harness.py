@@ -62,13 +62,25 @@ def rss_bytes(pid: int) -> int:
 
 
 @contextmanager
-def server_process(argv: list[str], ready_url: str, name: str, env: dict[str, str] | None = None,
-                   timeout_s: float = 120.0, log_dir: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def server_process(
+    argv: list[str],
+    ready_url: str,
+    name: str,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 120.0,
+    log_dir: Path | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
     """Start `argv` in its own process group, wait until `ready_url` answers 200, stop the group after."""
     log_path = (log_dir or Path("/tmp")) / f"bench-{name}.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                env={**os.environ, **(env or {})}, cwd=REPO)
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+            cwd=REPO,
+        )
         try:
             deadline = time.monotonic() + timeout_s
             while True:

@@ -45,8 +45,18 @@ SHAPE_OF = {"coder": "qwen2.5-7b", "chat": "qwen2.5-7b", "fast": "qwen2.5-1.5b"}
 # request classes: which dataset categories feed them, and the max_tokens their clients ask for
 CLASSES: dict[str, tuple[tuple[str, ...], int]] = {
     "code": (("code",), 512),
-    "chat": (("creative_writing", "roleplay_chat", "brainstorming", "reasoning", "math", "summarization",
-              "translation_multilingual"), 384),
+    "chat": (
+        (
+            "creative_writing",
+            "roleplay_chat",
+            "brainstorming",
+            "reasoning",
+            "math",
+            "summarization",
+            "translation_multilingual",
+        ),
+        384,
+    ),
     "short": (("classification", "extraction", "general_qa"), 64),
 }
 MAX_BATCHED_TOKENS = 8192  # vLLM's default chunked-prefill budget, as the simulated engine uses
@@ -55,6 +65,7 @@ REJECTED = "(rejected)"  # the model of a request every model refused (429)
 
 
 # -- workload ---------------------------------------------------------------------------------------------
+
 
 @dataclass(slots=True)
 class Req:
@@ -88,8 +99,14 @@ def load_prompts(path: Path, per_class: int, seed: int) -> dict[str, list[tuple[
     return {k: rng.sample(v, min(per_class, len(v))) for k, v in pools.items()}
 
 
-def make_trace(rate: float, duration_s: float, mix: dict[str, float], prompts: dict[str, list[tuple[str, str]]],
-               classified: dict[str, Classification], seed: int) -> list[Req]:
+def make_trace(
+    rate: float,
+    duration_s: float,
+    mix: dict[str, float],
+    prompts: dict[str, list[tuple[str, str]]],
+    classified: dict[str, Classification],
+    seed: int,
+) -> list[Req]:
     rng = random.Random(seed)
     classes, weights = list(mix), [mix[k] for k in mix]
     t = 0.0
@@ -101,11 +118,23 @@ def make_trace(rate: float, duration_s: float, mix: dict[str, float], prompts: d
         klass = rng.choices(classes, weights)[0]
         category, prompt = rng.choice(prompts[klass])
         max_tokens = CLASSES[klass][1]
-        out.append(Req(len(out), klass, category, classified[prompt], min(4096, len(prompt) // 4 + 8), max_tokens,
-                       max(1, round(max_tokens * rng.uniform(0.3, 1.0))), t, prompt=prompt))
+        out.append(
+            Req(
+                len(out),
+                klass,
+                category,
+                classified[prompt],
+                min(4096, len(prompt) // 4 + 8),
+                max_tokens,
+                max(1, round(max_tokens * rng.uniform(0.3, 1.0))),
+                t,
+                prompt=prompt,
+            )
+        )
 
 
 # -- a virtual-time twin of server/sim/engine.py's scheduler ---------------------------------------------------
+
 
 class VirtualEngine:
     """FIFO admission (max_num_seqs, KV cache), chunked prefill within the token budget, one token per step."""
@@ -185,6 +214,7 @@ class VirtualEngine:
 
 # -- baselines that are not in the product's registry ------------------------------------------------------
 
+
 class LeastBusyPolicy(Policy):
     name: ClassVar[str] = "least-busy"
 
@@ -192,8 +222,11 @@ class LeastBusyPolicy(Policy):
         return self._pick(request, lambda ok: min(ok, key=lambda m: self.load.engine(m.name).in_flight))
 
     def _pick(self, request: RouteRequest, pick: Any) -> Decision:
-        ok = [m for m in self.models
-              if ineligible_reason(m, self.load.engine(m.name), request, self.settings.allow_remote) is None]
+        ok = [
+            m
+            for m in self.models
+            if ineligible_reason(m, self.load.engine(m.name), request, self.settings.allow_remote) is None
+        ]
         if not ok:
             raise_no_candidate([])
         return Decision(pick(ok).name, self.name, [])
@@ -209,6 +242,7 @@ class RandomPolicy(LeastBusyPolicy):
 
 # -- one run ----------------------------------------------------------------------------------------------
 
+
 @dataclass
 class RunResult:
     policy: str
@@ -223,11 +257,24 @@ def build_models(base: list[ModelConfig], placement: str, remote: bool) -> list[
         gpu = "0" if placement == "shared" else str(i)
         models.append(m.model_copy(update={"gpu": gpu, "simulated": None}))
     if remote:
-        models.append(ModelConfig.model_validate({
-            "name": "remote", "kind": "openai", "endpoints": ["https://api.example.invalid/v1"], "remote": True,
-            "context_length": 128000, "profile": {
-                "quality_default": 0.9, "base_ttft_ms": 400.0, "decode_tok_per_s": 80.0,
-                "prefill_tok_per_s": 50000.0, "usd_per_1m_tokens": 0.6}}))
+        models.append(
+            ModelConfig.model_validate(
+                {
+                    "name": "remote",
+                    "kind": "openai",
+                    "endpoints": ["https://api.example.invalid/v1"],
+                    "remote": True,
+                    "context_length": 128000,
+                    "profile": {
+                        "quality_default": 0.9,
+                        "base_ttft_ms": 400.0,
+                        "decode_tok_per_s": 80.0,
+                        "prefill_tok_per_s": 50000.0,
+                        "usd_per_1m_tokens": 0.6,
+                    },
+                }
+            )
+        )
     return models
 
 
@@ -239,15 +286,21 @@ def make_policy(kind: str, models: list[ModelConfig], load: LoadBoard, clock: li
     if kind == "random":
         return RandomPolicy(models, load, PolicyConfig())
     preset = kind.split("-")[1].split("+")[0]
-    settings = PolicyConfig(name="triage", preset=preset, allow_remote=kind.endswith("+remote"),
-                            options={"seed": 1})
+    settings = PolicyConfig(name="triage", preset=preset, allow_remote=kind.endswith("+remote"), options={"seed": 1})
     policy = TriagePolicy(models, load, settings)
     policy.clock = lambda: clock[0]
     return policy
 
 
-def simulate(kind: str, placement: str, base_models: list[ModelConfig], trace: list[Req], duration_s: float,
-             slo_ttft_s: float, drain_s: float) -> dict[str, Any]:
+def simulate(
+    kind: str,
+    placement: str,
+    base_models: list[ModelConfig],
+    trace: list[Req],
+    duration_s: float,
+    slo_ttft_s: float,
+    drain_s: float,
+) -> dict[str, Any]:
     remote = kind.endswith("+remote")
     models = build_models(base_models, placement, remote)
     load = LoadBoard()
@@ -260,8 +313,10 @@ def simulate(kind: str, placement: str, base_models: list[ModelConfig], trace: l
             gpu = gpus.setdefault(m.gpu or "0", SimGPU(m.gpu or "0"))
             engines[m.name] = VirtualEngine(m.name, SHAPE_OF[m.name], gpu, m.profile.max_num_seqs)
     remote_profile = next((m.profile for m in models if m.remote), None)
-    reqs = [Req(r.rid, r.klass, r.category, r.classification, r.prompt_tokens, r.max_tokens, r.out_tokens,
-                r.arrival_s) for r in trace]
+    reqs = [
+        Req(r.rid, r.klass, r.category, r.classification, r.prompt_tokens, r.max_tokens, r.out_tokens, r.arrival_s)
+        for r in trace
+    ]
     events: list[tuple[float, int, str, Any]] = [(r.arrival_s, r.rid, "arrive", r) for r in reqs]
     events.append((0.0, -1, "scrape", None))
     heapq.heapify(events)
@@ -323,8 +378,9 @@ def simulate(kind: str, placement: str, base_models: list[ModelConfig], trace: l
             finish(payload)
         elif what == "scrape":
             for name, engine in engines.items():
-                load.record_scrape(name, engine.running, len(engine.waiting), min(1.0, engine.kv_used /
-                                                                                   engine.kv_capacity))
+                load.record_scrape(
+                    name, engine.running, len(engine.waiting), min(1.0, engine.kv_used / engine.kv_capacity)
+                )
                 load.engine(name).scraped_at_s = now  # virtual clock, as the policy reads it
             if now + SCRAPE_S <= end_s:
                 push(now + SCRAPE_S, "scrape", None)
@@ -338,14 +394,21 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def summarize(reqs: list[Req], models: list[ModelConfig], duration_s: float, slo_ttft_s: float, end_s: float,
-              decide_us: list[float]) -> dict[str, Any]:
+def summarize(
+    reqs: list[Req],
+    models: list[ModelConfig],
+    duration_s: float,
+    slo_ttft_s: float,
+    end_s: float,
+    decide_us: list[float],
+) -> dict[str, Any]:
     quality = {m.name: m.profile for m in models}
     remote = {m.name for m in models if m.remote}
     ttft = [min(r.first_token_s, end_s) - r.arrival_s for r in reqs]  # unanswered: censored at the end
     good = [r for r, t in zip(reqs, ttft, strict=True) if t <= slo_ttft_s and r.done_s <= end_s]
-    served_q = [quality[r.model].quality.get(r.category, quality[r.model].quality_default) for r in reqs
-                if r.model != REJECTED]
+    served_q = [
+        quality[r.model].quality.get(r.category, quality[r.model].quality_default) for r in reqs if r.model != REJECTED
+    ]
     share = {m.name: 0 for m in models} | {REJECTED: 0}
     for r in reqs:
         share[r.model] += 1
@@ -367,6 +430,7 @@ def summarize(reqs: list[Req], models: list[ModelConfig], duration_s: float, slo
 
 # -- the sweep, the summary, the plot ---------------------------------------------------------------------
 
+
 def micro_benchmark(base_models: list[ModelConfig], n: int = 20_000) -> dict[str, float]:
     """Decision cost of the triage policy alone, three models, one busy engine, no store."""
     load = LoadBoard()
@@ -381,14 +445,20 @@ def micro_benchmark(base_models: list[ModelConfig], n: int = 20_000) -> dict[str
         t0 = time.perf_counter()
         policy.choose(request)
         samples.append((time.perf_counter() - t0) * 1e6)
-    return {"decisions": n, "mean_us": round(statistics.fmean(samples), 2), "p50_us": round(_pct(samples, 0.5), 2),
-            "p99_us": round(_pct(samples, 0.99), 2)}
+    return {
+        "decisions": n,
+        "mean_us": round(statistics.fmean(samples), 2),
+        "p50_us": round(_pct(samples, 0.5), 2),
+        "p99_us": round(_pct(samples, 0.99), 2),
+    }
 
 
 def dominates(points: list[dict[str, Any]], static: dict[str, Any]) -> bool:
     g0, q0 = static["goodput_rps"], static["mean_quality"]
-    return any((p["goodput_rps"] > g0 and p["mean_quality"] >= q0) or (p["mean_quality"] > q0 and
-                                                                        p["goodput_rps"] >= g0) for p in points)
+    return any(
+        (p["goodput_rps"] > g0 and p["mean_quality"] >= q0) or (p["mean_quality"] > q0 and p["goodput_rps"] >= g0)
+        for p in points
+    )
 
 
 def learned_router_gain() -> tuple[float | None, str]:
@@ -400,9 +470,11 @@ def learned_router_gain() -> tuple[float | None, str]:
     held_out = json.loads(path.read_text()).get("metrics_heldout", {}).get("average", {}).get("prompt_weighted", {})
     if "routed_minus_best_single" not in held_out:
         return None, f"{path.relative_to(ROOT)} has no metrics_heldout.average.prompt_weighted"
-    return (round(100 * float(held_out["routed_minus_best_single"]), 2),
-            f"{path.relative_to(ROOT)}: metrics_heldout.average.prompt_weighted (n={held_out.get('n')}), "
-            f"routed {held_out.get('routed')} vs best single {held_out.get('best_single')}")
+    return (
+        round(100 * float(held_out["routed_minus_best_single"]), 2),
+        f"{path.relative_to(ROOT)}: metrics_heldout.average.prompt_weighted (n={held_out.get('n')}), "
+        f"routed {held_out.get('routed')} vs best single {held_out.get('best_single')}",
+    )
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -454,8 +526,11 @@ def saturating_rate(sweep: list[dict[str, Any]], threshold: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     g = parser.add_argument_group("workload")
-    g.add_argument("--prompts", default=str(ROOT.parent / "shared" / "data" / "prompts_train.jsonl.gz"),
-                   help="prompts file (gzipped JSON lines with prompt and category)")
+    g.add_argument(
+        "--prompts",
+        default=str(ROOT.parent / "shared" / "data" / "prompts_train.jsonl.gz"),
+        help="prompts file (gzipped JSON lines with prompt and category)",
+    )
     g.add_argument("--mix", default="code=0.6,chat=0.25,short=0.15", help="request class shares")
     g.add_argument("--rates", default="20,40,60,70,80,90,100,110,120,140", help="offered req/s to sweep")
     g.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals per run (virtual)")
@@ -463,13 +538,20 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--seed", type=int, default=0)
     g = parser.add_argument_group("scoring")
     g.add_argument("--slo-ttft-ms", type=float, default=1000.0, help="goodput counts answers within this TTFT")
-    g.add_argument("--saturation", type=float, default=0.5,
-                   help="code model counts as saturated where static meets the SLO on fewer code requests")
+    g.add_argument(
+        "--saturation",
+        type=float,
+        default=0.5,
+        help="code model counts as saturated where static meets the SLO on fewer code requests",
+    )
     g = parser.add_argument_group("output")
     g.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"), help="profiles of coder/chat/fast")
     g.add_argument("--out", default=str(RESULTS / "load_routing.json"))
-    g.add_argument("--policies", default="static,least-busy,random,triage-balanced,triage-quality,triage-speed,"
-                                         "triage-cost,triage-balanced+remote")
+    g.add_argument(
+        "--policies",
+        default="static,least-busy,random,triage-balanced,triage-quality,triage-speed,"
+        "triage-cost,triage-balanced+remote",
+    )
     args = parser.parse_args(argv)
 
     mix = {k: float(v) for k, v in (p.split("=") for p in args.mix.split(","))}
@@ -483,14 +565,22 @@ def main(argv: list[str] | None = None) -> int:
     wall0 = time.perf_counter()
     results: dict[str, Any] = {
         "method": "discrete-event simulation in virtual time: server/sim/latency.py's H100-calibrated latency "
-                  "model and SimGPU contention, driven by the real policy objects over a real LoadBoard "
-                  "(started/finished per request as the gateway does, engine gauges scraped every 1 s); no HTTP",
-        "config": {"mix": mix, "rates": rates, "duration_s": args.duration, "drain_s": args.drain,
-                   "slo_ttft_ms": args.slo_ttft_ms, "seed": args.seed, "classifier": "keyword",
-                   "max_tokens": {k: v[1] for k, v in CLASSES.items()},
-                   "output_tokens": "uniform(0.3, 1.0) x max_tokens", "engines": SHAPE_OF,
-                   "remote_variant": "triage-balanced+remote: a remote provider (quality 0.9, TTFT 400 ms, "
-                                     "80 tok/s, $0.6/1M tokens) allowed for overflow"},
+        "model and SimGPU contention, driven by the real policy objects over a real LoadBoard "
+        "(started/finished per request as the gateway does, engine gauges scraped every 1 s); no HTTP",
+        "config": {
+            "mix": mix,
+            "rates": rates,
+            "duration_s": args.duration,
+            "drain_s": args.drain,
+            "slo_ttft_ms": args.slo_ttft_ms,
+            "seed": args.seed,
+            "classifier": "keyword",
+            "max_tokens": {k: v[1] for k, v in CLASSES.items()},
+            "output_tokens": "uniform(0.3, 1.0) x max_tokens",
+            "engines": SHAPE_OF,
+            "remote_variant": "triage-balanced+remote: a remote provider (quality 0.9, TTFT 400 ms, "
+            "80 tok/s, $0.6/1M tokens) allowed for overflow",
+        },
         "placements": {},
     }
     for placement in ("separate", "shared"):
@@ -501,12 +591,21 @@ def main(argv: list[str] | None = None) -> int:
             for kind in policies:
                 if kind.endswith("+remote") and placement == "shared":
                     continue
-                row["policies"][kind] = simulate(kind, placement, base_models, trace, args.duration, slo_s,
-                                                 args.drain)
+                row["policies"][kind] = simulate(kind, placement, base_models, trace, args.duration, slo_s, args.drain)
             sweep.append(row)
-            print(json.dumps({"placement": placement, "rate": rate, **{
-                k: (v["goodput_rps"], v["mean_quality"], v["ttft_p99_ms"]) for k, v in row["policies"].items()}}),
-                flush=True)
+            print(
+                json.dumps(
+                    {
+                        "placement": placement,
+                        "rate": rate,
+                        **{
+                            k: (v["goodput_rps"], v["mean_quality"], v["ttft_p99_ms"])
+                            for k, v in row["policies"].items()
+                        },
+                    }
+                ),
+                flush=True,
+            )
         results["placements"][placement] = {"sweep": sweep}
 
     sep = results["placements"]["separate"]["sweep"]
@@ -523,18 +622,20 @@ def main(argv: list[str] | None = None) -> int:
         "separate_gpu_rate": rate_sep,
         "goodput_ratio_vs_static": round(balanced["goodput_rps"] / max(1e-9, static["goodput_rps"]), 3),
         "p99_ttft_ratio_vs_static": round(balanced["ttft_p99_ms"] / max(1e-9, static["ttft_p99_ms"]), 3),
-        "quality_delta_vs_static": round((balanced["mean_quality"] - static["mean_quality"])
-                                         / static["mean_quality"], 4),
+        "quality_delta_vs_static": round(
+            (balanced["mean_quality"] - static["mean_quality"]) / static["mean_quality"], 4
+        ),
         "single_gpu_rate": rate_shared,
         "single_gpu_dominates_static": dominates(presets, row_shared["static"]),
         "single_gpu_dominates_static_all_rates": all(
             dominates([v for k, v in r["policies"].items() if k.startswith("triage-")], r["policies"]["static"])
-            for r in shared),
+            for r in shared
+        ),
         "learned_router_gain_points": gain,
         "learned_router_gain_note": gain_note,
         "triage_policy_in_ratios": "triage-balanced (local only)",
         "saturating_rate_rule": f"lowest swept rate where static routing meets the TTFT SLO on fewer than "
-                                f"{args.saturation:.0%} of code requests",
+        f"{args.saturation:.0%} of code requests",
         "decision_us_mean": results["micro_benchmark_decision"]["mean_us"],
     }
     results["wall_s"] = round(time.perf_counter() - wall0, 1)

@@ -37,10 +37,16 @@ class Sample:
     overhead_header_ms: float | None
 
 
-def chat_body(model: str, stream: bool, max_tokens: int, prompt: str = "Say hello.",
-              extra: dict[str, Any] | None = None) -> bytes:
-    body: dict[str, Any] = {"model": model, "stream": stream, "max_tokens": max_tokens,
-                            "messages": [{"role": "user", "content": prompt}], **(extra or {})}
+def chat_body(
+    model: str, stream: bool, max_tokens: int, prompt: str = "Say hello.", extra: dict[str, Any] | None = None
+) -> bytes:
+    body: dict[str, Any] = {
+        "model": model,
+        "stream": stream,
+        "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": prompt}],
+        **(extra or {}),
+    }
     return orjson.dumps(body)
 
 
@@ -49,8 +55,10 @@ class SequentialProbe:
 
     def __init__(self, targets: list[Target]) -> None:
         self.targets = targets
-        self.conns = {t.name: http.client.HTTPConnection(urlsplit(t.base_url).hostname,
-                                                         urlsplit(t.base_url).port, timeout=30) for t in targets}
+        self.conns = {
+            t.name: http.client.HTTPConnection(urlsplit(t.base_url).hostname, urlsplit(t.base_url).port, timeout=30)
+            for t in targets
+        }
 
     def one(self, target: Target, body: bytes, stream: bool) -> Sample:
         conn = self.conns[target.name]
@@ -69,8 +77,9 @@ class SequentialProbe:
         overhead = response.getheader("x-triage-overhead-ms")
         return Sample(ttfb if stream else total, total, float(overhead) if overhead else None)
 
-    def run(self, bodies: dict[str, bytes], stream: bool, count: int, warmup: int,
-            budget_s: float) -> dict[str, list[Sample]]:
+    def run(
+        self, bodies: dict[str, bytes], stream: bool, count: int, warmup: int, budget_s: float
+    ) -> dict[str, list[Sample]]:
         samples: dict[str, list[Sample]] = {t.name: [] for t in self.targets}
         deadline = time.monotonic() + budget_s
         for i in range(warmup + count):
@@ -90,8 +99,9 @@ class SequentialProbe:
 # -- concurrent load -------------------------------------------------------------------------------------
 
 
-async def _worker_loop(target: Target, body: bytes, concurrency: int, duration_s: float,
-                       max_requests: int) -> dict[str, Any]:
+async def _worker_loop(
+    target: Target, body: bytes, concurrency: int, duration_s: float, max_requests: int
+) -> dict[str, Any]:
     import aiohttp
 
     ttft: list[float] = []
@@ -112,8 +122,9 @@ async def _worker_loop(target: Target, body: bytes, concurrency: int, duration_s
                 t0 = time.perf_counter()
                 first: float | None = None
                 try:
-                    async with session.post(target.base_url + "/v1/chat/completions", data=body,
-                                            headers=headers) as response:
+                    async with session.post(
+                        target.base_url + "/v1/chat/completions", data=body, headers=headers
+                    ) as response:
                         if response.status != 200:
                             errors[str(response.status)] = errors.get(str(response.status), 0) + 1
                             await response.read()
@@ -146,15 +157,19 @@ def _worker(args: tuple[Target, bytes, int, float, int], out: Any) -> None:
     out.put(asyncio.run(_worker_loop(*args)))
 
 
-def concurrent_load(target: Target, body: bytes, concurrency: int, processes: int, duration_s: float,
-                    max_requests: int) -> dict[str, Any]:
+def concurrent_load(
+    target: Target, body: bytes, concurrency: int, processes: int, duration_s: float, max_requests: int
+) -> dict[str, Any]:
     """Closed loop: `concurrency` users spread over `processes` client processes, each user sending its next
     streamed request as soon as the last ends, until `duration_s` or `max_requests` in total."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     per = [concurrency // processes + (1 if i < concurrency % processes else 0) for i in range(processes)]
-    procs = [ctx.Process(target=_worker, args=((target, body, n, duration_s, max_requests // processes), queue))
-             for n in per if n > 0]
+    procs = [
+        ctx.Process(target=_worker, args=((target, body, n, duration_s, max_requests // processes), queue))
+        for n in per
+        if n > 0
+    ]
     for p in procs:
         p.start()
     results = [queue.get(timeout=duration_s * 4 + 60) for _ in procs]
@@ -167,5 +182,12 @@ def concurrent_load(target: Target, body: bytes, concurrency: int, processes: in
         for k, v in r["errors"].items():
             errors[k] = errors.get(k, 0) + v
     wall = max(r["wall_s"] for r in results)
-    return {"completed": len(latency), "errors": errors, "wall_s": wall, "req_per_s": len(latency) / wall,
-            "output_tokens_per_s": sum(r["tokens"] for r in results) / wall, "ttft_s": ttft, "latency_s": latency}
+    return {
+        "completed": len(latency),
+        "errors": errors,
+        "wall_s": wall,
+        "req_per_s": len(latency) / wall,
+        "output_tokens_per_s": sum(r["tokens"] for r in results) / wall,
+        "ttft_s": ttft,
+        "latency_s": latency,
+    }

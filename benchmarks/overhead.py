@@ -41,22 +41,40 @@ def ensure_litellm(venv: Path) -> Path:
     if not exe.exists():
         print(f"installing litellm[proxy]=={LITELLM_VERSION} into {venv} ...", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"litellm[proxy]=={LITELLM_VERSION}"],
-                       check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"litellm[proxy]=={LITELLM_VERSION}"], check=True)
     return exe
 
 
 def litellm_config(engine_port: int, model: str) -> dict[str, Any]:
-    return {"model_list": [{"model_name": model, "litellm_params": {
-        "model": f"openai/{model}", "api_base": f"http://127.0.0.1:{engine_port}/v1", "api_key": "unused"}}],
-        "general_settings": {"master_key": MASTER_KEY}}
+    return {
+        "model_list": [
+            {
+                "model_name": model,
+                "litellm_params": {
+                    "model": f"openai/{model}",
+                    "api_base": f"http://127.0.0.1:{engine_port}/v1",
+                    "api_key": "unused",
+                },
+            }
+        ],
+        "general_settings": {"master_key": MASTER_KEY},
+    }
 
 
 def triage_config(engine_port: int, model: str, port: int, classifier: str) -> dict[str, Any]:
-    return {"server": {"host": "127.0.0.1", "port": port, "log_level": "warning"},
-            "classifier": {"kind": classifier, "impl": "eager"},
-            "models": [{"name": model, "endpoints": [f"http://127.0.0.1:{engine_port}/v1"], "roles": ["chat"],
-                        "context_length": 32768, "max_in_flight": 4096}]}
+    return {
+        "server": {"host": "127.0.0.1", "port": port, "log_level": "warning"},
+        "classifier": {"kind": classifier, "impl": "eager"},
+        "models": [
+            {
+                "name": model,
+                "endpoints": [f"http://127.0.0.1:{engine_port}/v1"],
+                "roles": ["chat"],
+                "context_length": 32768,
+                "max_in_flight": 4096,
+            }
+        ],
+    }
 
 
 class Routers:
@@ -71,19 +89,30 @@ class Routers:
         path = self.workdir / f"triage-{classifier}-{port}.yaml"
         path.write_text(yaml.safe_dump(triage_config(engine_port, model, port, classifier)))
         argv = [sys.executable, "-m", "server.cli", "serve", "--config", str(path), "--no-simulated"]
-        return server_process(argv, f"http://127.0.0.1:{port}/ready", f"triage-{classifier}",
-                              log_dir=self.workdir, timeout_s=300), f"http://127.0.0.1:{port}"
+        return server_process(
+            argv, f"http://127.0.0.1:{port}/ready", f"triage-{classifier}", log_dir=self.workdir, timeout_s=300
+        ), f"http://127.0.0.1:{port}"
 
     def litellm(self, engine_port: int, model: str) -> tuple[Any, str]:
         assert self.litellm_exe is not None
         port = free_port()
         path = self.workdir / f"litellm-{port}.yaml"
         path.write_text(yaml.safe_dump(litellm_config(engine_port, model)))
-        argv = [str(self.litellm_exe), "--config", str(path), "--host", "127.0.0.1", "--port", str(port),
-                "--num_workers", "1"]
+        argv = [
+            str(self.litellm_exe),
+            "--config",
+            str(path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num_workers",
+            "1",
+        ]
         env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-        return server_process(argv, f"http://127.0.0.1:{port}/health/liveliness", "litellm", env=env,
-                              log_dir=self.workdir, timeout_s=180), f"http://127.0.0.1:{port}"
+        return server_process(
+            argv, f"http://127.0.0.1:{port}/health/liveliness", "litellm", env=env, log_dir=self.workdir, timeout_s=180
+        ), f"http://127.0.0.1:{port}"
 
 
 def summarize_sequential(samples: dict[str, list[Any]], stream: bool) -> dict[str, Any]:
@@ -110,8 +139,7 @@ def summarize_sequential(samples: dict[str, list[Any]], stream: bool) -> dict[st
     return out
 
 
-def cpu_per_request(probe: SequentialProbe, target: Target, pid: int, body: bytes, stream: bool,
-                    count: int) -> float:
+def cpu_per_request(probe: SequentialProbe, target: Target, pid: int, body: bytes, stream: bool, count: int) -> float:
     for _ in range(50):
         probe.one(target, body, stream)
     before = tree_cpu_s(pid)
@@ -122,22 +150,26 @@ def cpu_per_request(probe: SequentialProbe, target: Target, pid: int, body: byte
 
 def phase_zero_latency(args: argparse.Namespace, routers: Routers) -> dict[str, Any]:
     engine_port = free_port()
-    engine = server_process([sys.executable, "benchmarks/fake_engine.py", "--port", str(engine_port),
-                             "--chunks", str(args.chunks)], f"http://127.0.0.1:{engine_port}/health", "fake-engine",
-                            log_dir=routers.workdir)
+    engine = server_process(
+        [sys.executable, "benchmarks/fake_engine.py", "--port", str(engine_port), "--chunks", str(args.chunks)],
+        f"http://127.0.0.1:{engine_port}/health",
+        "fake-engine",
+        log_dir=routers.workdir,
+    )
     result: dict[str, Any] = {"engine": f"zero-latency fake, {args.chunks} streamed events per answer"}
     with engine:
         triage_cm, triage_url = routers.triage(engine_port, "fake")
         with triage_cm as triage_proc:
-            targets = [Target("direct", f"http://127.0.0.1:{engine_port}", "fake"),
-                       Target("triage", triage_url, "fake"),
-                       Target("triage_auto", triage_url, "auto")]
+            targets = [
+                Target("direct", f"http://127.0.0.1:{engine_port}", "fake"),
+                Target("triage", triage_url, "fake"),
+                Target("triage_auto", triage_url, "auto"),
+            ]
             pids = {"triage": triage_proc.pid, "triage_auto": triage_proc.pid}
             litellm_cm = routers.litellm(engine_port, "fake") if routers.litellm_exe else None
             if litellm_cm is not None:
                 litellm_proc = litellm_cm[0].__enter__()
-                targets.append(Target("litellm", litellm_cm[1], "fake",
-                                      {"authorization": f"Bearer {MASTER_KEY}"}))
+                targets.append(Target("litellm", litellm_cm[1], "fake", {"authorization": f"Bearer {MASTER_KEY}"}))
                 pids["litellm"] = litellm_proc.pid
             try:
                 # Each router is measured in its own A/B run against direct, requests alternating one by one:
@@ -158,12 +190,23 @@ def phase_zero_latency(args: argparse.Namespace, routers: Routers) -> dict[str, 
                 cpu: dict[str, dict[str, float]] = {}
                 for target in targets[1:]:
                     cpu[target.name] = {
-                        "non_streamed_ms": cpu_per_request(probe, target, pids[target.name],
-                                                           chat_body(target.model, False, args.chunks), False,
-                                                           args.cpu_requests),
-                        "streamed_ms": cpu_per_request(probe, target, pids[target.name],
-                                                       chat_body(target.model, True, args.chunks), True,
-                                                       args.cpu_requests)}
+                        "non_streamed_ms": cpu_per_request(
+                            probe,
+                            target,
+                            pids[target.name],
+                            chat_body(target.model, False, args.chunks),
+                            False,
+                            args.cpu_requests,
+                        ),
+                        "streamed_ms": cpu_per_request(
+                            probe,
+                            target,
+                            pids[target.name],
+                            chat_body(target.model, True, args.chunks),
+                            True,
+                            args.cpu_requests,
+                        ),
+                    }
                 result["router_cpu_ms_per_request"] = cpu
                 probe.close()
             finally:
@@ -174,12 +217,32 @@ def phase_zero_latency(args: argparse.Namespace, routers: Routers) -> dict[str, 
 
 def phase_simulated(args: argparse.Namespace, routers: Routers) -> dict[str, Any]:
     engine_port = free_port()
-    argv = [sys.executable, "-m", "server.cli", "sim-engine", "--name", "sim", "--port", str(engine_port),
-            "--shape", "qwen2.5-7b", "--max-num-seqs", "256", "--default-output-tokens", str(args.sim_tokens),
-            "--log-level", "warning"]
-    result: dict[str, Any] = {"engine": "triage sim-engine, qwen2.5-7b shape (H100-calibrated), max_num_seqs 256",
-                              "prompt_tokens": len(PROMPT_512_TOKENS) // 4, "max_tokens": args.sim_tokens,
-                              "duration_s": args.duration_s, "client_processes": args.processes, "runs": []}
+    argv = [
+        sys.executable,
+        "-m",
+        "server.cli",
+        "sim-engine",
+        "--name",
+        "sim",
+        "--port",
+        str(engine_port),
+        "--shape",
+        "qwen2.5-7b",
+        "--max-num-seqs",
+        "256",
+        "--default-output-tokens",
+        str(args.sim_tokens),
+        "--log-level",
+        "warning",
+    ]
+    result: dict[str, Any] = {
+        "engine": "triage sim-engine, qwen2.5-7b shape (H100-calibrated), max_num_seqs 256",
+        "prompt_tokens": len(PROMPT_512_TOKENS) // 4,
+        "max_tokens": args.sim_tokens,
+        "duration_s": args.duration_s,
+        "client_processes": args.processes,
+        "runs": [],
+    }
     body = {"fake": chat_body("sim", True, args.sim_tokens, PROMPT_512_TOKENS)}
     with server_process(argv, f"http://127.0.0.1:{engine_port}/health", "sim-engine", log_dir=routers.workdir):
         triage_cm, triage_url = routers.triage(engine_port, "sim")
@@ -193,14 +256,25 @@ def phase_simulated(args: argparse.Namespace, routers: Routers) -> dict[str, Any
                 for concurrency in args.concurrency:
                     for target in targets:
                         time.sleep(1.0)  # let the engine drain between runs
-                        run = concurrent_load(target, body["fake"], concurrency, args.processes, args.duration_s,
-                                              max_requests=concurrency * 200)
-                        row = {"target": target.name, "concurrency": concurrency, "completed": run["completed"],
-                               "errors": run["errors"], "req_per_s": run["req_per_s"],
-                               "output_tokens_per_s": run["output_tokens_per_s"],
-                               "ttft_p50_ms": percentile(run["ttft_s"], 50) * 1e3,
-                               "ttft_p99_ms": percentile(run["ttft_s"], 99) * 1e3,
-                               "latency_p50_ms": percentile(run["latency_s"], 50) * 1e3}
+                        run = concurrent_load(
+                            target,
+                            body["fake"],
+                            concurrency,
+                            args.processes,
+                            args.duration_s,
+                            max_requests=concurrency * 200,
+                        )
+                        row = {
+                            "target": target.name,
+                            "concurrency": concurrency,
+                            "completed": run["completed"],
+                            "errors": run["errors"],
+                            "req_per_s": run["req_per_s"],
+                            "output_tokens_per_s": run["output_tokens_per_s"],
+                            "ttft_p50_ms": percentile(run["ttft_s"], 50) * 1e3,
+                            "ttft_p99_ms": percentile(run["ttft_s"], 99) * 1e3,
+                            "latency_p50_ms": percentile(run["latency_s"], 50) * 1e3,
+                        }
                         print(json.dumps(row), flush=True)
                         result["runs"].append(row)
             finally:
@@ -218,14 +292,16 @@ def summary_of(zero: dict[str, Any], sim: dict[str, Any]) -> dict[str, Any]:
         "triage_added_p50_ms": round(ns["triage"]["total_added_p50_ms"], 3),
         "triage_added_p99_ms": round(ns["triage"]["total_added_p99_ms"], 3),
         "triage_cpu_ms_per_request": round(cpu["triage"]["non_streamed_ms"], 3),
-        "throughput_ratio_vs_direct": (round(at_top["triage"]["req_per_s"] / at_top["direct"]["req_per_s"], 3)
-                                       if "triage" in at_top else None),
+        "throughput_ratio_vs_direct": (
+            round(at_top["triage"]["req_per_s"] / at_top["direct"]["req_per_s"], 3) if "triage" in at_top else None
+        ),
         "throughput_concurrency": top,
     }
     if "litellm" in ns:
         out["litellm_added_p50_ms"] = round(ns["litellm"]["total_added_p50_ms"], 3)
-        out["litellm_over_triage_p50"] = round(ns["litellm"]["total_added_p50_ms"] /
-                                               max(ns["triage"]["total_added_p50_ms"], 1e-6), 1)
+        out["litellm_over_triage_p50"] = round(
+            ns["litellm"]["total_added_p50_ms"] / max(ns["triage"]["total_added_p50_ms"], 1e-6), 1
+        )
         out["litellm_cpu_ms_per_request"] = round(cpu["litellm"]["non_streamed_ms"], 3)
     return out
 
@@ -282,12 +358,14 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"zero_latency": zero}, indent=1), flush=True)
     sim = {"runs": []} if args.skip_simulated else phase_simulated(args, routers)
     results: dict[str, Any] = {
-        "benchmark": "overhead", "machine": machine(), "started_unix": int(started),
+        "benchmark": "overhead",
+        "machine": machine(),
+        "started_unix": int(started),
         "duration_s": round(time.time() - started, 1),
         "versions": {"litellm": LITELLM_VERSION if litellm_exe else None, "triage": "0.1.0"},
-        "litellm_config": litellm_config(0, "fake") | {"env": {"LITELLM_LOCAL_MODEL_COST_MAP": "True"},
-                                                         "workers": 1},
-        "zero_latency": zero, "simulated": sim,
+        "litellm_config": litellm_config(0, "fake") | {"env": {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}, "workers": 1},
+        "zero_latency": zero,
+        "simulated": sim,
     }
     results["summary"] = summary_of(zero, sim)
     args.out.parent.mkdir(parents=True, exist_ok=True)

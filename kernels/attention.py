@@ -62,12 +62,8 @@ def _attention_kernel(  # type: ignore[no-untyped-def]
     v_base = q_base + 2 * H * HEAD_DIM
 
     # q: [BLOCK_M, D]
-    q = tl.load(
-        q_base + offs_m[:, None] * stride_qkv_s + offs_d[None, :], mask=offs_m[:, None] < S, other=0.0
-    )
-    m_i = tl.full(
-        [BLOCK_M], -1.0e30, dtype=tl.float32
-    )  # running max (log2 units); finite so -inf - m_i = -inf
+    q = tl.load(q_base + offs_m[:, None] * stride_qkv_s + offs_d[None, :], mask=offs_m[:, None] < S, other=0.0)
+    m_i = tl.full([BLOCK_M], -1.0e30, dtype=tl.float32)  # running max (log2 units); finite so -inf - m_i = -inf
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)  # running softmax denominator
     acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)  # running unnormalised output
 
@@ -77,9 +73,7 @@ def _attention_kernel(  # type: ignore[no-untyped-def]
         offs_n = start_n + offs_n0  # [BLOCK_N] key positions
         in_range = offs_n < kv_len
         # k_t: [D, BLOCK_N], loaded already transposed
-        k_t = tl.load(
-            k_base + offs_n[None, :] * stride_qkv_s + offs_d[:, None], mask=in_range[None, :], other=0.0
-        )
+        k_t = tl.load(k_base + offs_n[None, :] * stride_qkv_s + offs_d[:, None], mask=in_range[None, :], other=0.0)
         key_ok = tl.load(KEY_MASK + b * stride_mask_b + offs_n, mask=in_range, other=0) != 0
         qk = tl.dot(q, k_t, input_precision=DOT_PRECISION)  # [BLOCK_M, BLOCK_N] fp32
         qk = tl.where(key_ok[None, :], qk * qk_scale, float("-inf"))
@@ -88,9 +82,7 @@ def _attention_kernel(  # type: ignore[no-untyped-def]
         p = tl.exp2(qk - m_new[:, None])  # [BLOCK_M, BLOCK_N]
         l_i = l_i * alpha + tl.sum(p, 1)
         # v: [BLOCK_N, D]
-        v = tl.load(
-            v_base + offs_n[:, None] * stride_qkv_s + offs_d[None, :], mask=in_range[:, None], other=0.0
-        )
+        v = tl.load(v_base + offs_n[:, None] * stride_qkv_s + offs_d[None, :], mask=in_range[:, None], other=0.0)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT_PRECISION)
         m_i = m_new
 
@@ -129,9 +121,7 @@ def _check_shapes(
     return b, s, width // (3 * num_heads)
 
 
-def attention(
-    qkv: torch.Tensor, key_mask: torch.Tensor, kv_len: torch.Tensor, num_heads: int
-) -> torch.Tensor:
+def attention(qkv: torch.Tensor, key_mask: torch.Tensor, kv_len: torch.Tensor, num_heads: int) -> torch.Tensor:
     """Triton launcher. qkv: [B, S, 3·H·D]; key_mask: [B, S] int32; kv_len: [B] int32 → [B, S, H·D]."""
     b, s, d = _check_shapes(qkv, key_mask, kv_len, num_heads)
     if d < 16 or d > 128 or d & (d - 1):
@@ -175,9 +165,7 @@ def attention(
     return out
 
 
-def attention_ref(
-    qkv: torch.Tensor, key_mask: torch.Tensor, kv_len: torch.Tensor, num_heads: int
-) -> torch.Tensor:
+def attention_ref(qkv: torch.Tensor, key_mask: torch.Tensor, kv_len: torch.Tensor, num_heads: int) -> torch.Tensor:
     """PyTorch reference, fp32 math, same padding contract as the kernel. Memory: reads 3·B·S·H·D, writes
     B·S·H·D, and materialises the B·H·S² score and probability matrices (written and read twice each)."""
     b, s, d = _check_shapes(qkv, key_mask, kv_len, num_heads)
@@ -206,8 +194,6 @@ def bench_attention(
     device = torch.device("cuda")
     qkv = torch.randn(batch, seq_len, 3 * num_heads * head_dim, device=device, dtype=dtype)
     key_mask, kv_len = prepare_key_mask(torch.ones(batch, seq_len, device=device, dtype=torch.int64))
-    ms, ms_p20, ms_p80 = do_bench(
-        lambda: attention(qkv, key_mask, kv_len, num_heads), quantiles=[0.5, 0.2, 0.8]
-    )
+    ms, ms_p20, ms_p80 = do_bench(lambda: attention(qkv, key_mask, kv_len, num_heads), quantiles=[0.5, 0.2, 0.8])
     flops = 4.0 * batch * num_heads * seq_len * seq_len * head_dim
     return {"ms": ms, "ms_p20": ms_p20, "ms_p80": ms_p80, "tflops": flops * 1e-12 / (ms * 1e-3)}

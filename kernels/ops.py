@@ -49,9 +49,7 @@ def bias_gelu(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     return _gelu.bias_gelu_ref(x, bias)
 
 
-def attention(
-    qkv: torch.Tensor, key_mask: torch.Tensor, kv_len: torch.Tensor, num_heads: int
-) -> torch.Tensor:
+def attention(qkv: torch.Tensor, key_mask: torch.Tensor, kv_len: torch.Tensor, num_heads: int) -> torch.Tensor:
     """Masked multi-head self-attention. qkv: [B, S, 3·H·D] → [B, S, H·D]; masks from ``prepare_key_mask``."""
     if choose_impl(qkv) == "triton":
         return _attention.attention(qkv, key_mask, kv_len, num_heads)

@@ -159,9 +159,7 @@ class MicroBatcher:
                 self._fail(batch, BatcherClosedError("MicroBatcher stopped while this batch was running."))
                 raise
             except Exception as e:  # every waiter sees the classifier's own error
-                logger.warning(
-                    "classify_batch failed for %d prompts: %s: %s", len(batch), type(e).__name__, e
-                )
+                logger.warning("classify_batch failed for %d prompts: %s: %s", len(batch), type(e).__name__, e)
                 self._fail(batch, e)
                 continue
             self.batches += 1

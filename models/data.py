@@ -75,9 +75,7 @@ class PromptSet:
 
 
 def load_prompts(path: str | Path = DEFAULT_PROMPTS) -> PromptSet:
-    cols: dict[str, list[Any]] = {
-        k: [] for k in ("id", "prompt", "category", "source", "label_method", "task_label")
-    }
+    cols: dict[str, list[Any]] = {k: [] for k in ("id", "prompt", "category", "source", "label_method", "task_label")}
     for row in iter_jsonl(path):
         missing = {"prompt", "category"} - row.keys()
         if missing:
@@ -145,8 +143,7 @@ def load_outcomes(path: str | Path = DEFAULT_OUTCOMES) -> OutcomeTable:
     if np.isnan(scores).any():
         holes = int(np.isnan(scores).any(axis=1).sum())
         raise DataError(
-            f"{path}: {holes} prompts lack a score for some model; every prompt needs all "
-            f"{len(models)} models."
+            f"{path}: {holes} prompts lack a score for some model; every prompt needs all {len(models)} models."
         )
     return OutcomeTable(
         prompt_ids=pids,

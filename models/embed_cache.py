@@ -64,9 +64,7 @@ def embed_cached(
             return emb
         logger.warning("embeddings: %s has %d rows, expected %d; recomputing", path, emb.shape[0], len(texts))
     enc = encoder or SentenceEncoder(config)
-    logger.info(
-        "embeddings: computing %d texts with %s (%s) -> %s", len(texts), config.encoder_id, enc.impl, path
-    )
+    logger.info("embeddings: computing %d texts with %s (%s) -> %s", len(texts), config.encoder_id, enc.impl, path)
     emb = enc.encode(list(texts), progress=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")

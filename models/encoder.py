@@ -157,9 +157,7 @@ def plan_batches(
         for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
             groups.setdefault(bucket_length(lengths[i], buckets, max_tokens), []).append(i)
         return [
-            (rows[s : s + batch_size], b)
-            for b, rows in sorted(groups.items())
-            for s in range(0, len(rows), batch_size)
+            (rows[s : s + batch_size], b) for b, rows in sorted(groups.items()) for s in range(0, len(rows), batch_size)
         ]
     plan = []
     for s in range(0, len(lengths), batch_size):
@@ -172,9 +170,7 @@ def _resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise EncoderLoadError(
-            "EncoderConfig.device='cuda' but no CUDA device is visible; use 'auto' or 'cpu'."
-        )
+        raise EncoderLoadError("EncoderConfig.device='cuda' but no CUDA device is visible; use 'auto' or 'cpu'.")
     return torch.device(device)
 
 
@@ -212,9 +208,7 @@ class SentenceEncoder:
     # ---- forward implementations -------------------------------------------------------------------------
     def _eager_forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         # input_ids, attention_mask: [B, T] int64 -> [B, H] float32, unit L2 norm
-        hidden = self.hf_model(
-            input_ids=input_ids, attention_mask=attention_mask
-        ).last_hidden_state  # [B,T,H]
+        hidden = self.hf_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B,T,H]
         mask = attention_mask.unsqueeze(-1).to(torch.float32)  # [B, T, 1]
         summed = (hidden.to(torch.float32) * mask).sum(dim=1)  # [B, H]
         mean = summed / mask.sum(dim=1).clamp(min=1e-9)
@@ -246,9 +240,7 @@ class SentenceEncoder:
         enc = self.tokenizer(bounded, add_special_tokens=False, truncation=False, verbose=False)
         budget = cfg.max_tokens - 2
         cls_id, sep_id = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
-        return [
-            [cls_id, *head_tail_ids(ids, budget, cfg.head_token_frac), sep_id] for ids in enc["input_ids"]
-        ]
+        return [[cls_id, *head_tail_ids(ids, budget, cfg.head_token_frac), sep_id] for ids in enc["input_ids"]]
 
     def collate(self, ids: Sequence[Sequence[int]], pad_to: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-pad to `pad_to` -> (input_ids, attention_mask), both [B, pad_to] int64, on the device."""
@@ -307,9 +299,7 @@ class SentenceEncoder:
     def warmup(self) -> float:
         """Run one dummy batch per bucket length (compiles graphs/kernels); returns seconds taken."""
         t0 = time.perf_counter()
-        for b in sorted(
-            {bucket_length(n, self.config.buckets, self.config.max_tokens) for n in self.config.buckets}
-        ):
+        for b in sorted({bucket_length(n, self.config.buckets, self.config.max_tokens) for n in self.config.buckets}):
             ids, mask = self.collate([[self.tokenizer.cls_token_id] * b] * 2, b)
             self.forward_ids(ids, mask)
         if self.device.type == "cuda":

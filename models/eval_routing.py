@@ -76,9 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="triage eval-routing", description=__doc__.splitlines()[0])
     g = p.add_argument_group("inputs")
     g.add_argument("--outcomes", type=Path, default=DEFAULT_OUTCOMES, help="outcomes file (.jsonl[.gz])")
-    g.add_argument(
-        "--predictor", type=Path, default=DEFAULT_QUALITY_ARTIFACT, help="quality artifact directory"
-    )
+    g.add_argument("--predictor", type=Path, default=DEFAULT_QUALITY_ARTIFACT, help="quality artifact directory")
     g.add_argument(
         "--split",
         choices=["heldout", "all"],

@@ -38,12 +38,7 @@ def _one(text: str, n_chars_full: int) -> list[float]:
             o = ord(ch)
             if o >= 128:
                 non_ascii += 1
-                if (
-                    0x4E00 <= o <= 0x9FFF
-                    or 0x3040 <= o <= 0x30FF
-                    or 0xAC00 <= o <= 0xD7AF
-                    or 0x3400 <= o <= 0x4DBF
-                ):
+                if 0x4E00 <= o <= 0x9FFF or 0x3040 <= o <= 0x30FF or 0xAC00 <= o <= 0xD7AF or 0x3400 <= o <= 0x4DBF:
                     cjk += 1
                 elif 0x0400 <= o <= 0x04FF:
                     cyr += 1

@@ -67,9 +67,7 @@ def fit_head(
             idx = perm[s : s + config.batch_size]
             logits = head(xt[idx])
             if loss == "ce":
-                per_row = F.cross_entropy(
-                    logits, yt[idx], reduction="none", label_smoothing=config.label_smoothing
-                )
+                per_row = F.cross_entropy(logits, yt[idx], reduction="none", label_smoothing=config.label_smoothing)
             else:
                 per_row = F.binary_cross_entropy_with_logits(logits, yt[idx], reduction="none").mean(dim=1)
             batch_loss = (per_row * w[idx]).mean()

@@ -178,9 +178,7 @@ class FusedBertEncoder(nn.Module):
             )
         b, s = input_ids.shape
         if s > cfg.max_position_embeddings:
-            raise ValueError(
-                f"sequence length {s} exceeds max_position_embeddings {cfg.max_position_embeddings}"
-            )
+            raise ValueError(f"sequence length {s} exceeds max_position_embeddings {cfg.max_position_embeddings}")
         key_mask, kv_len = ops.prepare_key_mask(attention_mask)  # [B, S] int32, [B] int32
 
         # Embeddings: word + token type + position, then LN, as one gather and one fused kernel. With no

@@ -46,9 +46,7 @@ class HeadConfig:
         try:
             return cls(**d)
         except TypeError as e:
-            raise ArtifactError(
-                f"Head config {d} does not match HeadConfig ({e}); retrain the artifact."
-            ) from e
+            raise ArtifactError(f"Head config {d} does not match HeadConfig ({e}); retrain the artifact.") from e
 
     def n_params(self) -> int:
         if self.hidden == 0:
@@ -71,9 +69,7 @@ class MLPHead(nn.Module):
         super().__init__()
         self.config = config
         if config.hidden == 0:
-            self.net: nn.Module = nn.Sequential(
-                nn.Dropout(config.dropout), nn.Linear(config.in_dim, config.out_dim)
-            )
+            self.net: nn.Module = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(config.in_dim, config.out_dim))
         else:
             self.net = nn.Sequential(
                 nn.Dropout(config.dropout),
@@ -101,9 +97,7 @@ def save_heads(path: str | Path, heads: dict[str, MLPHead]) -> None:
     from safetensors.torch import save_file
 
     tensors = {
-        f"{name}.{k}": v.detach().cpu().contiguous()
-        for name, h in heads.items()
-        for k, v in h.state_dict().items()
+        f"{name}.{k}": v.detach().cpu().contiguous() for name, h in heads.items() for k, v in h.state_dict().items()
     }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path))

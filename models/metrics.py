@@ -49,9 +49,7 @@ def format_report(report: dict[str, Any], labels: Sequence[str]) -> str:
     for name in labels:
         m = report["per_category"][name]
         lines.append(f"{name:<{w}}{m['precision']:>7.3f}{m['recall']:>7.3f}{m['f1']:>7.3f}{m['support']:>7d}")
-    lines.append(
-        f"{'macro-F1':<{w}}{report['macro_f1']:>21.3f}{report['n']:>7d}   accuracy {report['accuracy']:.3f}"
-    )
+    lines.append(f"{'macro-F1':<{w}}{report['macro_f1']:>21.3f}{report['n']:>7d}   accuracy {report['accuracy']:.3f}")
     short = [s[:5] for s in labels]
     lines.append("")
     lines.append("confusion (rows = true, cols = predicted)")

@@ -49,9 +49,7 @@ class QualityPredictor:
                 f"{prior.shape}, {len(groups)} groups x {len(models)} models; retrain."
             )
         if group_head.config.out_dim != len(groups):
-            raise ArtifactError(
-                f"group head has {group_head.config.out_dim} outputs for {len(groups)} groups."
-            )
+            raise ArtifactError(f"group head has {group_head.config.out_dim} outputs for {len(groups)} groups.")
         if not 0.0 <= prior_weight <= 1.0:
             raise ArtifactError(f"prior_weight must be in [0, 1], got {prior_weight}.")
         self.head, self.group_head, self.prior = head, group_head, prior.astype(np.float32)
@@ -77,9 +75,7 @@ class QualityPredictor:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         tensors = {f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
-        tensors |= {
-            f"group_head.{k}": v.detach().cpu().contiguous() for k, v in self.group_head.state_dict().items()
-        }
+        tensors |= {f"group_head.{k}": v.detach().cpu().contiguous() for k, v in self.group_head.state_dict().items()}
         tensors["prior"] = torch.as_tensor(self.prior, dtype=torch.float32)
         save_file(tensors, str(out / "quality.safetensors"))
         meta = {
@@ -112,9 +108,7 @@ class QualityPredictor:
         for name in ("head", "group_head"):
             h = MLPHead(HeadConfig.from_json(meta[name]))
             try:
-                h.load_state_dict(
-                    {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(f"{name}.")}
-                )
+                h.load_state_dict({k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(f"{name}.")})
             except RuntimeError as e:
                 raise ArtifactError(f"{weights} does not match {meta_path} ({e}); retrain.") from e
             heads[name] = h.eval()

@@ -73,9 +73,7 @@ def fit_predictor(
 ) -> QualityPredictor:
     """emb [N, D], scores [N, M], groups [N] int -> predictor fitted on these rows only."""
     fit_cfg = FitConfig(epochs=args.epochs, seed=args.seed)
-    head = MLPHead(
-        HeadConfig.from_name("quality", in_dim=emb.shape[1], out_dim=len(models), hidden=args.hidden)
-    )
+    head = MLPHead(HeadConfig.from_name("quality", in_dim=emb.shape[1], out_dim=len(models), hidden=args.hidden))
     fit_head(head, emb, scores, "bce", fit_cfg)
     group_head = MLPHead(HeadConfig(in_dim=emb.shape[1], out_dim=len(group_names), hidden=0, dropout=0.0))
     fit_head(group_head, emb, groups, "ce", fit_cfg)
@@ -107,9 +105,9 @@ def choose_prior_weight(
     results = {}
     for w in (float(x) for x in args.prior_weights.split(",")):
         chosen = pred.predict(emb[val_i], prior_weight=w).argmax(axis=1)
-        results[f"{w:g}"] = routing_report(ot.scores[val_i], chosen, bench, ot.models)["average"][
-            "prompt_weighted"
-        ]["routed"]
+        results[f"{w:g}"] = routing_report(ot.scores[val_i], chosen, bench, ot.models)["average"]["prompt_weighted"][
+            "routed"
+        ]
     best = max(results, key=lambda k: (results[k], -float(k)))
     return float(best), results
 
@@ -147,9 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         ot.models,
     )
     cal = calibration(probs, ot.scores[ho])
-    cal["brier_predict_train_mean"] = round(
-        float(((ot.scores[~ho].mean(axis=0) - ot.scores[ho]) ** 2).mean()), 4
-    )
+    cal["brier_predict_train_mean"] = round(float(((ot.scores[~ho].mean(axis=0) - ot.scores[ho]) ** 2).mean()), 4)
     avg = report["average"]
     for kind in ("prompt_weighted", "benchmark_macro"):
         a = avg[kind]

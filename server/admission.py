@@ -65,8 +65,9 @@ class Admission:
             self.in_flight += 1
             return Ticket(self)
         if len(self._waiters) >= self.max_waiting or self.wait_s <= 0:
-            raise self._reject("global", "the router is at its limit of "
-                               f"{self.max_in_flight} open requests (server.max_in_flight)")
+            raise self._reject(
+                "global", f"the router is at its limit of {self.max_in_flight} open requests (server.max_in_flight)"
+            )
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         self.metrics.admission_waiting.inc()
@@ -76,8 +77,11 @@ class Admission:
             if waiter.done():  # handed a slot just as the wait ran out: keep it
                 return Ticket(self)
             self._waiters.remove(waiter)
-            raise self._reject("global", f"no slot freed within {self.wait_s:g} s; the router is at its "
-                               f"limit of {self.max_in_flight} open requests") from None
+            raise self._reject(
+                "global",
+                f"no slot freed within {self.wait_s:g} s; the router is at its "
+                f"limit of {self.max_in_flight} open requests",
+            ) from None
         except BaseException:
             if waiter.done() and not waiter.cancelled():
                 self._release()  # the slot handed to us goes to the next one

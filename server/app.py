@@ -38,8 +38,7 @@ log = logging.getLogger("triage")
 def check_config(config: TriageConfig) -> None:
     """Start-up checks that need the registries (the schema itself is checked in config.py)."""
     if config.policy.name not in POLICIES:
-        raise ConfigError(f"policy.name: unknown policy '{config.policy.name}'; use one of: "
-                          f"{', '.join(POLICIES)}")
+        raise ConfigError(f"policy.name: unknown policy '{config.policy.name}'; use one of: {', '.join(POLICIES)}")
 
 
 async def start_classifier(config: TriageConfig) -> Classifier:
@@ -49,8 +48,7 @@ async def start_classifier(config: TriageConfig) -> Classifier:
     try:
         await classifier.start()
     except (ImportError, OSError, RuntimeError, ValueError) as exc:
-        log.error("classifier '%s' failed to load (%s); falling back to keyword rules",
-                  config.classifier.kind, exc)
+        log.error("classifier '%s' failed to load (%s); falling back to keyword rules", config.classifier.kind, exc)
         classifier = KeywordClassifier()
     log.info("classifier %s ready in %.0f ms", type(classifier).__name__, (time.perf_counter() - t0) * 1e3)
     return classifier
@@ -84,8 +82,12 @@ def build_app(config: TriageConfig, *, start_simulated: bool = True) -> HotPathA
             probe = EngineProbe(clients, load, metrics)
             await probe.start()
             stack.push_async_callback(probe.stop)
-            nvml = NvmlReader(load, metrics, engine_groups=launcher.process_groups if launcher else dict,
-                              configured_gpus={m.name: m.gpu_ids for m in config.models if m.gpu and not m.remote})
+            nvml = NvmlReader(
+                load,
+                metrics,
+                engine_groups=launcher.process_groups if launcher else dict,
+                configured_gpus={m.name: m.gpu_ids for m in config.models if m.gpu and not m.remote},
+            )
             await nvml.start()
             stack.push_async_callback(nvml.stop)
             safeguards = build_safeguards(config, load, metrics, app.state.drain)
@@ -94,16 +96,19 @@ def build_app(config: TriageConfig, *, start_simulated: bool = True) -> HotPathA
             log.info("triage ready: %d models, policy %s", len(config.models), config.policy.name)
             yield
 
-    app = FastAPI(title="Triage", version="0.1.0", lifespan=lifespan,
-                  description="OpenAI-compatible router that picks a local model by task fit and live load.")
+    app = FastAPI(
+        title="Triage",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="OpenAI-compatible router that picks a local model by task fit and live load.",
+    )
     app.state.drain = Drain(config.server.drain_s)  # SIGTERM reaches it through shutdown.DrainingServer
     attach_router(app)
     install_error_handlers(app)
     return HotPathApp(app)
 
 
-def _error_response(request: Request, status: int, body: bytes, headers: dict[str, str] | None = None
-                    ) -> Response:
+def _error_response(request: Request, status: int, body: bytes, headers: dict[str, str] | None = None) -> Response:
     out = dict(headers or {})
     request_id = getattr(request.state, "request_id", None)
     if request_id:
@@ -127,17 +132,24 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"method {request.method} is not allowed on {request.url.path}"
         else:
             message = str(exc.detail)
-        return _error_response(request, exc.status_code, error_body(message, "invalid_request_error"),
-                               dict(exc.headers or {}))
+        return _error_response(
+            request, exc.status_code, error_body(message, "invalid_request_error"), dict(exc.headers or {})
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        return _error_response(request, 400, error_body(f"invalid request: {exc.errors()[0]['msg']}",
-                                                        "invalid_request_error"))
+        return _error_response(
+            request, 400, error_body(f"invalid request: {exc.errors()[0]['msg']}", "invalid_request_error")
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return _error_response(request, 500, error_body(
-            f"internal error in the router ({type(exc).__name__}); this is a bug, please report it",
-            "internal_error"))
+        return _error_response(
+            request,
+            500,
+            error_body(
+                f"internal error in the router ({type(exc).__name__}); this is a bug, please report it",
+                "internal_error",
+            ),
+        )

@@ -38,9 +38,14 @@ class Classifier(Protocol):
 
 # Each rule adds its weight to a category when it matches; the prior keeps unmatched prompts on general_qa.
 _RULES: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
-    (category, weight, re.compile(pattern, re.IGNORECASE)) for category, weight, pattern in (
-        ("code", 3.0, r"```|\bdef |\bclass \w+|\bfunction\b|\bpython\b|\bjavascript\b|\btypescript\b|\bsql\b"
-                      r"|\bcode\b|\bbug\b|\bcompile|\bregex\b|\bapi\b|\bjava\b|\brust\b|\bc\+\+|#include"),
+    (category, weight, re.compile(pattern, re.IGNORECASE))
+    for category, weight, pattern in (
+        (
+            "code",
+            3.0,
+            r"```|\bdef |\bclass \w+|\bfunction\b|\bpython\b|\bjavascript\b|\btypescript\b|\bsql\b"
+            r"|\bcode\b|\bbug\b|\bcompile|\bregex\b|\bapi\b|\bjava\b|\brust\b|\bc\+\+|#include",
+        ),
         ("code", 1.5, r"\bimplement\b|\bprogram\b|\bscript\b|\balgorithm\b|\bdebug|\bstack trace\b"),
         ("math", 3.0, r"\bsolve\b|\bequation\b|\bintegral\b|\bderivative\b|\bprobability\b|\d+\s*[-+*/^=]\s*\d+"),
         ("math", 1.5, r"\bhow many\b|\bhow much\b|\bcalculate\b|\bsum of\b|\bpercent|\btheorem\b"),
@@ -114,8 +119,9 @@ class MiniLMClassifier:
         classifier = await asyncio.to_thread(PromptClassifier.load, settings.artifact, encoder)
         warm_s = await asyncio.to_thread(classifier.warmup)
         log.info("MiniLM classifier warm (%s on %s) in %.0f ms", impl, settings.device, warm_s * 1e3)
-        self._batcher = MicroBatcher(classifier, BatcherConfig(max_batch=settings.max_batch,
-                                                               max_wait_ms=settings.batch_window_ms))
+        self._batcher = MicroBatcher(
+            classifier, BatcherConfig(max_batch=settings.max_batch, max_wait_ms=settings.batch_window_ms)
+        )
         await self._batcher.start()
 
     async def stop(self) -> None:
@@ -124,8 +130,7 @@ class MiniLMClassifier:
 
     async def classify(self, text: str) -> Classification:
         result = await self._batcher.classify(text)
-        return Classification(result.category, result.category_scores, float(result.complexity),
-                              result.embedding)
+        return Classification(result.category, result.category_scores, float(result.complexity), result.embedding)
 
 
 def build_classifier(settings: ClassifierConfig) -> Classifier:

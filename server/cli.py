@@ -36,10 +36,14 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"triage: config error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.server.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve(app, host=config.server.host, port=config.server.port, log_level=config.server.log_level,
-          drain_s=config.server.drain_s)
+    logging.basicConfig(level=config.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(
+        app,
+        host=config.server.host,
+        port=config.server.port,
+        log_level=config.server.log_level,
+        drain_s=config.server.drain_s,
+    )
     return 0
 
 
@@ -50,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", required=True, help="YAML config, e.g. configs/demo.yaml")
     serve.add_argument("--host", help="bind address (overrides server.host)")
     serve.add_argument("--port", type=int, help="port (overrides server.port)")
-    serve.add_argument("--no-simulated", action="store_true",
-                       help="do not start simulated engines in-process (they run elsewhere)")
+    serve.add_argument(
+        "--no-simulated", action="store_true", help="do not start simulated engines in-process (they run elsewhere)"
+    )
     for name, (_, text) in DELEGATED.items():
         commands.add_parser(name, help=text, add_help=False)
     return parser

@@ -23,14 +23,26 @@ from pydantic import (
 )
 
 CATEGORIES: tuple[str, ...] = (
-    "code", "math", "reasoning", "creative_writing", "summarization", "extraction",
-    "translation_multilingual", "roleplay_chat", "general_qa", "brainstorming", "classification",
+    "code",
+    "math",
+    "reasoning",
+    "creative_writing",
+    "summarization",
+    "extraction",
+    "translation_multilingual",
+    "roleplay_chat",
+    "general_qa",
+    "brainstorming",
+    "classification",
 )
 RESERVED_MODEL_NAMES = frozenset({"auto"})
 MAX_GPU_SHARE = 0.95  # launched engines' gpu_memory_utilization summed per GPU; the rest: CUDA contexts, classifier
 LAUNCHER_OWNED_FLAGS = {  # `vllm serve` flag -> the config key that sets it
-    "--host": "launch.host", "--port": "launch.port", "--served-model-name": "the model's served_name",
-    "--gpu-memory-utilization": "launch.gpu_memory_utilization", "--max-model-len": "launch.max_model_len",
+    "--host": "launch.host",
+    "--port": "launch.port",
+    "--served-model-name": "the model's served_name",
+    "--gpu-memory-utilization": "launch.gpu_memory_utilization",
+    "--max-model-len": "launch.max_model_len",
     "--max-num-seqs": "launch.max_num_seqs",
 }
 
@@ -63,16 +75,24 @@ class Profile(Strict):
     base_ttft_ms: float = Field(20.0, ge=0, description="Fixed time to first token, excluding prefill.")
     max_num_seqs: int = Field(256, ge=1, description="Sequences the engine runs at once (continuous batching).")
     peak_decode_tok_per_s: float | None = Field(
-        None, gt=0, description="Output tokens per second of the whole engine with max_num_seqs running; "
-                                "default: a third of decode_tok_per_s x max_num_seqs (H100 7B calibration).")
+        None,
+        gt=0,
+        description="Output tokens per second of the whole engine with max_num_seqs running; "
+        "default: a third of decode_tok_per_s x max_num_seqs (H100 7B calibration).",
+    )
     contention_sensitivity: float = Field(
-        0.15, ge=0, description="Step-time stretch per saturated neighbour engine on the same GPU (0.1-0.27 "
-                                "measured on an H100 with three co-located engines).")
+        0.15,
+        ge=0,
+        description="Step-time stretch per saturated neighbour engine on the same GPU (0.1-0.27 "
+        "measured on an H100 with three co-located engines).",
+    )
     gpu_s_per_1k_tokens: float = Field(0.0, ge=0, description="Local cost: GPU-seconds per 1k tokens.")
     usd_per_1m_tokens: float = Field(0.0, ge=0, description="Remote cost: dollars per 1M tokens.")
     predictor_model: str | None = Field(
-        None, description="This model's name in the learned quality predictor (policy.quality_predictor); "
-                          "when set, its predicted success probability per prompt replaces `quality`.")
+        None,
+        description="This model's name in the learned quality predictor (policy.quality_predictor); "
+        "when set, its predicted success probability per prompt replaces `quality`.",
+    )
 
     @field_validator("quality")
     @classmethod
@@ -102,16 +122,22 @@ class LaunchConfig(Strict):
     host: str = Field("127.0.0.1", description="Engine bind address; keep it local, clients go through Triage.")
     port: int | Literal["auto"] = Field("auto", description="Engine port, or 'auto' for a free one at start.")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="Share of the GPU's memory vLLM takes.")
-    max_model_len: int | None = Field(None, ge=16, description="Engine context; default: the model's "
-                                                                "context_length.")
-    max_num_seqs: int | None = Field(None, ge=1, description="Engine batch cap; default: profile.max_num_seqs, "
-                                                            "so the policy's queue model matches the engine.")
+    max_model_len: int | None = Field(None, ge=16, description="Engine context; default: the model's context_length.")
+    max_num_seqs: int | None = Field(
+        None,
+        ge=1,
+        description="Engine batch cap; default: profile.max_num_seqs, so the policy's queue model matches the engine.",
+    )
     extra_args: list[str] = Field(default_factory=list, description="More `vllm serve` flags, passed as given.")
-    command: list[str] | None = Field(None, min_length=1, description=(
-        "argv prefix before the model; default: this Python with -m vllm.entrypoints.cli.main serve."))
+    command: list[str] | None = Field(
+        None,
+        min_length=1,
+        description=("argv prefix before the model; default: this Python with -m vllm.entrypoints.cli.main serve."),
+    )
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment for the engine process.")
-    startup_timeout_s: float = Field(900.0, gt=0, description="Start until /health answers 200 (downloads "
-                                                              "and torch.compile count).")
+    startup_timeout_s: float = Field(
+        900.0, gt=0, description="Start until /health answers 200 (downloads and torch.compile count)."
+    )
     stop_timeout_s: float = Field(30.0, gt=0, description="SIGTERM to SIGKILL grace at shutdown.")
     restart: RestartPolicy = Field(default_factory=RestartPolicy)
 
@@ -121,8 +147,9 @@ class LaunchConfig(Strict):
         for arg in value:
             flag = arg.split("=", 1)[0]
             if flag in LAUNCHER_OWNED_FLAGS:
-                raise ValueError(f"'{flag}' is set by the launcher; use {LAUNCHER_OWNED_FLAGS[flag]} instead of "
-                                 "extra_args")
+                raise ValueError(
+                    f"'{flag}' is set by the launcher; use {LAUNCHER_OWNED_FLAGS[flag]} instead of extra_args"
+                )
         return value
 
     @property
@@ -138,11 +165,15 @@ class LaunchConfig(Strict):
 class ModelConfig(Strict):
     name: str = Field(min_length=1, description="The name clients use; 'auto' is reserved.")
     kind: Literal["vllm", "openai"] = Field(
-        "vllm", description="Engine adapter: 'vllm' (also SGLang/llama.cpp-compatible) or plain 'openai'.")
+        "vllm", description="Engine adapter: 'vllm' (also SGLang/llama.cpp-compatible) or plain 'openai'."
+    )
     # `launch` comes before `endpoints` so that the endpoints check can see it (fields validate in order).
     launch: LaunchConfig | None = Field(None, description="Start and supervise the engine process here.")
-    endpoints: list[str] = Field(default_factory=list, validate_default=True, description=(
-        "OpenAI base URLs, e.g. http://127.0.0.1:8001/v1; derived from `launch` when that is set."))
+    endpoints: list[str] = Field(
+        default_factory=list,
+        validate_default=True,
+        description=("OpenAI base URLs, e.g. http://127.0.0.1:8001/v1; derived from `launch` when that is set."),
+    )
     served_name: str | None = Field(None, description="Model name the engine expects; defaults to `name`.")
     api_key: str | None = Field(None, description="Bearer key for the engine; use ${ENV_VAR}, never a literal.")
     roles: list[str] = Field(default_factory=list, description="Role tags such as code, chat, fast.")
@@ -154,7 +185,8 @@ class ModelConfig(Strict):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     profile: Profile = Field(default_factory=Profile)
     simulated: dict[str, Any] | None = Field(
-        None, description="Run a simulated engine for this model (server/sim); keys of SimEngineSpec.")
+        None, description="Run a simulated engine for this model (server/sim); keys of SimEngineSpec."
+    )
 
     @property
     def upstream_name(self) -> str:
@@ -191,9 +223,11 @@ class ModelConfig(Strict):
         if self.kind != "vllm":
             raise ValueError(f"model '{self.name}': launched engines are vLLM, so kind must be 'vllm'")
         if launch.max_model_len is not None and launch.max_model_len < self.context_length:
-            raise ValueError(f"model '{self.name}': launch.max_model_len {launch.max_model_len} is below "
-                             f"context_length {self.context_length}; the router would send requests the engine "
-                             "refuses. Lower context_length or raise max_model_len")
+            raise ValueError(
+                f"model '{self.name}': launch.max_model_len {launch.max_model_len} is below "
+                f"context_length {self.context_length}; the router would send requests the engine "
+                "refuses. Lower context_length or raise max_model_len"
+            )
         if launch.port != "auto":
             self.endpoints = [launch.endpoint(launch.port)]  # 'auto': the launcher fills this in at start
         return self
@@ -213,9 +247,13 @@ class ServerConfig(Strict):
     admission_wait_s: float = Field(0.5, ge=0, le=30, description="Longest wait for a free slot before a 429.")
     max_waiting: int = Field(256, ge=0, description="Requests allowed to wait for a slot; more get a 429 at once.")
     drain_s: float = Field(25.0, gt=0, description="On SIGTERM: time open requests get to finish.")
-    request_deadline_s: float = Field(1800.0, gt=0, description="One deadline per request across all attempts "
-                                      "(fallbacks included) until its first byte; each attempt also has its "
-                                      "model's timeouts.")
+    request_deadline_s: float = Field(
+        1800.0,
+        gt=0,
+        description="One deadline per request across all attempts "
+        "(fallbacks included) until its first byte; each attempt also has its "
+        "model's timeouts.",
+    )
 
     @property
     def loopback(self) -> bool:
@@ -232,8 +270,10 @@ class BreakerConfig(Strict):
 
 class AuthConfig(Strict):
     mode: Literal["open", "keys"] | None = Field(
-        None, description="keys: every /v1 call needs an API key; open: none (local development). "
-                          "Default: open when bound to loopback, keys otherwise.")
+        None,
+        description="keys: every /v1 call needs an API key; open: none (local development). "
+        "Default: open when bound to loopback, keys otherwise.",
+    )
     db: str = Field("triage.db", description="SQLite file holding the key hashes and their usage.")
 
 
@@ -259,7 +299,8 @@ class ClassifierConfig(Strict):
     encoder: str | None = Field(None, description="Local path or hub id of a BERT-family encoder.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     impl: Literal["auto", "eager", "compile", "triton"] = Field(
-        "auto", description="Encoder path: auto = Triton kernels on a GPU, PyTorch eager on a CPU.")
+        "auto", description="Encoder path: auto = Triton kernels on a GPU, PyTorch eager on a CPU."
+    )
     batch_window_ms: float = Field(1.0, ge=0, le=50, description="How long a prompt waits for batch-mates.")
     max_batch: int = Field(256, ge=1, description="Prompts encoded in one call at most.")
 
@@ -272,8 +313,10 @@ class PolicyConfig(Strict):
     store: str | None = Field("triage.db", description="SQLite file for decisions and feedback; null: memory.")
     store_prompts: bool = Field(False, description="Keep prompt text in the audit log, not only its hash.")
     quality_predictor: str | None = Field(
-        None, description="Learned per-model quality predictor: an artifact dir, or 'default' for the one "
-                          "shipped in models/artifacts/quality. Needs classifier.kind: minilm (embeddings).")
+        None,
+        description="Learned per-model quality predictor: an artifact dir, or 'default' for the one "
+        "shipped in models/artifacts/quality. Needs classifier.kind: minilm (embeddings).",
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="Policy-specific settings.")
 
 
@@ -301,8 +344,10 @@ class TriageConfig(Strict):
             total = sum(shares.values())
             if total > MAX_GPU_SHARE + 1e-9:
                 parts = " + ".join(f"{name} {share:g}" for name, share in shares.items())
-                raise ValueError(f"launched engines on GPU {gpu} ask for {parts} = {total:.2f} of its memory, "
-                                 f"more than {MAX_GPU_SHARE}; lower their launch.gpu_memory_utilization")
+                raise ValueError(
+                    f"launched engines on GPU {gpu} ask for {parts} = {total:.2f} of its memory, "
+                    f"more than {MAX_GPU_SHARE}; lower their launch.gpu_memory_utilization"
+                )
         ports = [m.launch.port for m in self.models if m.launch is not None and m.launch.port != "auto"]
         clash = sorted({p for p in ports if ports.count(p) > 1 or p == self.server.port})
         if clash:
@@ -342,8 +387,9 @@ def interpolate_env(node: Any, env: Mapping[str, str] | None = None, path: str =
             return variables[var]
         if default is not None:
             return default
-        raise ConfigError(f"{path}: environment variable {var} is not set (write ${{{var}:-default}} "
-                          "to give a default)")
+        raise ConfigError(
+            f"{path}: environment variable {var} is not set (write ${{{var}:-default}} to give a default)"
+        )
 
     return _ENV_REF.sub(substitute, node)
 

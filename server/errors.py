@@ -16,8 +16,9 @@ class TriageError(Exception):
     type: str = "internal_error"
     default_code: str | None = None
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str, *, param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
@@ -111,8 +112,9 @@ class EngineError(TriageError):
     type = "engine_error"
     default_code = "engine_error"
 
-    def __init__(self, message: str, *, status: int, param: str | None = None, code: str | None = None,
-                 etype: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int, param: str | None = None, code: str | None = None, etype: str | None = None
+    ) -> None:
         super().__init__(message, param=param, code=code)
         self.status = status if 400 <= status < 500 else 502
         if etype:

@@ -32,8 +32,11 @@ Send = Callable[[Message], Awaitable[None]]
 
 HOT_ROUTES: dict[str, Endpoint] = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
 _JSON = [(b"content-type", b"application/json")]
-_SSE = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
-        (b"x-accel-buffering", b"no")]
+_SSE = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
 
 
 class HotPathApp:
@@ -60,23 +63,30 @@ class HotPathApp:
         gateway: Gateway = self.app.state.gateway
         try:
             tenant = gateway.guard.tenancy.authenticate(_text(headers.get(b"authorization")))
-            raw = await collect_body(_body_chunks(receive), _text(headers.get(b"content-length")),
-                                     gateway.config.server.max_body_bytes)
-            reply = await gateway.generate(endpoint, raw, received_s, request_id,
-                                           functools.partial(wait_for_disconnect, receive), tenant)
+            raw = await collect_body(
+                _body_chunks(receive), _text(headers.get(b"content-length")), gateway.config.server.max_body_bytes
+            )
+            reply = await gateway.generate(
+                endpoint, raw, received_s, request_id, functools.partial(wait_for_disconnect, receive), tenant
+            )
         except TriageError as exc:
             gateway.metrics.errors.labels(exc.type).inc()
             await _send_error(send, exc.status, exc.body(), {"x-triage-request-id": request_id, **exc.headers})
             return
         except Exception as exc:  # never a bare 500: an OpenAI-shaped error, and the traceback in the log
             log.exception("unexpected error on POST %s", scope["path"])
-            await _send_error(send, 500, error_body(
-                f"internal error in the router ({type(exc).__name__}); this is a bug, please report it",
-                "internal_error"), {"x-triage-request-id": request_id})
+            await _send_error(
+                send,
+                500,
+                error_body(
+                    f"internal error in the router ({type(exc).__name__}); this is a bug, please report it",
+                    "internal_error",
+                ),
+                {"x-triage-request-id": request_id},
+            )
             return
         if reply.stream is None:
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": _JSON + _encode(reply.headers)})
+            await send({"type": "http.response.start", "status": 200, "headers": _JSON + _encode(reply.headers)})
             await send({"type": "http.response.body", "body": reply.body or b""})
             return
         await send({"type": "http.response.start", "status": 200, "headers": _SSE + _encode(reply.headers)})

@@ -74,19 +74,34 @@ def builtin_detectors() -> list[Detector]:
     c = re.compile
     return [
         Detector("private_key", c(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY( BLOCK)?-----"), c("-----begin")),
-        Detector("aws_key", c(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b"),
-                 c("akia|asia|agpa|aida|aroa|anpa|anva|aipa")),
+        Detector(
+            "aws_key",
+            c(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b"),
+            c("akia|asia|agpa|aida|aroa|anpa|anva|aipa"),
+        ),
         Detector("aws_secret", c(r"(?i)aws.{0,20}secret.{0,20}[=:\"' ]\s*[A-Za-z0-9/+=]{40}\b"), c("secret")),
-        Detector("github_token", c(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})"),
-                 c("gh[pousr]_|github_pat_")),
+        Detector(
+            "github_token",
+            c(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})"),
+            c("gh[pousr]_|github_pat_"),
+        ),
         Detector("openai_key", c(r"\bsk-(?:proj-|svcacct-|admin-|ant-[a-z0-9]+-)?[A-Za-z0-9_-]{20,}"), c("sk-")),
-        Detector("slack_token", c(r"\bxox[abposr]-[A-Za-z0-9-]{10,}|hooks\.slack\.com/services/[A-Za-z0-9/]+"),
-                 c("xox|hooks\\.slack")),
+        Detector(
+            "slack_token",
+            c(r"\bxox[abposr]-[A-Za-z0-9-]{10,}|hooks\.slack\.com/services/[A-Za-z0-9/]+"),
+            c("xox|hooks\\.slack"),
+        ),
         Detector("google_api_key", c(r"\bAIza[0-9A-Za-z_-]{35}"), c("aiza")),
         Detector("stripe_key", c(r"\b[rsp]k_(?:live|test)_[0-9A-Za-z]{16,}"), c("k_live_|k_test_")),
         Detector("jwt", c(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), c("eyj")),
-        Detector("password", c(r"(?i)\b(?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token|auth[_-]?token)"
-                               r"\s*[:=]\s*[\"']?[^\s\"',;]{6,}"), c("pass|pwd|secret|key|token")),
+        Detector(
+            "password",
+            c(
+                r"(?i)\b(?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token|auth[_-]?token)"
+                r"\s*[:=]\s*[\"']?[^\s\"',;]{6,}"
+            ),
+            c("pass|pwd|secret|key|token"),
+        ),
         Detector("email", c(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), c("@")),
     ]
 
@@ -104,15 +119,16 @@ def number_kinds(text: str) -> list[str]:
     kinds: list[str] = []
     for run in _NUMBER_RUN.finditer(text):
         start, end = run.span()
-        span = text[max(0, start - 1):end]
+        span = text[max(0, start - 1) : end]
         if span[0] not in "+(":
             span = span[1:]  # keep only a leading + or ( for the phone check
         if "card_number" not in kinds and any(_card(m.group(0)) for m in _CARD.finditer(span)):
             kinds.append("card_number")
         if "phone" not in kinds and any(_phone(m.group(0)) for m in _PHONE.finditer(span)):
             kinds.append("phone")
-        if "iban" not in kinds and any(iban_ok(m.group(0)) for m in _IBAN.finditer(
-                text, max(0, start - _IBAN_REACH), min(len(text), end + 40))):
+        if "iban" not in kinds and any(
+            iban_ok(m.group(0)) for m in _IBAN.finditer(text, max(0, start - _IBAN_REACH), min(len(text), end + 40))
+        ):
             kinds.append("iban")
     return kinds
 

@@ -31,7 +31,8 @@ class RouteOptions(BaseModel):
 
     priority: Priority | None = Field(None, description="Weight preset: balanced, quality, speed or cost.")
     weights: dict[Literal["quality", "latency", "cost"], float] | None = Field(
-        None, description="Explicit utility weights; override the preset's.")
+        None, description="Explicit utility weights; override the preset's."
+    )
     max_latency_ms: float | None = Field(None, gt=0, description="Predicted end-to-end latency target.")
     max_cost: float | None = Field(None, ge=0, description="Upper bound on predicted cost for this request.")
     models: list[str] | None = Field(None, min_length=1, description="Allow list of model names.")
@@ -75,7 +76,8 @@ class ChatCompletionRequest(SamplingFields):
 
 class CompletionRequest(SamplingFields):
     prompt: str | list[str] | list[int] | list[list[int]] = Field(
-        description="Text, a batch of texts, token ids, or a batch of token-id lists.")
+        description="Text, a batch of texts, token ids, or a batch of token-id lists."
+    )
     echo: bool | None = None
     logprobs: int | None = Field(None, ge=0, le=20)
     suffix: str | None = None

@@ -33,11 +33,18 @@ from .serving import Endpoint, Gateway, Reply
 router = APIRouter()
 JSON = "application/json"
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse, "description": text} for code, text in (
-        (400, "Invalid request"), (401, "Missing or invalid API key"), (403, "Not allowed for this key"),
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in (
+        (400, "Invalid request"),
+        (401, "Missing or invalid API key"),
+        (403, "Not allowed for this key"),
         (404, "Unknown model"),
-        (413, "Body too large"), (429, "Over capacity or rate limit"), (502, "Engine error"),
-        (503, "No healthy engine"), (504, "Engine timeout"))
+        (413, "Body too large"),
+        (429, "Over capacity or rate limit"),
+        (502, "Engine error"),
+        (503, "No healthy engine"),
+        (504, "Engine timeout"),
+    )
 }
 
 
@@ -61,15 +68,15 @@ def request_id_for(request: Request) -> str:
 async def collect_body(chunks: AsyncIterator[bytes], declared_length: str | None, limit_bytes: int) -> bytes:
     """The whole request body, refusing early (413) when it is, or says it is, over the limit."""
     if declared_length is not None and declared_length.isdigit() and int(declared_length) > limit_bytes:
-        raise RequestTooLarge(f"request body is {declared_length} bytes; the limit is {limit_bytes} bytes "
-                              "(server.max_body_bytes)")
+        raise RequestTooLarge(
+            f"request body is {declared_length} bytes; the limit is {limit_bytes} bytes (server.max_body_bytes)"
+        )
     parts: list[bytes] = []
     size = 0
     async for chunk in chunks:
         size += len(chunk)
         if size > limit_bytes:
-            raise RequestTooLarge(f"request body exceeds the limit of {limit_bytes} bytes "
-                                  "(server.max_body_bytes)")
+            raise RequestTooLarge(f"request body exceeds the limit of {limit_bytes} bytes (server.max_body_bytes)")
         parts.append(chunk)
     if size == 0:
         raise InvalidRequest("request body is empty; send a JSON object")
@@ -89,8 +96,12 @@ async def read_body(request: Request, limit_bytes: int) -> bytes:
 def to_response(reply: Reply) -> Response:
     if reply.stream is not None:
         headers = {**reply.headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
-        return StreamingResponse(reply.stream, media_type="text/event-stream", headers=headers,
-                                 background=BackgroundTask(reply.abandon) if reply.abandon else None)
+        return StreamingResponse(
+            reply.stream,
+            media_type="text/event-stream",
+            headers=headers,
+            background=BackgroundTask(reply.abandon) if reply.abandon else None,
+        )
     return Response(reply.body, media_type=JSON, headers=reply.headers)
 
 
@@ -110,13 +121,20 @@ async def _generate(request: Request, endpoint: Endpoint) -> Response:
     gateway = gateway_of(request)
     tenant = tenant_of(request, gateway)
     raw = await read_body(request, gateway.config.server.max_body_bytes)
-    return to_response(await gateway.generate(endpoint, raw, received_s, request_id,
-                                              functools.partial(wait_for_disconnect, request.receive), tenant))
+    return to_response(
+        await gateway.generate(
+            endpoint, raw, received_s, request_id, functools.partial(wait_for_disconnect, request.receive), tenant
+        )
+    )
 
 
 def _body_schema(model: type[Any]) -> dict[str, Any]:
-    return {"requestBody": {"required": True, "content": {JSON: {"schema": {
-        "$ref": f"#/components/schemas/{model.__name__}"}}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+        }
+    }
 
 
 @router.post("/v1/chat/completions", responses=_ERRORS, openapi_extra=_body_schema(ChatCompletionRequest))
@@ -129,8 +147,12 @@ async def completions(request: Request) -> Response:
     return await _generate(request, "completions")
 
 
-@router.post("/v1/route", response_model=RouteDecisionResponse, responses=_ERRORS,
-             openapi_extra=_body_schema(ChatCompletionRequest))
+@router.post(
+    "/v1/route",
+    response_model=RouteDecisionResponse,
+    responses=_ERRORS,
+    openapi_extra=_body_schema(ChatCompletionRequest),
+)
 async def route(request: Request) -> Response:
     """Dry run: the routing decision for a chat or completions body, without generating."""
     request_id = request_id_for(request)
@@ -158,8 +180,10 @@ async def list_models(request: Request) -> ModelList:
     tenant_of(request, gateway)
     created = gateway.started_at
     cards = [ModelCard(id="auto", created=created, roles=["router"])]
-    cards += [ModelCard(id=m.name, created=created, roles=m.roles, context_length=m.context_length,
-                        remote=m.remote) for m in gateway.config.models]
+    cards += [
+        ModelCard(id=m.name, created=created, roles=m.roles, context_length=m.context_length, remote=m.remote)
+        for m in gateway.config.models
+    ]
     return ModelList(data=cards)
 
 

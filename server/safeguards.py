@@ -30,8 +30,7 @@ class Safeguards:
     tenancy: Tenancy
 
 
-def build_safeguards(config: TriageConfig, load: LoadBoard, metrics: Metrics,
-                     drain: Drain | None = None) -> Safeguards:
+def build_safeguards(config: TriageConfig, load: LoadBoard, metrics: Metrics, drain: Drain | None = None) -> Safeguards:
     """Everything but tenancy's key store (see `start_tenancy`): no file, no task."""
     server = config.server
     return Safeguards(
@@ -39,7 +38,8 @@ def build_safeguards(config: TriageConfig, load: LoadBoard, metrics: Metrics,
         breakers=Breakers([m.name for m in config.models], config.breaker, load, metrics),
         drain=drain or Drain(server.drain_s),
         privacy=PrivacyGuard(config.privacy),
-        tenancy=Tenancy("open", metrics))
+        tenancy=Tenancy("open", metrics),
+    )
 
 
 async def start_tenancy(config: TriageConfig, metrics: Metrics, stack: AsyncExitStack) -> Tenancy:

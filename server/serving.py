@@ -54,7 +54,9 @@ log = logging.getLogger(__name__)
 Endpoint = Literal["chat", "completions"]
 UPSTREAM_PATHS: dict[Endpoint, str] = {"chat": "/chat/completions", "completions": "/completions"}
 REQUEST_MODELS: dict[Endpoint, type[ChatCompletionRequest] | type[CompletionRequest]] = {
-    "chat": ChatCompletionRequest, "completions": CompletionRequest}
+    "chat": ChatCompletionRequest,
+    "completions": CompletionRequest,
+}
 DisconnectWaiter = Callable[[], Awaitable[object]]  # returns once the client has gone away
 UNCLASSIFIED = Classification("unclassified", {}, 0.0)
 CANCELLED = "cancelled"  # request status when the client went away first
@@ -85,8 +87,9 @@ class Plan:
     private: list[str] = field(default_factory=list)  # kinds the privacy guard found (never the text)
 
 
-def parse_body(raw: bytes, endpoint: Endpoint, default_model: str | None = None
-               ) -> tuple[dict[str, object], ChatCompletionRequest | CompletionRequest]:
+def parse_body(
+    raw: bytes, endpoint: Endpoint, default_model: str | None = None
+) -> tuple[dict[str, object], ChatCompletionRequest | CompletionRequest]:
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -111,9 +114,16 @@ def invalid_request(exc: ValidationError) -> InvalidRequest:
 
 
 class Gateway:
-    def __init__(self, config: TriageConfig, classifier: Classifier, policy: Policy,
-                 clients: dict[str, EngineClient], load: LoadBoard, metrics: Metrics,
-                 safeguards: Safeguards | None = None) -> None:
+    def __init__(
+        self,
+        config: TriageConfig,
+        classifier: Classifier,
+        policy: Policy,
+        clients: dict[str, EngineClient],
+        load: LoadBoard,
+        metrics: Metrics,
+        safeguards: Safeguards | None = None,
+    ) -> None:
         self.config = config
         self.classifier = classifier
         self.policy = policy
@@ -128,19 +138,32 @@ class Gateway:
 
     # -- receive → classify → decide ---------------------------------------------------------------------
 
-    async def plan(self, endpoint: Endpoint, payload: dict[str, object],
-                   request: ChatCompletionRequest | CompletionRequest, request_id: str,
-                   prompt_tokens: int, output_tokens: int, tenant: Tenant = OPEN_TENANT) -> Plan:
+    async def plan(
+        self,
+        endpoint: Endpoint,
+        payload: dict[str, object],
+        request: ChatCompletionRequest | CompletionRequest,
+        request_id: str,
+        prompt_tokens: int,
+        output_tokens: int,
+        tenant: Tenant = OPEN_TENANT,
+    ) -> Plan:
         private = self._screen(payload)
         if request.model != "auto":
             model = self.models.get(request.model)
             if model is None:
-                raise ModelNotFound(f"model '{request.model}' does not exist; use 'auto' or one of: "
-                                    f"{', '.join(self.models)} (GET /v1/models lists them)", param="model")
+                raise ModelNotFound(
+                    f"model '{request.model}' does not exist; use 'auto' or one of: "
+                    f"{', '.join(self.models)} (GET /v1/models lists them)",
+                    param="model",
+                )
             self.guard.tenancy.check_model(tenant, model)
             if private and model.remote:
-                raise KeptLocal(f"the prompt contains {', '.join(private)}, so it may not go to remote model "
-                                f"'{model.name}'; name a local model or use 'auto'", param="model")
+                raise KeptLocal(
+                    f"the prompt contains {', '.join(private)}, so it may not go to remote model "
+                    f"'{model.name}'; name a local model or use 'auto'",
+                    param="model",
+                )
             await self._named_capacity(model)
             return Plan(request_id, model, UNCLASSIFIED, "requested by name", private=private)
 
@@ -149,24 +172,41 @@ class Gateway:
         classification = await self.classifier.classify(text)
         t1 = time.perf_counter()
         route_request = RouteRequest(
-            request_id=request_id, classification=classification,
-            prompt_tokens=prompt_tokens, max_output_tokens=output_tokens,
+            request_id=request_id,
+            classification=classification,
+            prompt_tokens=prompt_tokens,
+            max_output_tokens=output_tokens,
             options=self.guard.tenancy.restrict(tenant, request.route or RouteOptions()),
-            needs=needed_capabilities(request), tenant_allow_remote=tenant.allow_remote, local_only=bool(private),
-            prompt_text="" if private else text)  # nothing the guard flagged reaches the store, not even a hash
+            needs=needed_capabilities(request),
+            tenant_allow_remote=tenant.allow_remote,
+            local_only=bool(private),
+            prompt_text="" if private else text,
+        )  # nothing the guard flagged reaches the store, not even a hash
         try:
             decision = await self.guard.admission.choose(lambda: self.policy.choose(route_request))
         except NoEligibleModel as exc:
             if private:
-                raise KeptLocal(f"the prompt contains {', '.join(private)}, so it must stay on a local model, "
-                                f"and none can serve it: {exc.message}") from None
+                raise KeptLocal(
+                    f"the prompt contains {', '.join(private)}, so it must stay on a local model, "
+                    f"and none can serve it: {exc.message}"
+                ) from None
             raise
         t2 = time.perf_counter()
         self.metrics.classify_seconds.observe(t1 - t0)
         self.metrics.child(self.metrics.decisions, classification.category, decision.model).inc()
         reason = decision.reason + (f"; kept local: {', '.join(private)}" if private else "")
-        return Plan(request_id, self.models[decision.model], classification, reason, route_request,
-                    decision, (t1 - t0) * 1e3, (t2 - t1) * 1e3, decision.fallbacks, private)
+        return Plan(
+            request_id,
+            self.models[decision.model],
+            classification,
+            reason,
+            route_request,
+            decision,
+            (t1 - t0) * 1e3,
+            (t2 - t1) * 1e3,
+            decision.fallbacks,
+            private,
+        )
 
     def _screen(self, payload: dict[str, object]) -> list[str]:
         """The privacy guard's findings (kinds only), counted in /metrics."""
@@ -180,14 +220,18 @@ class Gateway:
     async def _named_capacity(self, model: ModelConfig) -> None:
         """A model the client named: fail fast while its breaker is open; wait (bounded) while it is at cap."""
         if not self.guard.breakers.available(model.name):
-            raise EngineUnavailable(f"engine for '{model.name}' is failing (circuit breaker open); retry later "
-                                    "or use 'auto'", headers={"retry-after": str(round(
-                                        self.guard.breakers.retry_after_s(model.name)))})
+            raise EngineUnavailable(
+                f"engine for '{model.name}' is failing (circuit breaker open); retry later or use 'auto'",
+                headers={"retry-after": str(round(self.guard.breakers.retry_after_s(model.name)))},
+            )
 
         def at_cap() -> None:
             if self.load.engine(model.name).in_flight >= model.max_in_flight:
-                raise RateLimited(f"model '{model.name}' is at its cap of {model.max_in_flight} requests in "
-                                  "flight; retry later or use 'auto'", retry_after_s=1.0)
+                raise RateLimited(
+                    f"model '{model.name}' is at its cap of {model.max_in_flight} requests in "
+                    "flight; retry later or use 'auto'",
+                    retry_after_s=1.0,
+                )
 
         await self.guard.admission.choose(at_cap)
 
@@ -195,15 +239,29 @@ class Gateway:
         """The decision `generate()` would take for this body, explained, without generating."""
         endpoint: Endpoint = "chat" if b'"messages"' in raw else "completions"
         payload, request = parse_body(raw, endpoint, default_model="auto")
-        plan = await self.plan(endpoint, payload, request, request_id, estimate_prompt_tokens(request),
-                               requested_output_tokens(request), tenant)
+        plan = await self.plan(
+            endpoint,
+            payload,
+            request,
+            request_id,
+            estimate_prompt_tokens(request),
+            requested_output_tokens(request),
+            tenant,
+        )
         candidates = [CandidateView(**c.as_dict()) for c in plan.decision.candidates] if plan.decision else []
         c = plan.classification
         return RouteDecisionResponse(
-            request_id=request_id, model=plan.model.name, category=c.category,
+            request_id=request_id,
+            model=plan.model.name,
+            category=c.category,
             category_scores={k: round(v, 5) for k, v in c.category_scores.items()},
-            complexity=c.complexity, reason=plan.reason, overflow=bool(plan.decision and plan.decision.overflow),
-            candidates=candidates, classify_ms=round(plan.classify_ms, 4), decide_ms=round(plan.decide_ms, 4))
+            complexity=c.complexity,
+            reason=plan.reason,
+            overflow=bool(plan.decision and plan.decision.overflow),
+            candidates=candidates,
+            classify_ms=round(plan.classify_ms, 4),
+            decide_ms=round(plan.decide_ms, 4),
+        )
 
     async def feedback(self, raw: bytes) -> bytes:
         try:
@@ -215,8 +273,15 @@ class Gateway:
 
     # -- relay -----------------------------------------------------------------------------------------
 
-    async def generate(self, endpoint: Endpoint, raw: bytes, received_s: float, request_id: str,
-                       until_disconnect: DisconnectWaiter | None = None, tenant: Tenant = OPEN_TENANT) -> Reply:
+    async def generate(
+        self,
+        endpoint: Endpoint,
+        raw: bytes,
+        received_s: float,
+        request_id: str,
+        until_disconnect: DisconnectWaiter | None = None,
+        tenant: Tenant = OPEN_TENANT,
+    ) -> Reply:
         """Admission (a global slot, held until the answer or its stream ends), then `_generate`."""
         self.guard.drain.check()
         ticket = await self.guard.admission.enter()
@@ -239,8 +304,15 @@ class Gateway:
         reply.abandon = abandon
         return reply
 
-    async def _generate(self, endpoint: Endpoint, raw: bytes, received_s: float, request_id: str,
-                        until_disconnect: DisconnectWaiter | None, tenant: Tenant) -> Reply:
+    async def _generate(
+        self,
+        endpoint: Endpoint,
+        raw: bytes,
+        received_s: float,
+        request_id: str,
+        until_disconnect: DisconnectWaiter | None,
+        tenant: Tenant,
+    ) -> Reply:
         payload, request = parse_body(raw, endpoint)
         prompt_tokens, output_tokens = estimate_prompt_tokens(request), requested_output_tokens(request)
         tokens = prompt_tokens + output_tokens
@@ -261,15 +333,20 @@ class Gateway:
             try:
                 async with asyncio.timeout_at(deadline_s):
                     if request.stream:
-                        reply = await self._open_stream(endpoint, plan, model, path, body, tokens, received_s,
-                                                        tried)
+                        reply = await self._open_stream(endpoint, plan, model, path, body, tokens, received_s, tried)
                     else:
-                        reply = await self._complete(endpoint, plan, model, path, body, tokens, received_s,
-                                                     tried, until_disconnect)
+                        reply = await self._complete(
+                            endpoint, plan, model, path, body, tokens, received_s, tried, until_disconnect
+                        )
             except TimeoutError:
-                self._note_failure(model, EngineTimeout(
-                    f"no engine answered within the overall deadline of {budget_s:g} s "
-                    "(server.request_deadline_s)"), tried, failures)
+                self._note_failure(
+                    model,
+                    EngineTimeout(
+                        f"no engine answered within the overall deadline of {budget_s:g} s (server.request_deadline_s)"
+                    ),
+                    tried,
+                    failures,
+                )
                 break
             except (EngineUnavailable, EngineTimeout) as exc:
                 self._note_failure(model, exc, tried, failures)
@@ -284,8 +361,9 @@ class Gateway:
             self.guard.tenancy.charge(tenant, request_id, model, tokens)
             return reply
         if not failures:
-            raise EngineUnavailable(f"no engine can take '{plan.model.name}' now (circuit breaker open or "
-                                    "unhealthy); retry later")
+            raise EngineUnavailable(
+                f"no engine can take '{plan.model.name}' now (circuit breaker open or unhealthy); retry later"
+            )
         if len(failures) == 1:
             raise failures[0]
         if all(isinstance(f, EngineTimeout) for f in failures):
@@ -300,13 +378,17 @@ class Gateway:
             if n > MAX_ATTEMPTS:
                 return
             model = self.models[name]
-            if route_request is not None and ineligible_reason(
-                    model, self.load.engine(name), route_request, self.policy.settings.allow_remote) is not None:
+            if (
+                route_request is not None
+                and ineligible_reason(model, self.load.engine(name), route_request, self.policy.settings.allow_remote)
+                is not None
+            ):
                 continue
             yield name
 
-    def _note_failure(self, model: ModelConfig, exc: TriageError, tried: list[str],
-                      failures: list[TriageError]) -> None:
+    def _note_failure(
+        self, model: ModelConfig, exc: TriageError, tried: list[str], failures: list[TriageError]
+    ) -> None:
         log.warning("engine for %s failed before the first byte: %s", model.name, exc.message)
         self.guard.breakers.failure(model.name)
         self.metrics.fallbacks.labels(model.name).inc()
@@ -324,9 +406,18 @@ class Gateway:
             "x-triage-overhead-ms": f"{overhead_s * 1e3:.3f}",
         }
 
-    async def _complete(self, endpoint: Endpoint, plan: Plan, model: ModelConfig, path: str, body: bytes,
-                        tokens: int, received_s: float, tried: list[str],
-                        until_disconnect: DisconnectWaiter | None) -> Reply:
+    async def _complete(
+        self,
+        endpoint: Endpoint,
+        plan: Plan,
+        model: ModelConfig,
+        path: str,
+        body: bytes,
+        tokens: int,
+        received_s: float,
+        tried: list[str],
+        until_disconnect: DisconnectWaiter | None,
+    ) -> Reply:
         client = self.clients[model.name]
         self._started(model.name, tokens)
         status = "error"
@@ -346,8 +437,17 @@ class Gateway:
         self.metrics.overhead_seconds.observe(overhead_s)
         return Reply(self._headers(plan, model, tried, overhead_s), body=answer)
 
-    async def _open_stream(self, endpoint: Endpoint, plan: Plan, model: ModelConfig, path: str, body: bytes,
-                           tokens: int, received_s: float, tried: list[str]) -> Reply:
+    async def _open_stream(
+        self,
+        endpoint: Endpoint,
+        plan: Plan,
+        model: ModelConfig,
+        path: str,
+        body: bytes,
+        tokens: int,
+        received_s: float,
+        tried: list[str],
+    ) -> Reply:
         client = self.clients[model.name]
         self._started(model.name, tokens)
         try:
@@ -367,8 +467,16 @@ class Gateway:
 
         return Reply(self._headers(plan, model, tried, overhead_s), stream=events, abandon=abandon)
 
-    async def _relay(self, request_id: str, stream: UpstreamStream, first: bytes, model: ModelConfig,
-                     tokens: int, endpoint: Endpoint, received_s: float) -> AsyncIterator[bytes]:
+    async def _relay(
+        self,
+        request_id: str,
+        stream: UpstreamStream,
+        first: bytes,
+        model: ModelConfig,
+        tokens: int,
+        endpoint: Endpoint,
+        received_s: float,
+    ) -> AsyncIterator[bytes]:
         rewrite = self._rewrites[model.name]
         status = CANCELLED  # unless the stream ends or breaks, the client left (generator closed)
         try:
@@ -387,8 +495,16 @@ class Gateway:
         finally:
             self._end_relay(request_id, stream, model, tokens, endpoint, status, received_s)
 
-    def _end_relay(self, request_id: str, stream: UpstreamStream, model: ModelConfig, tokens: int,
-                   endpoint: Endpoint, status: str, received_s: float) -> None:
+    def _end_relay(
+        self,
+        request_id: str,
+        stream: UpstreamStream,
+        model: ModelConfig,
+        tokens: int,
+        endpoint: Endpoint,
+        status: str,
+        received_s: float,
+    ) -> None:
         """Release the engine stream and the accounting, once, whether or not the relay ever started."""
         if stream.ended:
             return
@@ -400,8 +516,9 @@ class Gateway:
         self.load.started(model, tokens)
         self.metrics.child(self.metrics.in_flight, model).inc()
 
-    def _finished(self, request_id: str, model: str, tokens: int, endpoint: Endpoint, status: str,
-                  received_s: float) -> None:
+    def _finished(
+        self, request_id: str, model: str, tokens: int, endpoint: Endpoint, status: str, received_s: float
+    ) -> None:
         elapsed_s = time.perf_counter() - received_s
         self.load.finished(model, tokens)
         self.guard.admission.model_finished()

@@ -45,8 +45,11 @@ class Drain:
     def check(self) -> None:
         """Refuse a new request while draining (503 with Retry-After, so clients go elsewhere)."""
         if self.draining:
-            raise EngineUnavailable("Triage is shutting down; retry the request (another instance will take it)",
-                                    code="shutting_down", headers={"retry-after": "1"})
+            raise EngineUnavailable(
+                "Triage is shutting down; retry the request (another instance will take it)",
+                code="shutting_down",
+                headers={"retry-after": "1"},
+            )
 
     async def guard(self, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """`stream`, ended with an error event and [DONE] if the drain deadline passes first."""
@@ -54,8 +57,9 @@ class Drain:
             async for chunk in stream:
                 yield chunk
                 if self.expired:
-                    error = EngineUnavailable("Triage shut down before this stream finished; retry the request",
-                                              code="shutting_down")
+                    error = EngineUnavailable(
+                        "Triage shut down before this stream finished; retry the request", code="shutting_down"
+                    )
                     yield b"data: " + error.body() + b"\n\ndata: [DONE]\n\n"
                     return
         finally:
@@ -78,10 +82,18 @@ class DrainingServer(uvicorn.Server):
 
 def serve(app: ASGIApp, *, host: str, port: int, log_level: str, drain_s: float) -> None:
     """Run `app` under uvicorn until SIGINT/SIGTERM, draining as described above."""
-    config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", log_level=log_level,
-                            access_log=False, timeout_graceful_shutdown=round(drain_s + GRACE_S),
-                            server_header=False,
-                            # Triage logs no client addresses, so X-Forwarded-* rewriting is a layer of cost
-                            # on every request for nothing
-                            proxy_headers=False)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=round(drain_s + GRACE_S),
+        server_header=False,
+        # Triage logs no client addresses, so X-Forwarded-* rewriting is a layer of cost
+        # on every request for nothing
+        proxy_headers=False,
+    )
     DrainingServer(config).run()

@@ -40,8 +40,13 @@ def connect(path: str, schema: str = "") -> sqlite3.Connection:
 class BatchWriter(Generic[Row]):
     """One writer thread: `write(conn, rows)` runs inside one transaction per batch."""
 
-    def __init__(self, conn: sqlite3.Connection, write: Callable[[sqlite3.Connection, list[Row]], None],
-                 name: str, on_commit: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        write: Callable[[sqlite3.Connection, list[Row]], None],
+        name: str,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
         self.write = write
         self.name = name
         self.on_commit = on_commit

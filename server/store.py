@@ -51,13 +51,17 @@ CREATE TABLE IF NOT EXISTS outcome_stats (
 );
 """
 
-_INSERT_DECISION = ("INSERT OR REPLACE INTO decisions (request_id, ts, category, complexity, prompt_hash, prompt, "
-                    "model, reason, preset, explored, overflow, candidates) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
+_INSERT_DECISION = (
+    "INSERT OR REPLACE INTO decisions (request_id, ts, category, complexity, prompt_hash, prompt, "
+    "model, reason, preset, explored, overflow, candidates) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+)
 _SET_OUTCOME = "UPDATE decisions SET outcome = ?, latency_s = ? WHERE request_id = ?"
 _SET_FEEDBACK = "UPDATE decisions SET feedback = ? WHERE request_id = ?"
-_SET_STATS = ("INSERT INTO outcome_stats (category, model, successes, failures, updated) VALUES (?,?,?,?,?) "
-              "ON CONFLICT (category, model) DO UPDATE SET successes = excluded.successes, "
-              "failures = excluded.failures, updated = excluded.updated")
+_SET_STATS = (
+    "INSERT INTO outcome_stats (category, model, successes, failures, updated) VALUES (?,?,?,?,?) "
+    "ON CONFLICT (category, model) DO UPDATE SET successes = excluded.successes, "
+    "failures = excluded.failures, updated = excluded.updated"
+)
 
 
 Item = tuple[str, tuple[Any, ...]]  # (kind, row): decision | outcome | feedback | stats
@@ -71,15 +75,15 @@ def _connect(path: str) -> sqlite3.Connection:
     try:
         return connect(path, SCHEMA)
     except (sqlite3.Error, OSError) as exc:
-        raise StoreError(f"cannot open the store {path}: {exc}; check the directory exists and is "
-                         "writable, or set policy.store") from None
+        raise StoreError(
+            f"cannot open the store {path}: {exc}; check the directory exists and is writable, or set policy.store"
+        ) from None
 
 
 class Store:
     """Open with `Store.open(path)`; `close()` flushes the queue and stops the writer."""
 
-    def __init__(self, path: str, keep_prompts: bool = False,
-                 on_commit: Callable[[int], None] | None = None) -> None:
+    def __init__(self, path: str, keep_prompts: bool = False, on_commit: Callable[[int], None] | None = None) -> None:
         self.path = path
         self.keep_prompts = keep_prompts
         self._reader = _connect(path)
@@ -107,11 +111,24 @@ class Store:
     def _put(self, kind: str, row: tuple[Any, ...]) -> None:
         self._writer.put((kind, row))
 
-    def record_decision(self, request_id: str, ts: float, category: str, complexity: float, prompt: str,
-                        model: str, reason: str, preset: str, explored: bool, overflow: bool,
-                        candidates: list[dict[str, Any]]) -> None:
-        self._put("decision", (request_id, ts, category, complexity, prompt, model, reason, preset, explored,
-                               overflow, candidates))
+    def record_decision(
+        self,
+        request_id: str,
+        ts: float,
+        category: str,
+        complexity: float,
+        prompt: str,
+        model: str,
+        reason: str,
+        preset: str,
+        explored: bool,
+        overflow: bool,
+        candidates: list[dict[str, Any]],
+    ) -> None:
+        self._put(
+            "decision",
+            (request_id, ts, category, complexity, prompt, model, reason, preset, explored, overflow, candidates),
+        )
 
     def record_outcome(self, request_id: str, ok: bool, latency_s: float) -> None:
         self._put("outcome", ("ok" if ok else "error", latency_s, request_id))
@@ -136,8 +153,20 @@ class Store:
     def _decision_row(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         request_id, ts, category, complexity, prompt, model, reason, preset, explored, overflow, cands = row
         digest = hashlib.sha256(prompt.encode("utf-8", "replace")).hexdigest()
-        return (request_id, ts, category, complexity, digest, prompt if self.keep_prompts else None, model,
-                reason, preset, int(explored), int(overflow), json.dumps(cands, separators=(",", ":")))
+        return (
+            request_id,
+            ts,
+            category,
+            complexity,
+            digest,
+            prompt if self.keep_prompts else None,
+            model,
+            reason,
+            preset,
+            int(explored),
+            int(overflow),
+            json.dumps(cands, separators=(",", ":")),
+        )
 
     def flush(self, timeout_s: float = 5.0) -> None:
         """Wait until every row queued so far is committed (tests, shutdown)."""
@@ -155,8 +184,9 @@ class Store:
 
     def lookup(self, request_id: str) -> tuple[str, str] | None:
         """(category, model) of a logged decision, or None."""
-        row = self._reader.execute("SELECT category, model FROM decisions WHERE request_id = ?",
-                                   (request_id,)).fetchone()
+        row = self._reader.execute(
+            "SELECT category, model FROM decisions WHERE request_id = ?", (request_id,)
+        ).fetchone()
         return (str(row[0]), str(row[1])) if row else None
 
     def latest(self, limit: int = 20) -> list[dict[str, Any]]:

@@ -66,8 +66,9 @@ def connect(path: str) -> sqlite3.Connection:
     try:
         return sqlite_connect(path, SCHEMA)
     except (sqlite3.Error, OSError) as exc:
-        raise KeyStoreError(f"cannot open the key store {path}: {exc}; check the directory is writable "
-                            "or set auth.db") from None
+        raise KeyStoreError(
+            f"cannot open the key store {path}: {exc}; check the directory is writable or set auth.db"
+        ) from None
 
 
 _COLUMNS = "id, name, created, revoked, models, allow_remote, rpm, tpm, daily_tokens, daily_usd"
@@ -75,9 +76,18 @@ _COLUMNS = "id, name, created, revoked, models, allow_remote, rpm, tpm, daily_to
 
 def _record(row: tuple[Any, ...]) -> KeyRecord:
     kid, name, created, revoked, models, allow_remote, rpm, tpm, daily_tokens, daily_usd = row
-    return KeyRecord(str(kid), str(name), float(created), None if revoked is None else float(revoked),
-                     None if models is None else frozenset(json.loads(models)), bool(allow_remote),
-                     rpm, tpm, daily_tokens, daily_usd)
+    return KeyRecord(
+        str(kid),
+        str(name),
+        float(created),
+        None if revoked is None else float(revoked),
+        None if models is None else frozenset(json.loads(models)),
+        bool(allow_remote),
+        rpm,
+        tpm,
+        daily_tokens,
+        daily_usd,
+    )
 
 
 class KeyStore:
@@ -91,16 +101,36 @@ class KeyStore:
     def close(self) -> None:
         self.conn.close()
 
-    def create(self, name: str, *, models: list[str] | None = None, allow_remote: bool = False,
-               rpm: int | None = None, tpm: int | None = None, daily_tokens: int | None = None,
-               daily_usd: float | None = None) -> tuple[str, KeyRecord]:
+    def create(
+        self,
+        name: str,
+        *,
+        models: list[str] | None = None,
+        allow_remote: bool = False,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        daily_tokens: int | None = None,
+        daily_usd: float | None = None,
+    ) -> tuple[str, KeyRecord]:
         """A new key: (the clear key, shown once, and its record)."""
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         kid = "key_" + secrets.token_hex(4)
         self.conn.execute(
             f"INSERT INTO api_keys ({_COLUMNS}, key_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (kid, name, time.time(), None, None if models is None else json.dumps(sorted(models)),
-             int(allow_remote), rpm, tpm, daily_tokens, daily_usd, hash_key(key)))
+            (
+                kid,
+                name,
+                time.time(),
+                None,
+                None if models is None else json.dumps(sorted(models)),
+                int(allow_remote),
+                rpm,
+                tpm,
+                daily_tokens,
+                daily_usd,
+                hash_key(key),
+            ),
+        )
         record = self.get(kid)
         if record is None:
             raise KeyStoreError(f"key {kid} vanished right after it was written")
@@ -121,12 +151,14 @@ class KeyStore:
         return {str(r[0]): _record(r[1:]) for r in rows}
 
     def revoke(self, kid: str) -> bool:
-        cursor = self.conn.execute("UPDATE api_keys SET revoked = ? WHERE id = ? AND revoked IS NULL",
-                                   (time.time(), kid))
+        cursor = self.conn.execute(
+            "UPDATE api_keys SET revoked = ? WHERE id = ? AND revoked IS NULL", (time.time(), kid)
+        )
         return cursor.rowcount > 0
 
 
 # -- the `triage keys` command ------------------------------------------------------------------------------
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="triage keys", description="Manage Triage API keys.")
@@ -157,20 +189,37 @@ def main(argv: list[str]) -> int:
     try:
         if args.action == "create":
             models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
-            key, record = store.create(args.name, models=models, allow_remote=args.allow_remote, rpm=args.rpm,
-                                       tpm=args.tpm, daily_tokens=args.daily_tokens, daily_usd=args.daily_usd)
+            key, record = store.create(
+                args.name,
+                models=models,
+                allow_remote=args.allow_remote,
+                rpm=args.rpm,
+                tpm=args.tpm,
+                daily_tokens=args.daily_tokens,
+                daily_usd=args.daily_usd,
+            )
             print(json.dumps({"id": record.id, "name": record.name, "key": key}))
             print("store the key now: only its hash is kept", file=sys.stderr)
         elif args.action == "list":
             for r in store.list(include_revoked=args.all):
-                print(json.dumps({"id": r.id, "name": r.name, "created": round(r.created),
-                                  "revoked": r.revoked is not None,
-                                  "models": sorted(r.models) if r.models is not None else None,
-                                  "allow_remote": r.allow_remote, "rpm": r.rpm, "tpm": r.tpm,
-                                  "daily_tokens": r.daily_tokens, "daily_usd": r.daily_usd}))
+                print(
+                    json.dumps(
+                        {
+                            "id": r.id,
+                            "name": r.name,
+                            "created": round(r.created),
+                            "revoked": r.revoked is not None,
+                            "models": sorted(r.models) if r.models is not None else None,
+                            "allow_remote": r.allow_remote,
+                            "rpm": r.rpm,
+                            "tpm": r.tpm,
+                            "daily_tokens": r.daily_tokens,
+                            "daily_usd": r.daily_usd,
+                        }
+                    )
+                )
         elif not store.revoke(args.id):
-            print(f"triage keys: no active key with id {args.id} (see `triage keys list --all`)",
-                  file=sys.stderr)
+            print(f"triage keys: no active key with id {args.id} (see `triage keys list --all`)", file=sys.stderr)
             return 1
     finally:
         store.close()

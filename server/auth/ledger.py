@@ -71,7 +71,9 @@ class UsageLedger:
         """key id -> (local tokens, remote dollars) used so far this UTC day."""
         rows = self._reader.execute(
             "SELECT key_id, SUM(CASE WHEN remote = 0 THEN tokens ELSE 0 END), SUM(usd) FROM key_usage "
-            "WHERE day = ? GROUP BY key_id", (utc_day(),)).fetchall()
+            "WHERE day = ? GROUP BY key_id",
+            (utc_day(),),
+        ).fetchall()
         return {str(k): (int(t or 0), float(u or 0.0)) for k, t, u in rows}
 
     def count(self) -> int:

@@ -73,8 +73,9 @@ OPEN_TENANT = Tenant(None)
 
 
 class Tenancy:
-    def __init__(self, mode: str, metrics: Metrics, store: KeyStore | None = None,
-                 ledger: UsageLedger | None = None) -> None:
+    def __init__(
+        self, mode: str, metrics: Metrics, store: KeyStore | None = None, ledger: UsageLedger | None = None
+    ) -> None:
         self.mode = mode
         self.metrics = metrics
         self.store = store
@@ -120,8 +121,10 @@ class Tenancy:
             if tenant is None or tenant.key != record:
                 old = tenant
                 tenant = self._tenants[kid] = Tenant(
-                    record, TokenBucket(record.rpm) if record.rpm else None,
-                    TokenBucket(record.tpm) if record.tpm else None)
+                    record,
+                    TokenBucket(record.rpm) if record.rpm else None,
+                    TokenBucket(record.tpm) if record.tpm else None,
+                )
                 if old is not None:
                     tenant.day, tenant.used_tokens, tenant.used_usd = old.day, old.used_tokens, old.used_usd
 
@@ -140,8 +143,9 @@ class Tenancy:
             return OPEN_TENANT
         if not authorization:
             self.metrics.auth_rejected.labels("missing").inc()
-            raise Unauthorized("no API key: send 'Authorization: Bearer <key>' (create one with "
-                               "`triage keys create NAME`)")
+            raise Unauthorized(
+                "no API key: send 'Authorization: Bearer <key>' (create one with `triage keys create NAME`)"
+            )
         scheme, _, key = authorization.partition(" ")
         record = self._keys.get(hash_key(key.strip())) if scheme.lower() == "bearer" else None
         if record is None:
@@ -161,13 +165,17 @@ class Tenancy:
             wait_s = bucket.take(amount, now_s)
             if wait_s > 0:
                 self.metrics.auth_rejected.labels(f"{what}_per_minute").inc()
-                raise RateLimited(f"key {key.id} is over its limit of {bucket.rate_per_min:g} {what} per minute",
-                                  retry_after_s=wait_s)
+                raise RateLimited(
+                    f"key {key.id} is over its limit of {bucket.rate_per_min:g} {what} per minute", retry_after_s=wait_s
+                )
         self._roll_day(tenant)
         if key.daily_tokens is not None and tenant.used_tokens + tokens > key.daily_tokens:
             self.metrics.auth_rejected.labels("daily_budget").inc()
-            raise RateLimited(f"key {key.id} has used {tenant.used_tokens} of its {key.daily_tokens} local "
-                              "tokens today (UTC)", retry_after_s=_seconds_to_midnight(), code="insufficient_quota")
+            raise RateLimited(
+                f"key {key.id} has used {tenant.used_tokens} of its {key.daily_tokens} local tokens today (UTC)",
+                retry_after_s=_seconds_to_midnight(),
+                code="insufficient_quota",
+            )
 
     def restrict(self, tenant: Tenant, options: RouteOptions) -> RouteOptions:
         """The request's routing options narrowed to what the key allows; 403 if nothing is left."""
@@ -188,12 +196,17 @@ class Tenancy:
             return
         if key.models is not None and model.name not in key.models:
             self.metrics.auth_rejected.labels("model").inc()
-            raise Forbidden(f"key {key.id} may not use model '{model.name}'; it may use: "
-                            f"{', '.join(sorted(key.models))}", param="model")
+            raise Forbidden(
+                f"key {key.id} may not use model '{model.name}'; it may use: {', '.join(sorted(key.models))}",
+                param="model",
+            )
         if model.remote and not tenant.allow_remote:
             self.metrics.auth_rejected.labels("remote").inc()
-            raise Forbidden(f"key {key.id} may not use remote model '{model.name}' (not allowed, or today's "
-                            "remote budget is spent)", param="model")
+            raise Forbidden(
+                f"key {key.id} may not use remote model '{model.name}' (not allowed, or today's "
+                "remote budget is spent)",
+                param="model",
+            )
 
     def charge(self, tenant: Tenant, request_id: str, model: ModelConfig, tokens: int) -> None:
         key = tenant.key

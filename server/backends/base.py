@@ -46,15 +46,16 @@ class UpstreamStream:
         while True:
             cut = self._buffer.rfind(SSE_SEPARATOR)
             if cut >= 0:
-                ready, self._buffer = self._buffer[: cut + 2], self._buffer[cut + 2:]
+                ready, self._buffer = self._buffer[: cut + 2], self._buffer[cut + 2 :]
                 return ready
             try:
                 chunk = await content.readany()
             except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
                 raise EngineUnavailable(f"engine for '{self.model}' dropped the stream: {exc}") from None
             except TimeoutError:
-                raise EngineTimeout(f"engine for '{self.model}' sent nothing for "
-                                    f"{self.between_tokens_s:g} s mid-stream") from None
+                raise EngineTimeout(
+                    f"engine for '{self.model}' sent nothing for {self.between_tokens_s:g} s mid-stream"
+                ) from None
             if not chunk:
                 rest, self._buffer = self._buffer, b""
                 if rest.strip():  # an unterminated last event: pass it on rather than lose it
@@ -81,11 +82,15 @@ class EngineClient(ABC):
         self.session = session
         self.in_flight = dict.fromkeys(model.endpoints, 0)
         timeouts = model.timeouts
-        self.stream_timeout = aiohttp.ClientTimeout(total=timeouts.total_s, connect=timeouts.connect_s,
-                                                    sock_connect=timeouts.connect_s,
-                                                    sock_read=timeouts.between_tokens_s)
-        self.unary_timeout = aiohttp.ClientTimeout(total=timeouts.total_s, connect=timeouts.connect_s,
-                                                   sock_connect=timeouts.connect_s)
+        self.stream_timeout = aiohttp.ClientTimeout(
+            total=timeouts.total_s,
+            connect=timeouts.connect_s,
+            sock_connect=timeouts.connect_s,
+            sock_read=timeouts.between_tokens_s,
+        )
+        self.unary_timeout = aiohttp.ClientTimeout(
+            total=timeouts.total_s, connect=timeouts.connect_s, sock_connect=timeouts.connect_s
+        )
         self.headers = {"content-type": "application/json"}
         if model.api_key:
             self.headers["authorization"] = f"Bearer {model.api_key}"
@@ -98,18 +103,19 @@ class EngineClient(ABC):
         endpoint = self._pick_endpoint()
         self.in_flight[endpoint] += 1
         try:
-            async with self.session.post(endpoint + path, data=body, headers=self.headers,
-                                         timeout=self.unary_timeout) as response:
+            async with self.session.post(
+                endpoint + path, data=body, headers=self.headers, timeout=self.unary_timeout
+            ) as response:
                 payload = await response.read()
                 if response.status >= 400:
                     raise self._engine_error(response.status, payload)
                 return payload
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            raise EngineUnavailable(f"engine for '{self.model.name}' at {endpoint} is unreachable: "
-                                    f"{exc}") from None
+            raise EngineUnavailable(f"engine for '{self.model.name}' at {endpoint} is unreachable: {exc}") from None
         except TimeoutError:
-            raise EngineTimeout(f"engine for '{self.model.name}' did not answer within "
-                                f"{self.model.timeouts.total_s:g} s") from None
+            raise EngineTimeout(
+                f"engine for '{self.model.name}' did not answer within {self.model.timeouts.total_s:g} s"
+            ) from None
         finally:
             self.in_flight[endpoint] -= 1
 
@@ -119,8 +125,9 @@ class EngineClient(ABC):
         response: aiohttp.ClientResponse | None = None
         try:
             async with asyncio.timeout(self.model.timeouts.first_token_s):
-                response = await self.session.post(endpoint + path, data=body, headers=self.headers,
-                                                   timeout=self.stream_timeout)
+                response = await self.session.post(
+                    endpoint + path, data=body, headers=self.headers, timeout=self.stream_timeout
+                )
                 if response.status >= 400:
                     payload = await response.read()
                     response.release()
@@ -131,13 +138,13 @@ class EngineClient(ABC):
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             if response is not None:
                 response.close()
-            raise EngineUnavailable(f"engine for '{self.model.name}' at {endpoint} is unreachable: "
-                                    f"{exc}") from None
+            raise EngineUnavailable(f"engine for '{self.model.name}' at {endpoint} is unreachable: {exc}") from None
         except TimeoutError:
             if response is not None:
                 response.close()
-            raise EngineTimeout(f"engine for '{self.model.name}' sent no first token within "
-                                f"{self.model.timeouts.first_token_s:g} s") from None
+            raise EngineTimeout(
+                f"engine for '{self.model.name}' sent no first token within {self.model.timeouts.first_token_s:g} s"
+            ) from None
         except BaseException:
             if response is not None:
                 response.close()
@@ -155,8 +162,13 @@ class EngineClient(ABC):
         except orjson.JSONDecodeError:
             if payload:
                 message = f"{message}: {payload[:200].decode(errors='replace')}"
-        return EngineError(f"{self.model.name}: {message}", status=status, param=param, code=code,
-                           etype=etype if isinstance(etype, str) else None)
+        return EngineError(
+            f"{self.model.name}: {message}",
+            status=status,
+            param=param,
+            code=code,
+            etype=etype if isinstance(etype, str) else None,
+        )
 
     @abstractmethod
     async def health(self) -> bool:

@@ -78,13 +78,20 @@ def build_argv(model: ModelConfig, port: int) -> list[str]:
     if launch is None:
         raise ValueError(f"model '{model.name}' has no launch block")
     return [
-        *(launch.command or default_command()), launch.model,
-        "--host", launch.host,
-        "--port", str(port),
-        "--served-model-name", model.upstream_name,
-        "--gpu-memory-utilization", f"{launch.gpu_memory_utilization:g}",
-        "--max-model-len", str(launch.max_model_len or model.context_length),
-        "--max-num-seqs", str(launch.max_num_seqs or model.profile.max_num_seqs),
+        *(launch.command or default_command()),
+        launch.model,
+        "--host",
+        launch.host,
+        "--port",
+        str(port),
+        "--served-model-name",
+        model.upstream_name,
+        "--gpu-memory-utilization",
+        f"{launch.gpu_memory_utilization:g}",
+        "--max-model-len",
+        str(launch.max_model_len or model.context_length),
+        "--max-num-seqs",
+        str(launch.max_num_seqs or model.profile.max_num_seqs),
         *launch.extra_args,
     ]
 
@@ -127,7 +134,7 @@ def session_processes(sid: int) -> list[int]:
         except OSError:
             continue  # exited while we looked
         # fields after the ')' that ends the command name: state ppid pgrp session ...
-        fields = stat[stat.rfind(")") + 2:].split()
+        fields = stat[stat.rfind(")") + 2 :].split()
         if len(fields) > 3 and int(fields[3]) == sid and fields[0] not in ("Z", "X"):
             pids.append(int(entry.parent.name))
     return pids
@@ -169,8 +176,9 @@ class Engine:
 class Launcher:
     """Owns the launched engines of one Triage process."""
 
-    def __init__(self, models: list[ModelConfig], load: LoadBoard, metrics: Metrics | None = None, *,
-                 health_poll_s: float = 1.0) -> None:
+    def __init__(
+        self, models: list[ModelConfig], load: LoadBoard, metrics: Metrics | None = None, *, health_poll_s: float = 1.0
+    ) -> None:
         self.models = [m for m in models if m.launch is not None]
         self.engines = {m.name: Engine(m) for m in self.models}
         self.load = load
@@ -181,8 +189,11 @@ class Launcher:
 
     def process_groups(self) -> dict[str, int]:
         """Model -> process group id (= its engine leader's pid) of every engine process now running."""
-        return {e.name: e.process.pid for e in self.engines.values()
-                if e.process is not None and e.process.returncode is None}
+        return {
+            e.name: e.process.pid
+            for e in self.engines.values()
+            if e.process is not None and e.process.returncode is None
+        }
 
     # -- start -------------------------------------------------------------------------------------------
 
@@ -217,8 +228,12 @@ class Launcher:
             await self._wait_healthy(engine)
             engine.healthy_since_s = time.monotonic()
             self.load.mark_healthy(engine.name)
-            log.info("engine for %s healthy after %.0f s at %s", engine.name, time.monotonic() - t0,
-                     engine.model.endpoints[0])
+            log.info(
+                "engine for %s healthy after %.0f s at %s",
+                engine.name,
+                time.monotonic() - t0,
+                engine.model.endpoints[0],
+            )
         for engine in self.engines.values():
             engine.supervisor = asyncio.create_task(self._supervise(engine), name=f"supervise-{engine.name}")
 
@@ -251,8 +266,10 @@ class Launcher:
         for gpu, shares in gpu_shares(self.models).items():
             reading = by_gpu.get(gpu)
             if reading is None:
-                problems.append(f"GPU {gpu} (of {', '.join(shares)}) does not exist; NVML sees GPUs "
-                                f"{', '.join(by_gpu) or 'none'} (set the models' gpu field to one of them)")
+                problems.append(
+                    f"GPU {gpu} (of {', '.join(shares)}) does not exist; NVML sees GPUs "
+                    f"{', '.join(by_gpu) or 'none'} (set the models' gpu field to one of them)"
+                )
                 continue
             total = reading.memory_total_bytes
             need = sum(shares.values()) * total
@@ -261,23 +278,36 @@ class Launcher:
             parts = ", ".join(f"{name} {share:g} = {share * total / GIB:.1f} GiB" for name, share in shares.items())
             holders = sorted(reading.processes.items(), key=lambda kv: -kv[1])[:5]
             held = "; held by " + ", ".join(f"pid {pid} ({b / GIB:.1f} GiB)" for pid, b in holders) if holders else ""
-            problems.append(f"GPU {gpu} ({reading.name}) has {reading.memory_free_bytes / GIB:.1f} of "
-                            f"{total / GIB:.1f} GiB free, but its engines need {need / GIB:.1f} GiB ({parts})"
-                            f"{held}")
+            problems.append(
+                f"GPU {gpu} ({reading.name}) has {reading.memory_free_bytes / GIB:.1f} of "
+                f"{total / GIB:.1f} GiB free, but its engines need {need / GIB:.1f} GiB ({parts})"
+                f"{held}"
+            )
         if problems:
-            raise LaunchError("engines do not fit in GPU memory: " + "; ".join(problems) +
-                              ". Stop the processes holding memory or lower launch.gpu_memory_utilization")
+            raise LaunchError(
+                "engines do not fit in GPU memory: "
+                + "; ".join(problems)
+                + ". Stop the processes holding memory or lower launch.gpu_memory_utilization"
+            )
 
     async def _spawn(self, engine: Engine) -> None:
         argv = build_argv(engine.model, engine.port)
         if shutil.which(argv[0]) is None:
-            raise LaunchError(f"cannot start the engine for '{engine.name}': '{argv[0]}' is not an executable "
-                              "on PATH; set launch.command or install vLLM")
-        creating = asyncio.ensure_future(asyncio.create_subprocess_exec(
-            *with_parent_death_signal(argv), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=build_env(engine.model),
-            start_new_session=True,  # own process group: signals reach its workers, not Triage's terminal
-            limit=LOG_LINE_LIMIT))
+            raise LaunchError(
+                f"cannot start the engine for '{engine.name}': '{argv[0]}' is not an executable "
+                "on PATH; set launch.command or install vLLM"
+            )
+        creating = asyncio.ensure_future(
+            asyncio.create_subprocess_exec(
+                *with_parent_death_signal(argv),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=build_env(engine.model),
+                start_new_session=True,  # own process group: signals reach its workers, not Triage's terminal
+                limit=LOG_LINE_LIMIT,
+            )
+        )
         try:
             try:
                 process = await asyncio.shield(creating)
@@ -285,13 +315,16 @@ class Launcher:
                 engine.process = await creating
                 raise
         except OSError as exc:
-            raise LaunchError(f"cannot start the engine for '{engine.name}' ({shlex.join(argv[:4])} ...): "
-                              f"{exc.strerror}; set launch.command or install vLLM") from None
+            raise LaunchError(
+                f"cannot start the engine for '{engine.name}' ({shlex.join(argv[:4])} ...): "
+                f"{exc.strerror}; set launch.command or install vLLM"
+            ) from None
         engine.process = process
         engine.healthy_since_s = None
         if process.stdout is not None:
-            engine.log_task = asyncio.create_task(self._pump_output(engine, process.stdout),
-                                                  name=f"output-{engine.name}")
+            engine.log_task = asyncio.create_task(
+                self._pump_output(engine, process.stdout), name=f"output-{engine.name}"
+            )
         log.info("started engine for %s, pid %d: %s", engine.name, process.pid, shlex.join(argv))
 
     async def _pump_output(self, engine: Engine, stream: asyncio.StreamReader) -> None:
@@ -318,8 +351,10 @@ class Launcher:
         while True:
             if process.returncode is not None:
                 await self._drain_output(engine)
-                raise LaunchError(f"engine for '{engine.name}' {describe_exit(process.returncode)} while starting;"
-                                  f" its last output:\n{engine.last_output()}")
+                raise LaunchError(
+                    f"engine for '{engine.name}' {describe_exit(process.returncode)} while starting;"
+                    f" its last output:\n{engine.last_output()}"
+                )
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 async with session.get(engine.health_url, timeout=probe_timeout) as response:
                     if response.status == 200:
@@ -329,7 +364,8 @@ class Launcher:
                     f"engine for '{engine.name}' did not answer {engine.health_url} within "
                     f"{launch.startup_timeout_s:g} s (launch.startup_timeout_s); raise it if the engine is still "
                     f"loading (downloads and torch.compile take minutes), else see its last output:\n"
-                    f"{engine.last_output()}")
+                    f"{engine.last_output()}"
+                )
             await wait_exit(process, min(self.health_poll_s, deadline_s - time.monotonic()))
 
     async def _drain_output(self, engine: Engine) -> None:
@@ -357,16 +393,27 @@ class Launcher:
             what = f"engine {describe_exit(returncode)}"
             if engine.restarts_in_row >= policy.max_restarts:
                 self.load.mark_unhealthy(engine.name, f"{what}; gave up after {policy.max_restarts} restarts")
-                log.error("engine for %s %s; gave up after %d restarts in a row, it stays down. Last output:\n%s",
-                          engine.name, describe_exit(returncode), policy.max_restarts, engine.last_output())
+                log.error(
+                    "engine for %s %s; gave up after %d restarts in a row, it stays down. Last output:\n%s",
+                    engine.name,
+                    describe_exit(returncode),
+                    policy.max_restarts,
+                    engine.last_output(),
+                )
                 await self._kill_group(engine.process.pid)
                 return
             delay_s = min(policy.backoff_initial_s * 2**engine.restarts_in_row, policy.backoff_max_s)
             engine.restarts_in_row += 1
             self.load.mark_unhealthy(engine.name, f"{what}; restarting")
-            log.warning("engine for %s %s; routing around it, restart %d/%d in %.1f s. Last output:\n%s",
-                        engine.name, describe_exit(returncode), engine.restarts_in_row, policy.max_restarts,
-                        delay_s, engine.last_output())
+            log.warning(
+                "engine for %s %s; routing around it, restart %d/%d in %.1f s. Last output:\n%s",
+                engine.name,
+                describe_exit(returncode),
+                engine.restarts_in_row,
+                policy.max_restarts,
+                delay_s,
+                engine.last_output(),
+            )
             await self._kill_group(engine.process.pid)  # workers of the dead leader still hold GPU memory
             await asyncio.sleep(delay_s)
             if self.metrics is not None:
@@ -409,8 +456,11 @@ class Launcher:
             if await wait_exit(process, launch.stop_timeout_s):
                 log.info("engine for %s stopped", engine.name)
             else:
-                log.warning("engine for %s still running %g s after SIGTERM; sending SIGKILL", engine.name,
-                            launch.stop_timeout_s)
+                log.warning(
+                    "engine for %s still running %g s after SIGTERM; sending SIGKILL",
+                    engine.name,
+                    launch.stop_timeout_s,
+                )
         await self._kill_group(process.pid)  # the leader is gone or overdue: nothing of its group may stay
         await wait_exit(process, KILL_WAIT_S)
 
@@ -469,8 +519,9 @@ def _cancel_on_signals(task: asyncio.Future[None]) -> Iterator[list[int]]:
             signal.signal(signum, before)
 
 
-async def start_launched_engines(models: list[ModelConfig], load: LoadBoard,
-                                 metrics: Metrics | None = None) -> Launcher | None:
+async def start_launched_engines(
+    models: list[ModelConfig], load: LoadBoard, metrics: Metrics | None = None
+) -> Launcher | None:
     """Start the engines of the models with a `launch` block (None when there are none); raises LaunchError."""
     if not any(m.launch is not None for m in models):
         return None

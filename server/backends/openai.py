@@ -15,8 +15,9 @@ class OpenAIClient(EngineClient):
     async def health(self) -> bool:
         for endpoint in self.model.endpoints:
             try:
-                async with self.session.get(endpoint + "/models", headers=self.headers,
-                                            timeout=_PROBE_TIMEOUT) as response:
+                async with self.session.get(
+                    endpoint + "/models", headers=self.headers, timeout=_PROBE_TIMEOUT
+                ) as response:
                     if response.status == 200:
                         return True
             except (aiohttp.ClientError, TimeoutError):

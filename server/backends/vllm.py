@@ -65,6 +65,9 @@ class VllmClient(EngineClient):
             if total is None:
                 total = stats
             else:
-                total = EngineStats(total.running + stats.running, total.waiting + stats.waiting,
-                                    max(total.kv_cache_usage, stats.kv_cache_usage))
+                total = EngineStats(
+                    total.running + stats.running,
+                    total.waiting + stats.waiting,
+                    max(total.kv_cache_usage, stats.kv_cache_usage),
+                )
         return total

@@ -77,8 +77,9 @@ class Breakers:
     def __init__(self, models: list[str], config: BreakerConfig, load: LoadBoard, metrics: Metrics) -> None:
         self.load = load
         self.metrics = metrics
-        self.breakers = {name: CircuitBreaker(config.failures, config.cooldown_s, config.max_cooldown_s)
-                         for name in models}
+        self.breakers = {
+            name: CircuitBreaker(config.failures, config.cooldown_s, config.max_cooldown_s) for name in models
+        }
         for name in models:
             metrics.breaker_state.labels(name).set(0)
 
@@ -106,8 +107,12 @@ class Breakers:
     def failure(self, model: str) -> None:
         breaker = self.breakers[model]
         if breaker.on_failure(time.monotonic()):
-            log.warning("circuit breaker for %s open for %.1f s after %d consecutive failures", model,
-                        breaker.current_cooldown_s, breaker.consecutive_failures)
+            log.warning(
+                "circuit breaker for %s open for %.1f s after %d consecutive failures",
+                model,
+                breaker.current_cooldown_s,
+                breaker.consecutive_failures,
+            )
             self.metrics.breaker_opens.labels(model).inc()
             self._publish(model, breaker)
 

@@ -44,8 +44,13 @@ class Candidate:
     terms: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "score": self.score, "eligible": self.eligible, "reason": self.reason,
-                **self.terms}
+        return {
+            "model": self.model,
+            "score": self.score,
+            "eligible": self.eligible,
+            "reason": self.reason,
+            **self.terms,
+        }
 
 
 @dataclass(slots=True)

@@ -35,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
             print("triage decisions: the config sets policy.store to null: no audit log", file=sys.stderr)
             return 2
     if not Path(path).exists():
-        print(f"triage decisions: no store at {path}; start `triage serve` with the triage policy first",
-              file=sys.stderr)
+        print(
+            f"triage decisions: no store at {path}; start `triage serve` with the triage policy first", file=sys.stderr
+        )
         return 2
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         flags = "".join(("E" if row["explored"] else "-", "O" if row["overflow"] else "-"))
         outcome = row["outcome"] or "open"
         latency = f"{row['latency_s']:.2f}s" if row["latency_s"] is not None else "-"
-        print(f"{when}  {row['request_id'][:24]:<24} {row['category']:<24} {row['model']:<12} {flags} "
-              f"{outcome:<5} {latency:>7}  {row['reason']}")
+        print(
+            f"{when}  {row['request_id'][:24]:<24} {row['category']:<24} {row['model']:<12} {flags} "
+            f"{outcome:<5} {latency:>7}  {row['reason']}"
+        )
     return 0

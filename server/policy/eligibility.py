@@ -18,8 +18,9 @@ UNHEALTHY = "unhealthy"
 AT_CAP = "at its in-flight cap"
 
 
-def ineligible_reason(model: ModelConfig, load: EngineLoad, request: RouteRequest,
-                      default_allow_remote: bool) -> str | None:
+def ineligible_reason(
+    model: ModelConfig, load: EngineLoad, request: RouteRequest, default_allow_remote: bool
+) -> str | None:
     options = request.options
     if options.models is not None and model.name not in options.models:
         return "not in the request's allow list"
@@ -49,9 +50,11 @@ def raise_no_candidate(candidates: list[Candidate]) -> NoReturn:
     details = "; ".join(f"{c.model}: {c.reason}" for c in candidates)
     reasons = [c.reason for c in candidates]
     if any(r.startswith(AT_CAP) for r in reasons):
-        raise RateLimited(f"every model that could serve this request is at capacity ({details}); retry later",
-                          retry_after_s=1.0)
+        raise RateLimited(
+            f"every model that could serve this request is at capacity ({details}); retry later", retry_after_s=1.0
+        )
     if any(r.startswith(UNHEALTHY) for r in reasons):
         raise EngineUnavailable(f"no healthy engine can serve this request ({details})")
-    raise NoEligibleModel(f"no configured model can serve this request ({details}); relax the request's "
-                          "constraints or name a model")
+    raise NoEligibleModel(
+        f"no configured model can serve this request ({details}); relax the request's constraints or name a model"
+    )

@@ -45,12 +45,18 @@ class KeywordPolicy(Policy):
             remote_penalty = 2.0 if model.remote else 0.0  # local first, always
             score = role_match - 0.1 * busy - remote_penalty
             reason = f"role '{wanted}'" if role_match else f"no '{wanted}' role"
-            candidates.append(Candidate(model.name, True, reason, round(score, 4),
-                                        {"role_match": role_match, "busy": round(busy, 4)}))
+            candidates.append(
+                Candidate(model.name, True, reason, round(score, 4), {"role_match": role_match, "busy": round(busy, 4)})
+            )
         ranked = sorted((c for c in candidates if c.eligible), key=lambda c: c.score or 0.0, reverse=True)
         if not ranked:
             raise_no_candidate(candidates)
         best = ranked[0]
         reason = f"{request.classification.category} -> {best.reason}"
-        return Decision(best.model, reason, candidates, fallbacks=[c.model for c in ranked[1:]],
-                        overflow=self.by_name[best.model].remote)
+        return Decision(
+            best.model,
+            reason,
+            candidates,
+            fallbacks=[c.model for c in ranked[1:]],
+            overflow=self.by_name[best.model].remote,
+        )

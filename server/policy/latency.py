@@ -63,8 +63,16 @@ def _speed(model: ModelConfig) -> _Speed:
     tpot_max = batch / p.peak_decode_tok_per_s if p.peak_decode_tok_per_s else tpot_1 * PEAK_STRETCH
     tpot_max = max(tpot_max, tpot_1)
     slope = (tpot_max - tpot_1) / (batch - 1) if batch > 1 else 0.0
-    return _Speed(p.base_ttft_ms / 1e3, 1.0 / p.prefill_tok_per_s, tpot_1, slope, tpot_max, batch,
-                  p.contention_sensitivity, model.remote)
+    return _Speed(
+        p.base_ttft_ms / 1e3,
+        1.0 / p.prefill_tok_per_s,
+        tpot_1,
+        slope,
+        tpot_max,
+        batch,
+        p.contention_sensitivity,
+        model.remote,
+    )
 
 
 class LatencyPredictor:
@@ -78,7 +86,8 @@ class LatencyPredictor:
         # neighbours[i]: indices of the other local engines on model i's GPU
         self.neighbours: list[tuple[int, ...]] = [
             tuple(j for j, g in enumerate(self.gpus) if j != i and g is not None and g == self.gpus[i])
-            for i in range(len(models))]
+            for i in range(len(models))
+        ]
 
     def snapshot(self, now_s: float) -> tuple[list[int], list[int], list[float]]:
         """(open requests, queued requests, mean planned tokens per open request), one entry per model."""
@@ -103,8 +112,14 @@ class LatencyPredictor:
             mean_tokens.append(state.in_flight_tokens / state.in_flight if state.in_flight > 0 else 0.0)
         return occupancy, queued, mean_tokens
 
-    def predict(self, i: int, snap: tuple[list[int], list[int], list[float]], now_s: float,
-                prompt_tokens: int, max_output_tokens: int) -> Prediction:
+    def predict(
+        self,
+        i: int,
+        snap: tuple[list[int], list[int], list[float]],
+        now_s: float,
+        prompt_tokens: int,
+        max_output_tokens: int,
+    ) -> Prediction:
         s = self.speeds[i]
         out_tokens = OUTPUT_FILL * max_output_tokens
         if s.remote:  # elastic capacity: the profile's idle speed

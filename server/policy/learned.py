@@ -34,14 +34,17 @@ class LearnedQuality:
         for m in models:
             name = m.profile.predictor_model
             if name is not None and name not in known:
-                raise ConfigError(f"models[{m.name}].profile.predictor_model: '{name}' is not one of the "
-                                  f"predictor's models: {', '.join(predictor.models)}")
+                raise ConfigError(
+                    f"models[{m.name}].profile.predictor_model: '{name}' is not one of the "
+                    f"predictor's models: {', '.join(predictor.models)}"
+                )
             columns.append(known.get(name) if name is not None else None)
         if not any(c is not None for c in columns):
-            raise ConfigError("policy.quality_predictor is set but no model has profile.predictor_model; "
-                              "map at least one model to one of: " + ", ".join(predictor.models))
-        log.info("learned quality predictor: %d of %d models mapped", sum(c is not None for c in columns),
-                 len(columns))
+            raise ConfigError(
+                "policy.quality_predictor is set but no model has profile.predictor_model; "
+                "map at least one model to one of: " + ", ".join(predictor.models)
+            )
+        log.info("learned quality predictor: %d of %d models mapped", sum(c is not None for c in columns), len(columns))
         return cls(predictor, columns)
 
     def predict(self, embedding: np.ndarray | None) -> list[float | None]:

@@ -40,6 +40,8 @@ def resolve_weights(default_preset: str, options: RouteOptions) -> tuple[str, We
     if not options.weights:
         return preset, weights
     w = options.weights  # a negative weight would reward what the caller wants less of: clamp at zero
-    return "custom", Weights(quality=max(0.0, w.get("quality", weights.quality)),
-                             latency=max(0.0, w.get("latency", weights.latency)),
-                             cost=max(0.0, w.get("cost", weights.cost)))
+    return "custom", Weights(
+        quality=max(0.0, w.get("quality", weights.quality)),
+        latency=max(0.0, w.get("latency", weights.latency)),
+        cost=max(0.0, w.get("cost", weights.cost)),
+    )

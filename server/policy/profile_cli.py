@@ -29,11 +29,18 @@ class ProfileError(RuntimeError):
     """An engine did not answer as an OpenAI completions server, or the YAML cannot be patched."""
 
 
-async def _stream(client: httpx.AsyncClient, url: str, model: str, prompt: str, max_tokens: int,
-                  timeout_s: float) -> tuple[float, list[float]]:
+async def _stream(
+    client: httpx.AsyncClient, url: str, model: str, prompt: str, max_tokens: int, timeout_s: float
+) -> tuple[float, list[float]]:
     """(TTFT s, arrival time of every streamed chunk) of one streamed completion."""
-    body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "stream": True, "ignore_eos": True,
-            "temperature": 0}
+    body = {
+        "model": model,
+        "prompt": prompt,
+        "max_tokens": max_tokens,
+        "stream": True,
+        "ignore_eos": True,
+        "temperature": 0,
+    }
     t0 = time.perf_counter()
     arrivals: list[float] = []
     async with client.stream("POST", url + "/completions", json=body, timeout=timeout_s) as response:
@@ -47,8 +54,9 @@ async def _stream(client: httpx.AsyncClient, url: str, model: str, prompt: str, 
     return arrivals[0] - t0, arrivals
 
 
-async def measure(url: str, model: str, repeats: int, concurrency: int, timeout_s: float,
-                  api_key: str | None = None) -> dict[str, float]:
+async def measure(
+    url: str, model: str, repeats: int, concurrency: int, timeout_s: float, api_key: str | None = None
+) -> dict[str, float]:
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     async with httpx.AsyncClient(headers=headers, limits=httpx.Limits(max_connections=concurrency + 4)) as client:
         await _stream(client, url, model, "Hello", 2, timeout_s)  # warm-up
@@ -60,8 +68,9 @@ async def measure(url: str, model: str, repeats: int, concurrency: int, timeout_
             _, arrivals = await _stream(client, url, model, "Count:", DECODE_TOKENS, timeout_s)
             gaps.extend(b - a for a, b in itertools.pairwise(arrivals))
         t0 = time.perf_counter()
-        runs = await asyncio.gather(*(_stream(client, url, model, "Count:", DECODE_TOKENS, timeout_s)
-                                      for _ in range(concurrency)))
+        runs = await asyncio.gather(
+            *(_stream(client, url, model, "Count:", DECODE_TOKENS, timeout_s) for _ in range(concurrency))
+        )
         wall_s = time.perf_counter() - t0
     base_s = statistics.median(short)
     prefill_s = max(1e-4, statistics.median(long) - base_s)
@@ -76,8 +85,18 @@ async def measure(url: str, model: str, repeats: int, concurrency: int, timeout_
 def patch_profile(text: str, model: str, values: dict[str, float]) -> str:
     """`text` with `values` written into model `model`'s block-style `profile:` mapping (created if absent)."""
     lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if re.match(rf"^(\s*)- name:\s*['\"]?{re.escape(model)}['\"]?\s*"
-                                                                 r"(#.*)?$", line)), None)
+    start = next(
+        (
+            i
+            for i, line in enumerate(lines)
+            if re.match(
+                rf"^(\s*)- name:\s*['\"]?{re.escape(model)}['\"]?\s*"
+                r"(#.*)?$",
+                line,
+            )
+        ),
+        None,
+    )
     if start is None:
         raise ProfileError(f"model '{model}' not found as a '- name: {model}' line")
     item_indent = len(lines[start]) - len(lines[start].lstrip()) + 2  # keys of the list item
@@ -132,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         if model.remote or (wanted is not None and model.name not in wanted):
             continue
         try:
-            results[model.name] = asyncio.run(measure(model.endpoints[0], model.upstream_name, repeats,
-                                                      concurrency, args.timeout, model.api_key))
+            results[model.name] = asyncio.run(
+                measure(model.endpoints[0], model.upstream_name, repeats, concurrency, args.timeout, model.api_key)
+            )
         except (httpx.HTTPError, ProfileError) as exc:
             print(f"triage profile: {model.name}: {exc}; is the engine running?", file=sys.stderr)
             return 1

@@ -55,8 +55,10 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 def _options(settings: PolicyConfig) -> dict[str, Any]:
     unknown = set(settings.options) - set(DEFAULT_OPTIONS)
     if unknown:
-        raise ConfigError(f"policy.options: unknown key(s) {', '.join(sorted(unknown))} for the triage policy; "
-                          f"known: {', '.join(DEFAULT_OPTIONS)}")
+        raise ConfigError(
+            f"policy.options: unknown key(s) {', '.join(sorted(unknown))} for the triage policy; "
+            f"known: {', '.join(DEFAULT_OPTIONS)}"
+        )
     return {**DEFAULT_OPTIONS, **settings.options}
 
 
@@ -88,16 +90,14 @@ class TriagePolicy(Policy):
         self.stats = OutcomeStats(float(opts["prior_strength"]))
         self.explorer = Explorer(settings.explore_share, float(opts["explore_margin"]), opts["seed"])
         # quality[i][category]: the profile's number, or its default, for every known category
-        self.quality = [{c: m.profile.quality.get(c, m.profile.quality_default) for c in CATEGORIES}
-                        for m in models]
+        self.quality = [{c: m.profile.quality.get(c, m.profile.quality_default) for c in CATEGORIES} for m in models]
         self.quality_default = [m.profile.quality_default for m in models]
         self.usd_per_token = [_usd_per_token(m, float(opts["usd_per_gpu_hour"])) for m in models]
         self.recent: OrderedDict[str, tuple[str, str]] = OrderedDict()  # request id -> (category, model)
         self.store: Store | None = None
         self.clock: Callable[[], float] = time.monotonic  # the LoadBoard's clock; simulations swap in theirs
         self._no_learned: list[float | None] = [None] * len(models)
-        self.learned = LearnedQuality.load(settings.quality_predictor, models) if settings.quality_predictor \
-            else None
+        self.learned = LearnedQuality.load(settings.quality_predictor, models) if settings.quality_predictor else None
 
     def attach_store(self, store: Store) -> None:
         self.store = store
@@ -151,16 +151,28 @@ class TriagePolicy(Policy):
             pred = self.predictor.predict(i, snap, now, request.prompt_tokens, request.max_output_tokens)
             quality = self._quality(i, category, cls.category_scores, learned)
             latency = pred.total_s + self.neighbour_weight * pred.neighbour_s
-            utility = (quality_weight * quality - w.latency * math.log1p(latency / self.latency_scale_s)
-                       - w.cost * cost / self.cost_scale_usd)
+            utility = (
+                quality_weight * quality
+                - w.latency * math.log1p(latency / self.latency_scale_s)
+                - w.cost * cost / self.cost_scale_usd
+            )
             meets = (model.remote or pred.ttft_s <= self.overflow_ttft_s) and (
-                max_latency_s is None or pred.total_s <= max_latency_s)
-            candidate = Candidate(model.name, True, "meets target" if meets else "predicted to miss target",
-                                  round(utility, 5), {
-                                      "quality": round(quality, 4), "ttft_ms": round(pred.ttft_s * 1e3, 1),
-                                      "latency_ms": round(pred.total_s * 1e3, 1),
-                                      "neighbour_ms": round(pred.neighbour_s * 1e3, 1),
-                                      "cost_usd": cost, "in_flight": float(load.in_flight)})
+                max_latency_s is None or pred.total_s <= max_latency_s
+            )
+            candidate = Candidate(
+                model.name,
+                True,
+                "meets target" if meets else "predicted to miss target",
+                round(utility, 5),
+                {
+                    "quality": round(quality, 4),
+                    "ttft_ms": round(pred.ttft_s * 1e3, 1),
+                    "latency_ms": round(pred.total_s * 1e3, 1),
+                    "neighbour_ms": round(pred.neighbour_s * 1e3, 1),
+                    "cost_usd": cost,
+                    "in_flight": float(load.in_flight),
+                },
+            )
             candidates.append(candidate)
             if model.remote:
                 remote.append(candidate)
@@ -189,14 +201,22 @@ class TriagePolicy(Policy):
             ranked = [*remote, *local_slow]
         elif local_slow:
             chosen = local_slow[0]
-            reason = (f"{category}: {chosen.model}, best effort: {self._miss_reason(local_slow, max_latency_s)} "
-                      "and remote is not allowed")
+            reason = (
+                f"{category}: {chosen.model}, best effort: {self._miss_reason(local_slow, max_latency_s)} "
+                "and remote is not allowed"
+            )
             ranked = local_slow
         else:
             raise_no_candidate(candidates)
         self._remember(request, chosen.model, reason, preset, explored, overflow, candidates)
-        return Decision(chosen.model, reason, candidates, fallbacks=[c.model for c in ranked if c is not chosen],
-                        overflow=overflow, explored=explored)
+        return Decision(
+            chosen.model,
+            reason,
+            candidates,
+            fallbacks=[c.model for c in ranked if c is not chosen],
+            overflow=overflow,
+            explored=explored,
+        )
 
     def _explore(self, pool: list[Candidate], category: str, quality_weight: float) -> Candidate:
         best = _score(pool[0])
@@ -215,30 +235,54 @@ class TriagePolicy(Policy):
         reason = f"{category}: {chosen.model} (quality {t['quality']:.2f}, ttft ~{t['ttft_ms']:.0f} ms; {preset})"
         best_quality = max(eligible, key=lambda c: c.terms["quality"])
         if best_quality is not chosen and best_quality.terms["quality"] > t["quality"]:
-            reason += (f"; {best_quality.model} fits better but is busier (ttft ~"
-                       f"{best_quality.terms['ttft_ms']:.0f} ms, {best_quality.terms['in_flight']:.0f} in flight)")
+            reason += (
+                f"; {best_quality.model} fits better but is busier (ttft ~"
+                f"{best_quality.terms['ttft_ms']:.0f} ms, {best_quality.terms['in_flight']:.0f} in flight)"
+            )
         return reason
 
     def _miss_reason(self, slow: list[Candidate], max_latency_s: float | None) -> str:
         fastest = min(slow, key=lambda c: c.terms["ttft_ms"])
         if max_latency_s is not None:
-            return (f"no local model meets max_latency_ms {max_latency_s * 1e3:.0f} (fastest {fastest.model}: "
-                    f"~{fastest.terms['latency_ms']:.0f} ms)")
-        return (f"no local model meets the {self.overflow_ttft_s * 1e3:.0f} ms TTFT target (fastest "
-                f"{fastest.model}: ~{fastest.terms['ttft_ms']:.0f} ms)")
+            return (
+                f"no local model meets max_latency_ms {max_latency_s * 1e3:.0f} (fastest {fastest.model}: "
+                f"~{fastest.terms['latency_ms']:.0f} ms)"
+            )
+        return (
+            f"no local model meets the {self.overflow_ttft_s * 1e3:.0f} ms TTFT target (fastest "
+            f"{fastest.model}: ~{fastest.terms['ttft_ms']:.0f} ms)"
+        )
 
     # -- memory, feedback, outcomes --------------------------------------------------------------------
 
-    def _remember(self, request: RouteRequest, model: str, reason: str, preset: str, explored: bool,
-                  overflow: bool, candidates: list[Candidate]) -> None:
+    def _remember(
+        self,
+        request: RouteRequest,
+        model: str,
+        reason: str,
+        preset: str,
+        explored: bool,
+        overflow: bool,
+        candidates: list[Candidate],
+    ) -> None:
         category = request.classification.category
         self.recent[request.request_id] = (category, model)
         if len(self.recent) > self.remember:
             self.recent.popitem(last=False)
         if self.store is not None:
-            self.store.record_decision(request.request_id, time.time(), category, request.classification.complexity,
-                                       request.prompt_text, model, reason, preset, explored, overflow,
-                                       [c.as_dict() for c in candidates])
+            self.store.record_decision(
+                request.request_id,
+                time.time(),
+                category,
+                request.classification.complexity,
+                request.prompt_text,
+                model,
+                reason,
+                preset,
+                explored,
+                overflow,
+                [c.as_dict() for c in candidates],
+            )
 
     def _lookup(self, request_id: str) -> tuple[str, str] | None:
         found = self.recent.get(request_id)

@@ -157,9 +157,7 @@ class SimApp:
         await _respond(send, 200, SIM_VERSION)
 
     async def _models(self, receive: Receive, send: Send) -> None:
-        await _respond(
-            send, 200, models_body(self.engine.name, self.engine.spec.max_model_len, self._created)
-        )
+        await _respond(send, 200, models_body(self.engine.name, self.engine.spec.max_model_len, self._created))
 
     async def _metrics(self, receive: Receive, send: Send) -> None:
         await _respond(send, 200, render(self._registry), METRICS_CONTENT_TYPE.encode())
@@ -203,18 +201,12 @@ class SimApp:
         rid = request_id(kind, self._id_tag, self._serial)
         framer = ReplyFramer(kind, rid, self.engine.name, self._filler, self._rng.randrange(1 << 16))
         drop_after: int | None = None
-        if (
-            req.stream
-            and faults.drop_mid_stream_rate > 0
-            and self._rng.random() < faults.drop_mid_stream_rate
-        ):
+        if req.stream and faults.drop_mid_stream_rate > 0 and self._rng.random() < faults.drop_mid_stream_rate:
             drop_after = DROP_AFTER_TOKENS + self._rng.randrange(6)
         watcher = asyncio.get_running_loop().create_task(_watch(receive, seq))
         try:
             if req.stream:
-                await self._stream(
-                    send, seq, framer, req.prompt_tokens, req.include_usage, drop_after, watcher
-                )
+                await self._stream(send, seq, framer, req.prompt_tokens, req.include_usage, drop_after, watcher)
             else:
                 await seq.wait_done()
                 if seq.aborted:

@@ -180,9 +180,7 @@ class SimEngine:
         cap = self.spec.max_num_seqs
         while self._waiting and len(self._prefilling) + len(self._decoding) < cap:
             seq = next(iter(self._waiting.values()))
-            if self._kv_used + seq.prompt_tokens > self.kv_cache_tokens and (
-                self._prefilling or self._decoding
-            ):
+            if self._kv_used + seq.prompt_tokens > self.kv_cache_tokens and (self._prefilling or self._decoding):
                 break  # head of line waits for KV blocks, as vLLM's scheduler does
             del self._waiting[seq.seq_id]
             seq.state = SeqState.RUNNING

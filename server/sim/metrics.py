@@ -50,22 +50,12 @@ class EngineCollector(Collector):
             return fam
 
         st = eng.stats
-        yield gauge(
-            "vllm:num_requests_running", "Number of requests in model execution batches.", eng.num_running
-        )
-        yield gauge(
-            "vllm:num_requests_waiting", "Number of requests waiting to be processed.", eng.num_waiting
-        )
-        yield gauge(
-            "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", eng.kv_cache_usage
-        )
-        yield counter(
-            "vllm:num_preemptions", "Cumulative number of preemption from the engine.", st.preemptions_total
-        )
+        yield gauge("vllm:num_requests_running", "Number of requests in model execution batches.", eng.num_running)
+        yield gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", eng.num_waiting)
+        yield gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", eng.kv_cache_usage)
+        yield counter("vllm:num_preemptions", "Cumulative number of preemption from the engine.", st.preemptions_total)
         yield counter("vllm:prompt_tokens", "Number of prefill tokens processed.", st.prompt_tokens_total)
-        yield counter(
-            "vllm:generation_tokens", "Number of generation tokens processed.", st.generation_tokens_total
-        )
+        yield counter("vllm:generation_tokens", "Number of generation tokens processed.", st.generation_tokens_total)
         success = CounterMetricFamily(
             "vllm:request_success",
             "Count of successfully processed requests.",
@@ -74,19 +64,13 @@ class EngineCollector(Collector):
         for reason in FINISH_REASONS:
             success.add_metric([*values, reason], st.request_success_total[reason])
         yield success
-        yield histogram(
-            "vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", st.ttft_s
-        )
-        yield histogram(
-            "vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", st.itl_s
-        )
+        yield histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", st.ttft_s)
+        yield histogram("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", st.itl_s)
         # Deprecated twin of the ITL histogram in vLLM; kept because dashboards still read it.
         yield histogram(
             "vllm:time_per_output_token_seconds", "Histogram of time per output token in seconds.", st.itl_s
         )
-        yield histogram(
-            "vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", st.e2e_s
-        )
+        yield histogram("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", st.e2e_s)
         yield histogram(
             "vllm:request_queue_time_seconds",
             "Histogram of time spent in WAITING phase for request.",

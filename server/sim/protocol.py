@@ -152,12 +152,7 @@ class ReplyFramer:
     def usage_chunk(self, prompt_tokens: int, completion_tokens: int) -> bytes:
         """The include_usage chunk: empty choices and the totals, as vLLM sends before [DONE]."""
         head = self._head[: self._head.index(b'"choices":[')]
-        return (
-            head
-            + b'"choices":[],"usage":'
-            + orjson.dumps(_usage(prompt_tokens, completion_tokens))
-            + b"}\n\n"
-        )
+        return head + b'"choices":[],"usage":' + orjson.dumps(_usage(prompt_tokens, completion_tokens)) + b"}\n\n"
 
     def full_body(self, n_tokens: int, finish_reason: str, prompt_tokens: int) -> bytes:
         text = self._filler.text(n_tokens, self._offset)

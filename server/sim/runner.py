@@ -201,9 +201,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="triage sim-engine", description="Run simulated vLLM engines (CPU only) until SIGINT/SIGTERM."
     )
     src = p.add_argument_group("from a file")
-    src.add_argument(
-        "--config", help="YAML with 'sim_engines:' or a Triage config whose models have 'simulated:'"
-    )
+    src.add_argument("--config", help="YAML with 'sim_engines:' or a Triage config whose models have 'simulated:'")
     one = p.add_argument_group("one engine from flags")
     one.add_argument("--name", help="served model name")
     one.add_argument("--port", type=int, help="TCP port on 127.0.0.1")
@@ -276,9 +274,7 @@ async def _serve_until_signal(specs: list[SimEngineSpec], run_for_s: float | Non
 def main(argv: list[str] | None = None) -> int:
     """`triage sim-engine`: exit 0 after a clean stop, 2 on a config error."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         specs = _specs_from_args(args)
     except ValueError as exc:  # SimConfigError and pydantic's ValidationError

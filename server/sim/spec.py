@@ -24,9 +24,7 @@ class FaultSpec(_Strict):
         default=0.0,
         description="Share of requests answered at once with HTTP 500 in vLLM's error JSON shape, 0..1.",
     )
-    hang: bool = Field(
-        default=False, description="Accept requests and never send a byte until the client gives up."
-    )
+    hang: bool = Field(default=False, description="Accept requests and never send a byte until the client gives up.")
     drop_mid_stream_rate: float = Field(
         default=0.0, description="Share of streams whose connection is cut after a few tokens, 0..1."
     )
@@ -52,14 +50,10 @@ class FaultSpec(_Strict):
 class SimEngineSpec(_Strict):
     """One simulated engine: where it listens, which preset it copies, and its capacity."""
 
-    name: str = Field(
-        min_length=1, description="Served model name: requests must name it, /v1/models lists it."
-    )
+    name: str = Field(min_length=1, description="Served model name: requests must name it, /v1/models lists it.")
     host: str = Field(default="127.0.0.1", description="Address to bind; keep it on loopback.")
     port: int = Field(ge=0, le=65535, description="TCP port; 0 picks a free one (see SimCluster.base_url).")
-    gpu: str = Field(
-        default="gpu0", min_length=1, description="Simulated GPU id; engines on one id share its compute."
-    )
+    gpu: str = Field(default="gpu0", min_length=1, description="Simulated GPU id; engines on one id share its compute.")
     shape: str = Field(default="qwen2.5-7b", description=f"Latency preset, one of {', '.join(SHAPE_NAMES)}.")
     prefill_tok_per_s: float | None = Field(
         default=None, gt=0, description="Override: batched prompt tokens per second of the preset."
@@ -74,9 +68,7 @@ class SimEngineSpec(_Strict):
         ge=0,
         description="Override: time to first token of a tiny prompt on an idle engine, ms.",
     )
-    max_num_seqs: int = Field(
-        default=256, ge=1, le=65536, description="Continuous-batching capacity (running seqs)."
-    )
+    max_num_seqs: int = Field(default=256, ge=1, le=65536, description="Continuous-batching capacity (running seqs).")
     max_num_batched_tokens: int = Field(
         default=8192,
         ge=16,

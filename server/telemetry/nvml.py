@@ -69,9 +69,17 @@ class Nvml:
             memory = nv.nvmlDeviceGetMemoryInfo(handle)
             utilization = nv.nvmlDeviceGetUtilizationRates(handle).gpu / 100.0  # NVML gives percent
             processes = {p.pid: int(p.usedGpuMemory or 0) for p in nv.nvmlDeviceGetComputeRunningProcesses(handle)}
-            readings.append(GpuReading(str(index), name.decode() if isinstance(name, bytes) else str(name),
-                                       utilization, int(memory.used), int(memory.free), int(memory.total),
-                                       processes))
+            readings.append(
+                GpuReading(
+                    str(index),
+                    name.decode() if isinstance(name, bytes) else str(name),
+                    utilization,
+                    int(memory.used),
+                    int(memory.free),
+                    int(memory.total),
+                    processes,
+                )
+            )
         return readings
 
 
@@ -100,9 +108,15 @@ def process_group(pid: int) -> int | None:
 class NvmlReader:
     """Background task: NVML readings into `LoadBoard.gpus` and the metrics; engines mapped to GPUs."""
 
-    def __init__(self, load: LoadBoard, metrics: Metrics, *,
-                 engine_groups: Callable[[], dict[str, int]] = dict,
-                 configured_gpus: dict[str, list[str]] | None = None, interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        load: LoadBoard,
+        metrics: Metrics,
+        *,
+        engine_groups: Callable[[], dict[str, int]] = dict,
+        configured_gpus: dict[str, list[str]] | None = None,
+        interval_s: float = 1.0,
+    ) -> None:
         """`engine_groups()` gives launched model -> process group id (its leader's pid); `configured_gpus`
         gives model -> the GPU ids its config names, used for engines not found by PID."""
         self.load = load
@@ -127,8 +141,13 @@ class NvmlReader:
         await self.poll_once()
         for gpu, models in self.engines_on_gpu.items():
             reading = self.load.gpus[gpu]
-            log.info("GPU %s: %.1f of %.1f GiB used; engines: %s", gpu, reading.memory_used_bytes / GIB,
-                     reading.memory_total_bytes / GIB, ", ".join(models) or "none")
+            log.info(
+                "GPU %s: %.1f of %.1f GiB used; engines: %s",
+                gpu,
+                reading.memory_used_bytes / GIB,
+                reading.memory_total_bytes / GIB,
+                ", ".join(models) or "none",
+            )
         self._task = asyncio.create_task(self._run(), name="nvml-reader")
 
     async def stop(self) -> None:

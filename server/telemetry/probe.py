@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 
 
 class EngineProbe:
-    def __init__(self, clients: dict[str, EngineClient], load: LoadBoard, metrics: Metrics,
-                 interval_s: float = 1.0) -> None:
+    def __init__(
+        self, clients: dict[str, EngineClient], load: LoadBoard, metrics: Metrics, interval_s: float = 1.0
+    ) -> None:
         self.clients = clients
         self.load = load
         self.metrics = metrics

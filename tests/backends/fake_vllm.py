@@ -60,8 +60,10 @@ def make_handler(served: str, ready_at_s: float) -> type[BaseHTTPRequestHandler]
             elif self.path == "/v1/models":
                 self.send(200, json.dumps({"object": "list", "data": [{"id": served, "object": "model"}]}).encode())
             elif self.path == "/metrics":
-                text = "".join(f'vllm:{name}{{model_name="{served}"}} 0.0\n' for name in
-                               ("num_requests_running", "num_requests_waiting", "kv_cache_usage_perc"))
+                text = "".join(
+                    f'vllm:{name}{{model_name="{served}"}} 0.0\n'
+                    for name in ("num_requests_running", "num_requests_waiting", "kv_cache_usage_perc")
+                )
                 self.send(200, text.encode(), "text/plain")
             else:
                 self.send(404, b'{"error": {"message": "not found"}}')
@@ -71,16 +73,28 @@ def make_handler(served: str, ready_at_s: float) -> type[BaseHTTPRequestHandler]
             if self.path != "/v1/chat/completions":
                 self.send(404, b'{"error": {"message": "not found"}}')
                 return
-            answer = {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
-                      "model": served, "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
-                      "choices": [{"index": 0, "finish_reason": "stop",
-                                   "message": {"role": "assistant", "content": "fake answer"}}]}
+            answer = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": served,
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+                "choices": [
+                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "fake answer"}}
+                ],
+            }
             if not body.get("stream"):
                 self.send(200, json.dumps(answer).encode())
                 return
-            chunks = [{"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": served,
-                       "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
-                      for word in ("fake", " answer")]
+            chunks = [
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion.chunk",
+                    "model": served,
+                    "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}],
+                }
+                for word in ("fake", " answer")
+            ]
             events = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
             self.send(200, events.encode(), "text/event-stream")
 
@@ -115,8 +129,9 @@ def main() -> int:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
     started_s = time.monotonic()
-    server = ThreadingHTTPServer((args.host, args.port),
-                                 make_handler(served, started_s + float(env.get("FAKE_VLLM_HEALTH_DELAY_S", 0))))
+    server = ThreadingHTTPServer(
+        (args.host, args.port), make_handler(served, started_s + float(env.get("FAKE_VLLM_HEALTH_DELAY_S", 0)))
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print("Loading weights: 100%|##########| 4/4\rLoading weights: done", flush=True)
     print("INFO:     Application startup complete.", flush=True)

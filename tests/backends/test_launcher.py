@@ -72,9 +72,16 @@ def all_pids(state: Path) -> list[int]:
 
 def launch_block(state: Path, **overrides: Any) -> dict[str, Any]:
     env = {"FAKE_VLLM_DIR": str(state), **overrides.pop("env", {})}
-    return {"model": "org/fake-model", "command": [sys.executable, FAKE_VLLM, "serve"], "env": env,
-            "gpu_memory_utilization": 0.3, "startup_timeout_s": 15, "stop_timeout_s": 3,
-            "restart": {"max_restarts": 3, "backoff_initial_s": 0.1, "backoff_max_s": 0.4}, **overrides}
+    return {
+        "model": "org/fake-model",
+        "command": [sys.executable, FAKE_VLLM, "serve"],
+        "env": env,
+        "gpu_memory_utilization": 0.3,
+        "startup_timeout_s": 15,
+        "stop_timeout_s": 3,
+        "restart": {"max_restarts": 3, "backoff_initial_s": 0.1, "backoff_max_s": 0.4},
+        **overrides,
+    }
 
 
 def model(name: str, state: Path, **launch: Any) -> ModelConfig:
@@ -102,20 +109,50 @@ def no_leftovers(state: Path) -> Any:
 
 
 def test_argv_has_every_flag_and_extra_args_last() -> None:
-    m = ModelConfig.model_validate({
-        "name": "coder", "served_name": "qwen-coder", "context_length": 16384, "profile": {"max_num_seqs": 128},
-        "launch": {"model": "Qwen/Qwen2.5-Coder-7B-Instruct", "gpu_memory_utilization": 0.4,
-                   "extra_args": ["--load-format", "dummy", "--enforce-eager"]}})
+    m = ModelConfig.model_validate(
+        {
+            "name": "coder",
+            "served_name": "qwen-coder",
+            "context_length": 16384,
+            "profile": {"max_num_seqs": 128},
+            "launch": {
+                "model": "Qwen/Qwen2.5-Coder-7B-Instruct",
+                "gpu_memory_utilization": 0.4,
+                "extra_args": ["--load-format", "dummy", "--enforce-eager"],
+            },
+        }
+    )
     assert build_argv(m, 8123) == [
-        sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", "Qwen/Qwen2.5-Coder-7B-Instruct",
-        "--host", "127.0.0.1", "--port", "8123", "--served-model-name", "qwen-coder",
-        "--gpu-memory-utilization", "0.4", "--max-model-len", "16384", "--max-num-seqs", "128",
-        "--load-format", "dummy", "--enforce-eager"]
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.cli.main",
+        "serve",
+        "Qwen/Qwen2.5-Coder-7B-Instruct",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8123",
+        "--served-model-name",
+        "qwen-coder",
+        "--gpu-memory-utilization",
+        "0.4",
+        "--max-model-len",
+        "16384",
+        "--max-num-seqs",
+        "128",
+        "--load-format",
+        "dummy",
+        "--enforce-eager",
+    ]
 
 
 def test_explicit_limits_and_command_win() -> None:
-    m = ModelConfig.model_validate({"name": "fast", "launch": {
-        "model": "/models/q", "command": ["vllm", "serve"], "max_model_len": 9000, "max_num_seqs": 64}})
+    m = ModelConfig.model_validate(
+        {
+            "name": "fast",
+            "launch": {"model": "/models/q", "command": ["vllm", "serve"], "max_model_len": 9000, "max_num_seqs": 64},
+        }
+    )
     argv = build_argv(m, 9)
     assert argv[:3] == ["vllm", "serve", "/models/q"]
     assert argv[argv.index("--max-model-len") + 1] == "9000"
@@ -123,8 +160,14 @@ def test_explicit_limits_and_command_win() -> None:
 
 
 def test_env_pins_gpu_and_keeps_the_key_off_the_command_line() -> None:
-    m = ModelConfig.model_validate({"name": "a", "gpu": "1", "api_key": "sk-local",
-                                    "launch": {"model": "m", "env": {"VLLM_LOGGING_LEVEL": "DEBUG"}}})
+    m = ModelConfig.model_validate(
+        {
+            "name": "a",
+            "gpu": "1",
+            "api_key": "sk-local",
+            "launch": {"model": "m", "env": {"VLLM_LOGGING_LEVEL": "DEBUG"}},
+        }
+    )
     env = build_env(m, {"PATH": "/bin"})
     assert env["CUDA_VISIBLE_DEVICES"] == "1" and env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
     assert env["VLLM_API_KEY"] == "sk-local" and "sk-local" not in build_argv(m, 1)
@@ -138,20 +181,33 @@ def test_parent_death_signal_trampoline_execs_the_command() -> None:
     assert process.stdout.strip().isdigit()
 
 
-@pytest.mark.parametrize(("models", "message"), [
-    ([{"name": "a", "endpoints": ["http://h:1/v1"], "launch": {"model": "m"}}],
-     r"models\[0\]\.endpoints: Value error, drop endpoints"),
-    ([{"name": "a"}], r"models\[0\]\.endpoints: Value error, give at least one"),  # no '+' in either
-    ([{"name": "a", "launch": {"model": "m", "extra_args": ["--port=9"]}}], "use launch.port"),
-    ([{"name": "a", "context_length": 32768, "launch": {"model": "m", "max_model_len": 8192}}],
-     "below context_length"),
-    ([{"name": "coder", "gpu": "0", "launch": {"model": "m", "gpu_memory_utilization": 0.5}},
-      {"name": "chat", "gpu": "0", "launch": {"model": "m", "gpu_memory_utilization": 0.45}},
-      {"name": "fast", "gpu": "1", "launch": {"model": "m", "gpu_memory_utilization": 0.9}}],
-     "GPU 0 ask for coder 0.5 + chat 0.45 = 0.95"),
-    ([{"name": "a", "launch": {"model": "m", "port": 8080, "gpu_memory_utilization": 0.1}}],
-     "launch.port 8080 is used twice"),
-])
+@pytest.mark.parametrize(
+    ("models", "message"),
+    [
+        (
+            [{"name": "a", "endpoints": ["http://h:1/v1"], "launch": {"model": "m"}}],
+            r"models\[0\]\.endpoints: Value error, drop endpoints",
+        ),
+        ([{"name": "a"}], r"models\[0\]\.endpoints: Value error, give at least one"),  # no '+' in either
+        ([{"name": "a", "launch": {"model": "m", "extra_args": ["--port=9"]}}], "use launch.port"),
+        (
+            [{"name": "a", "context_length": 32768, "launch": {"model": "m", "max_model_len": 8192}}],
+            "below context_length",
+        ),
+        (
+            [
+                {"name": "coder", "gpu": "0", "launch": {"model": "m", "gpu_memory_utilization": 0.5}},
+                {"name": "chat", "gpu": "0", "launch": {"model": "m", "gpu_memory_utilization": 0.45}},
+                {"name": "fast", "gpu": "1", "launch": {"model": "m", "gpu_memory_utilization": 0.9}},
+            ],
+            "GPU 0 ask for coder 0.5 + chat 0.45 = 0.95",
+        ),
+        (
+            [{"name": "a", "launch": {"model": "m", "port": 8080, "gpu_memory_utilization": 0.1}}],
+            "launch.port 8080 is used twice",
+        ),
+    ],
+)
 def test_config_errors_name_the_fix(models: list[dict[str, Any]], message: str) -> None:
     if "0.95" in message:  # exactly at the limit passes; a hair over fails
         parse_config({"models": models})
@@ -193,8 +249,11 @@ async def test_starts_engines_on_free_ports_and_stops_them(state: Path) -> None:
 
 async def test_health_wait_times_out_with_a_clear_message(state: Path) -> None:
     m = model("slow", state, startup_timeout_s=0.6, env={"FAKE_VLLM_HEALTH_DELAY_S": "30"})
-    with pytest.raises(LaunchError, match=r"did not answer http://127\.0\.0\.1:\d+/health within 0\.6 s "
-                                          r"\(launch\.startup_timeout_s\)") as caught:
+    with pytest.raises(
+        LaunchError,
+        match=r"did not answer http://127\.0\.0\.1:\d+/health within 0\.6 s "
+        r"\(launch\.startup_timeout_s\)",
+    ) as caught:
         await Launcher([m], LoadBoard(), health_poll_s=0.05).start()
     assert "[slow] INFO:     Application startup complete." in str(caught.value)
     assert records(state) and not [pid for pid in all_pids(state) if alive(pid)]
@@ -217,8 +276,7 @@ async def test_missing_command_is_a_launch_error(state: Path) -> None:
 
 @linux_only
 async def test_stop_kills_workers_and_engines_that_ignore_sigterm(state: Path) -> None:
-    m = model("stubborn", state, stop_timeout_s=0.5,
-              env={"FAKE_VLLM_CHILD": "1", "FAKE_VLLM_IGNORE_SIGTERM": "1"})
+    m = model("stubborn", state, stop_timeout_s=0.5, env={"FAKE_VLLM_CHILD": "1", "FAKE_VLLM_IGNORE_SIGTERM": "1"})
     launcher = Launcher([m], LoadBoard(), health_poll_s=0.05)
     await launcher.start()
     (record,) = records(state)
@@ -235,8 +293,16 @@ async def test_stop_kills_workers_and_engines_that_ignore_sigterm(state: Path) -
 
 @linux_only
 async def test_crash_marks_unhealthy_restarts_with_backoff_and_recovers(state: Path) -> None:
-    m = model("coder", state, env={"FAKE_VLLM_CRASH_AFTER_S": "1.2", "FAKE_VLLM_CRASH_TIMES": "1",
-                                   "FAKE_VLLM_CHILD": "1", "FAKE_VLLM_HEALTH_DELAY_S": "0.5"})
+    m = model(
+        "coder",
+        state,
+        env={
+            "FAKE_VLLM_CRASH_AFTER_S": "1.2",
+            "FAKE_VLLM_CRASH_TIMES": "1",
+            "FAKE_VLLM_CHILD": "1",
+            "FAKE_VLLM_HEALTH_DELAY_S": "0.5",
+        },
+    )
     load, metrics = LoadBoard(), Metrics()
     launcher = Launcher([m], load, metrics, health_poll_s=0.05)
     await launcher.start()
@@ -255,8 +321,12 @@ async def test_crash_marks_unhealthy_restarts_with_backoff_and_recovers(state: P
 
 
 async def test_gives_up_after_max_restarts(state: Path) -> None:
-    m = model("flaky", state, restart={"max_restarts": 1, "backoff_initial_s": 0.05, "backoff_max_s": 0.1},
-              env={"FAKE_VLLM_CRASH_AFTER_S": "0.2"})
+    m = model(
+        "flaky",
+        state,
+        restart={"max_restarts": 1, "backoff_initial_s": 0.05, "backoff_max_s": 0.1},
+        env={"FAKE_VLLM_CRASH_AFTER_S": "0.2"},
+    )
     load = LoadBoard()
     launcher = Launcher([m], load, health_poll_s=0.05)
     await launcher.start()
@@ -275,9 +345,12 @@ async def test_memory_check_names_models_and_numbers(state: Path, monkeypatch: p
     gib = 1024**3
     install(monkeypatch, [FakeGpu(total=80 * gib, used=70 * gib, processes={4242: 69 * gib})])
     models = [model("coder", state), model("fast", state, gpu_memory_utilization=0.2)]
-    with pytest.raises(LaunchError, match=r"GPU 0 \(Fake H100\) has 10\.0 of 80\.0 GiB free, but its engines "
-                                          r"need 40\.0 GiB \(coder 0\.3 = 24\.0 GiB, fast 0\.2 = 16\.0 GiB\); "
-                                          r"held by pid 4242 \(69\.0 GiB\)"):
+    with pytest.raises(
+        LaunchError,
+        match=r"GPU 0 \(Fake H100\) has 10\.0 of 80\.0 GiB free, but its engines "
+        r"need 40\.0 GiB \(coder 0\.3 = 24\.0 GiB, fast 0\.2 = 16\.0 GiB\); "
+        r"held by pid 4242 \(69\.0 GiB\)",
+    ):
         await Launcher(models, LoadBoard()).start()
     assert records(state) == []  # refused before starting anything
 
@@ -287,9 +360,14 @@ async def test_memory_check_names_models_and_numbers(state: Path, monkeypatch: p
 
 def write_config(tmp_path: Path, state: Path, **env: str) -> Path:
     launch = launch_block(state, env={"FAKE_VLLM_CHILD": "1", **env}, startup_timeout_s=60)
-    config = {"server": {"port": free_port(), "log_level": "info"}, "policy": {"name": "keyword"},
-              "models": [{"name": "coder", "roles": ["code"], "launch": launch},
-                         {"name": "chat", "roles": ["chat"], "launch": launch}]}
+    config = {
+        "server": {"port": free_port(), "log_level": "info"},
+        "policy": {"name": "keyword"},
+        "models": [
+            {"name": "coder", "roles": ["code"], "launch": launch},
+            {"name": "chat", "roles": ["chat"], "launch": launch},
+        ],
+    }
     path = tmp_path / "triage.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -298,8 +376,13 @@ def write_config(tmp_path: Path, state: Path, **env: str) -> Path:
 def start_triage(config: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = yaml.safe_load(config.read_text())["server"]["port"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--config", str(config)],
-                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--config", str(config)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return process, f"http://127.0.0.1:{port}"
 
 
@@ -329,11 +412,15 @@ def triage(tmp_path: Path, state: Path) -> Any:
 @linux_only
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_triage_serve_routes_to_launched_engines_and_cleans_up_on_signal(
-        triage: Any, state: Path, signum: signal.Signals) -> None:
+    triage: Any, state: Path, signum: signal.Signals
+) -> None:
     process, base = triage()
     wait_until(lambda: ready(base), 30, "triage to become ready")
-    answer = httpx.post(base + "/v1/chat/completions", timeout=10, json={
-        "model": "auto", "messages": [{"role": "user", "content": "write a python function"}]})
+    answer = httpx.post(
+        base + "/v1/chat/completions",
+        timeout=10,
+        json={"model": "auto", "messages": [{"role": "user", "content": "write a python function"}]},
+    )
     assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"] == "fake answer"
     assert answer.headers["x-triage-model"] in {"coder", "chat"}
     pids = all_pids(state)
@@ -384,5 +471,8 @@ def test_single_gpu_config_fits_one_80gb_card() -> None:
     config = load_config(REPO / "configs" / "single-gpu.yaml")
     assert config.policy.name == "triage"
     assert {m.launch.model for m in config.models if m.launch} == {
-        "Qwen/Qwen2.5-Coder-7B-Instruct", "Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-1.5B-Instruct"}
+        "Qwen/Qwen2.5-Coder-7B-Instruct",
+        "Qwen/Qwen2.5-7B-Instruct",
+        "Qwen/Qwen2.5-1.5B-Instruct",
+    }
     assert sum(gpu_shares(config.models)["0"].values()) <= 0.9

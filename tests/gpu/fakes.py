@@ -20,9 +20,19 @@ REPO = Path(__file__).resolve().parents[2]
 def fake_vllm(served_name: str) -> Iterator[str]:
     """Start the fake engine serving `served_name`; yields its base URL once /health answers."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, str(REPO / "tests" / "backends" / "fake_vllm.py"), "serve", "m",
-                                "--port", str(port), "--served-model-name", served_name],
-                               stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "tests" / "backends" / "fake_vllm.py"),
+            "serve",
+            "m",
+            "--port",
+            str(port),
+            "--served-model-name",
+            served_name,
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline_s = time.monotonic() + 20
     while time.monotonic() < deadline_s:

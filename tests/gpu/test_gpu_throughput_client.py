@@ -38,8 +38,17 @@ def fake_engine() -> Iterator[str]:
 def test_client_streams_and_summarizes(fake_engine: str) -> None:
     bench = load_benchmark()
     now_s = time.monotonic()
-    job = bench.Job(fake_engine + "/v1/chat/completions", "chat", None, slots=3, prompt_ids=list(range(10)),
-                    max_tokens=8, start_at_s=now_s, deadline_s=now_s + 30, request_timeout_s=10)
+    job = bench.Job(
+        fake_engine + "/v1/chat/completions",
+        "chat",
+        None,
+        slots=3,
+        prompt_ids=list(range(10)),
+        max_tokens=8,
+        start_at_s=now_s,
+        deadline_s=now_s + 30,
+        request_timeout_s=10,
+    )
     bench._init_worker(["hello"] * 10)
     records = bench.run_job(job)
     assert len(records) == 10 and not [r.error for r in records if r.error]
@@ -62,6 +71,7 @@ def test_percentiles_interpolate() -> None:
 
 @pytest.mark.skipif(bool(read_gpus_once()), reason="a GPU is present")
 def test_refuses_without_a_gpu() -> None:
-    process = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_throughput.py")], capture_output=True,
-                             text=True, timeout=60)
+    process = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_throughput.py")], capture_output=True, text=True, timeout=60
+    )
     assert process.returncode == 2 and "refusing to run" in process.stderr

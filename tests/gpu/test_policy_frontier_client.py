@@ -23,9 +23,11 @@ from server.telemetry.nvml import read_gpus_once
 from .fakes import fake_vllm
 
 REPO = Path(__file__).resolve().parents[2]
-PROMPTS = {"code": [("code", "Write a Python function that merges two sorted lists.")],
-           "chat": [("creative_writing", "Write a poem about the sea, ünïcödé included.")],
-           "short": [("general_qa", "What is the capital of France?")]}
+PROMPTS = {
+    "code": [("code", "Write a Python function that merges two sorted lists.")],
+    "chat": [("creative_writing", "Write a poem about the sea, ünïcödé included.")],
+    "short": [("general_qa", "What is the capital of France?")],
+}
 
 
 def trace(rate: float = 20.0, duration_s: float = 5.0) -> list[Req]:
@@ -53,8 +55,14 @@ def _req(rid: int, klass: str, category: str, at_s: float) -> Req:
 def test_score_counts_goodput_quality_and_failures() -> None:
     models = load_config(REPO / "configs" / "gpu-frontier.yaml").models
     start_s, cut_s = 100.0, 100.0 + 10.0 + 4.0
-    reqs = [_req(0, "code", "code", 1.0), _req(1, "code", "code", 2.0), _req(2, "chat", "creative_writing", 3.0),
-            _req(3, "short", "general_qa", 4.0), _req(4, "code", "code", 9.9), _req(5, "code", "code", 5.0)]
+    reqs = [
+        _req(0, "code", "code", 1.0),
+        _req(1, "code", "code", 2.0),
+        _req(2, "chat", "creative_writing", 3.0),
+        _req(3, "short", "general_qa", 4.0),
+        _req(4, "code", "code", 9.9),
+        _req(5, "code", "code", 5.0),
+    ]
     outcomes = [
         bench.Outcome(0, first_token_s=101.2, end_s=104.0, model="coder", status=200),  # good
         bench.Outcome(1, first_token_s=103.5, end_s=106.0, model="coder", status=200),  # TTFT 1.5 s: too slow
@@ -66,8 +74,9 @@ def test_score_counts_goodput_quality_and_failures() -> None:
     m = bench.score(reqs, outcomes, models, start_s, cut_s, 10.0, 1.0)
     assert m["requests"] == 6 and m["goodput_rps"] == pytest.approx(0.2)
     quality = {x.name: x.profile for x in models}
-    assert m["mean_quality"] == pytest.approx((3 * quality["coder"].quality["code"]
-                                               + quality["chat"].quality["creative_writing"]) / 4, abs=1e-4)
+    assert m["mean_quality"] == pytest.approx(
+        (3 * quality["coder"].quality["code"] + quality["chat"].quality["creative_writing"]) / 4, abs=1e-4
+    )
     assert m["model_share"][REJECTED] == pytest.approx(2 / 6, abs=1e-4)
     assert m["errors"] == 2 and m["cut_streams"] == 2 and m["http_status"] == {"200": 5, "429": 1}
     assert m["code_slo_attainment"] == pytest.approx(0.25)  # 1 of 4 code requests within 1 s
@@ -75,18 +84,30 @@ def test_score_counts_goodput_quality_and_failures() -> None:
 
 
 def _row(rate: float, static: tuple[float, float, float], **triage: tuple[float, float]) -> dict[str, object]:
-    policies = {"static": {"goodput_rps": static[0], "mean_quality": static[1], "code_slo_attainment": static[2],
-                           "ttft_p99_ms": 1.0}}
+    policies = {
+        "static": {
+            "goodput_rps": static[0],
+            "mean_quality": static[1],
+            "code_slo_attainment": static[2],
+            "ttft_p99_ms": 1.0,
+        }
+    }
     for name, (g, q) in triage.items():
-        policies[f"triage-{name}"] = {"goodput_rps": g, "mean_quality": q, "code_slo_attainment": 1.0,
-                                      "ttft_p99_ms": 1.0}
+        policies[f"triage-{name}"] = {
+            "goodput_rps": g,
+            "mean_quality": q,
+            "code_slo_attainment": 1.0,
+            "ttft_p99_ms": 1.0,
+        }
     return {"rate": rate, "policies": policies}
 
 
 def test_frontier_summary_takes_the_highest_saturated_rate() -> None:
-    sweep = [_row(30, (18.0, 0.73, 0.3), speed=(20.0, 0.70), quality=(25.0, 0.80)),  # dominated by quality
-             _row(10, (10.0, 0.73, 1.0), speed=(10.0, 0.70), quality=(10.0, 0.80)),
-             _row(40, (15.0, 0.73, 0.1), speed=(16.0, 0.72), quality=(14.0, 0.80))]  # no preset dominates
+    sweep = [
+        _row(30, (18.0, 0.73, 0.3), speed=(20.0, 0.70), quality=(25.0, 0.80)),  # dominated by quality
+        _row(10, (10.0, 0.73, 1.0), speed=(10.0, 0.70), quality=(10.0, 0.80)),
+        _row(40, (15.0, 0.73, 0.1), speed=(16.0, 0.72), quality=(14.0, 0.80)),
+    ]  # no preset dominates
     s = bench.frontier_summary(sweep, 0.5)
     assert s["rate"] == 40 and s["static_saturated"] and s["saturated_rates"] == [30, 40]
     assert s["dominates_static"] is False
@@ -109,8 +130,11 @@ def test_router_configs_share_the_launched_engines(tmp_path: Path) -> None:
     assert static.server.port == bench.STATIC_PORT != triage.server.port
     assert [m.endpoints for m in static.models] == [m.endpoints for m in triage.models]
     assert all(m.launch is None for m in static.models)
-    assert [Path(m.launch.model).name for m in triage.models if m.launch] == ["qwen2.5-7b", "qwen2.5-7b",
-                                                                              "qwen2.5-1.5b"]
+    assert [Path(m.launch.model).name for m in triage.models if m.launch] == [
+        "qwen2.5-7b",
+        "qwen2.5-7b",
+        "qwen2.5-1.5b",
+    ]
     assert all(m.launch and m.launch.model.startswith(str(tmp_path)) for m in triage.models)
     assert sum(m.launch.gpu_memory_utilization for m in triage.models if m.launch) <= 0.95
     assert "launch" in base["models"][0]  # the input is left as it was
@@ -137,8 +161,7 @@ def test_client_probe_and_gauges_against_a_fake_engine(fake_engine: str) -> None
     assert [o.rid for o in outcomes] == [s.rid for s in shots]
     assert all(o.status == 200 and not o.error and not o.cut for o in outcomes)
     assert all(o.model == "coder" for o in outcomes)  # from the chunks: a bare engine sends no x-triage-model
-    assert all(start_s + s.at_s <= o.first_token_s <= o.end_s < math.inf for s, o in zip(shots, outcomes,
-                                                                                         strict=True))
+    assert all(start_s + s.at_s <= o.first_token_s <= o.end_s < math.inf for s, o in zip(shots, outcomes, strict=True))
     assert all(o.send_lag_s < 0.5 for o in outcomes)
     probe = asyncio.run(bench.probe(fake_engine + "/v1/chat/completions", ["a", "b", "c"], 8))
     assert probe["requests"] == 3 and probe["out_tok_per_s"] > 0  # the fake answers 2 tokens each
@@ -149,15 +172,22 @@ def test_client_probe_and_gauges_against_a_fake_engine(fake_engine: str) -> None
 
 
 def test_parse_gauges_sums_label_sets() -> None:
-    text = ('# HELP vllm:num_requests_running x\nvllm:num_requests_running{model_name="a",engine="0"} 3.0\n'
-            'vllm:num_requests_running{model_name="a",engine="1"} 2.0\nvllm:num_requests_waiting{model_name="a"} 7.0\n'
-            'vllm:num_requests_waiting_by_reason{reason="x"} 9.0\n')
+    text = (
+        '# HELP vllm:num_requests_running x\nvllm:num_requests_running{model_name="a",engine="0"} 3.0\n'
+        'vllm:num_requests_running{model_name="a",engine="1"} 2.0\nvllm:num_requests_waiting{model_name="a"} 7.0\n'
+        'vllm:num_requests_waiting_by_reason{reason="x"} 9.0\n'
+    )
     assert bench.parse_gauges(text) == (5.0, 7.0)
 
 
 @pytest.mark.skipif(bool(read_gpus_once()), reason="a GPU is present: the benchmark would run")
 def test_refuses_without_a_gpu() -> None:
-    result = subprocess.run([sys.executable, "-m", "benchmarks.gpu_policy_frontier", "--out-dir", "/nonexistent"],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu_policy_frontier", "--out-dir", "/nonexistent"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "refusing to run" in result.stderr

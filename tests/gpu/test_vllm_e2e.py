@@ -65,7 +65,7 @@ class Triage:
                 text = stat.read_text()
             except OSError:
                 continue
-            if int(text[text.rfind(")") + 2:].split()[1]) == self.process.pid:
+            if int(text[text.rfind(")") + 2 :].split()[1]) == self.process.pid:
                 out.append(int(stat.parent.name))
         return out
 
@@ -79,15 +79,17 @@ class Triage:
         return None
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str, triage: Triage | None = None,
-              poll_s: float = 1.0) -> None:
+def wait_for(
+    condition: Callable[[], bool], timeout_s: float, what: str, triage: Triage | None = None, poll_s: float = 1.0
+) -> None:
     deadline_s = time.monotonic() + timeout_s
     while not condition():
         if triage is not None and triage.process.poll() is not None:
             pytest.fail(f"triage exited ({triage.process.returncode}) waiting for {what}:\n{triage.log_tail()}")
         if time.monotonic() > deadline_s:
-            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}"
-                        + (f":\n{triage.log_tail()}" if triage else ""))
+            pytest.fail(
+                f"timed out after {timeout_s:g} s waiting for {what}" + (f":\n{triage.log_tail()}" if triage else "")
+            )
         time.sleep(poll_s)
 
 
@@ -102,15 +104,27 @@ def answers(url: str) -> bool:
 def triage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Triage]:
     models = tmp_path_factory.mktemp("dummy-models")
     for shape, _ in ENGINES.values():
-        subprocess.run([sys.executable, str(REPO / "scripts" / "make_dummy_model.py"), shape, str(models / shape)],
-                       check=True, timeout=120)
+        subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "make_dummy_model.py"), shape, str(models / shape)],
+            check=True,
+            timeout=120,
+        )
     out_dir = Path(os.environ.get("OUT") or tmp_path_factory.mktemp("logs"))
     log_path = out_dir / "triage-gpu-e2e.log"
-    env = {**os.environ, "TRIAGE_DUMMY_MODELS": str(models), "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "TRIAGE_DUMMY_MODELS": str(models),
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     with log_path.open("wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--config", str(CONFIG)],
-                                   cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve", "--config", str(CONFIG)],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     t = Triage(process, log_path, httpx.Client(base_url=TRIAGE, timeout=120))
     try:
         wait_for(lambda: answers(TRIAGE + "/ready"), READY_TIMEOUT_S, "triage and its engines", t, poll_s=2.0)
@@ -139,8 +153,10 @@ def test_models_are_listed(triage: Triage) -> None:
 def test_auto_routes_by_task_and_answers(triage: Triage) -> None:
     client = openai_client()
     raw = client.chat.completions.with_raw_response.create(  # type: ignore[attr-defined]
-        model="auto", max_tokens=16,
-        messages=[{"role": "user", "content": "Write a Python function that reverses a linked list."}])
+        model="auto",
+        max_tokens=16,
+        messages=[{"role": "user", "content": "Write a Python function that reverses a linked list."}],
+    )
     answer = raw.parse()
     assert raw.headers["x-triage-model"] == "coder", raw.headers  # keyword policy: code -> the `code` role
     assert raw.headers["x-triage-category"] == "code"
@@ -151,8 +167,13 @@ def test_auto_routes_by_task_and_answers(triage: Triage) -> None:
 def test_streaming_relays_every_token(triage: Triage) -> None:
     client = openai_client()
     stream = client.chat.completions.create(  # type: ignore[attr-defined]
-        model="chat", max_tokens=32, stream=True, stream_options={"include_usage": True},
-        extra_body={"ignore_eos": True}, messages=[{"role": "user", "content": "Tell me a story."}])
+        model="chat",
+        max_tokens=32,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"ignore_eos": True},
+        messages=[{"role": "user", "content": "Tell me a story."}],
+    )
     deltas, usage = 0, None
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content is not None:
@@ -168,8 +189,11 @@ def test_live_vllm_metrics_and_nvml(triage: Triage) -> None:
         assert "vllm:num_requests_running" in httpx.get(root + "/metrics", timeout=10).text
 
     def one(i: int) -> int:
-        r = httpx.post(TRIAGE + "/v1/completions", timeout=300, json={
-            "model": "coder", "prompt": f"request {i} " * 200, "max_tokens": 256, "ignore_eos": True})
+        r = httpx.post(
+            TRIAGE + "/v1/completions",
+            timeout=300,
+            json={"model": "coder", "prompt": f"request {i} " * 200, "max_tokens": 256, "ignore_eos": True},
+        )
         return r.status_code
 
     peak_running = 0.0
@@ -178,8 +202,9 @@ def test_live_vllm_metrics_and_nvml(triage: Triage) -> None:
         deadline_s = time.monotonic() + 120
         while not all(f.done() for f in futures) and time.monotonic() < deadline_s:
             text = triage.client.get("/metrics").text
-            peak_running = max(peak_running, triage.metric(text, "triage_engine_running_requests", model="coder")
-                               or 0.0)
+            peak_running = max(
+                peak_running, triage.metric(text, "triage_engine_running_requests", model="coder") or 0.0
+            )
             time.sleep(0.2)
         assert [f.result(timeout=300) for f in futures] == [200] * 64
     assert peak_running > 0, "the probe never saw vllm:num_requests_running move"
@@ -205,13 +230,17 @@ def test_killed_engine_is_routed_around_and_restarted(triage: Triage) -> None:
         return triage.metric(triage.client.get("/metrics").text, "triage_engine_healthy", model="chat") == 0.0
 
     wait_for(chat_unhealthy, 30, "chat to be marked unhealthy", triage, poll_s=0.2)
-    r = triage.client.post("/v1/chat/completions", json={
-        "model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": "hello there, how are you?"}]})
+    r = triage.client.post(
+        "/v1/chat/completions",
+        json={"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": "hello there, how are you?"}]},
+    )
     assert r.status_code == 200 and r.headers["x-triage-model"] == "coder"  # routed around the dead engine
     wait_for(lambda: not chat_unhealthy(), RESTART_TIMEOUT_S, "chat to be restarted", triage, poll_s=2.0)
     assert triage.metric(triage.client.get("/metrics").text, "triage_engine_restarts_total", model="chat") == 1
-    r = triage.client.post("/v1/chat/completions", json={
-        "model": "chat", "max_tokens": 8, "messages": [{"role": "user", "content": "hello again"}]})
+    r = triage.client.post(
+        "/v1/chat/completions",
+        json={"model": "chat", "max_tokens": 8, "messages": [{"role": "user", "content": "hello again"}]},
+    )
     assert r.status_code == 200
 
 

@@ -20,9 +20,7 @@ def device() -> torch.device:
     return torch.device("cuda")
 
 
-def _check_close(
-    actual: torch.Tensor, expected: torch.Tensor, *, atol: float, rtol: float, what: str
-) -> None:
+def _check_close(actual: torch.Tensor, expected: torch.Tensor, *, atol: float, rtol: float, what: str) -> None:
     assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
     assert actual.dtype == expected.dtype, f"{what}: dtype {actual.dtype} != {expected.dtype}"
     a, e = actual.double(), expected.double()

@@ -41,9 +41,7 @@ def _qkv(b: int, s: int, h: int, d: int, dtype: torch.dtype, device: torch.devic
 
 def _right_padded(lengths: list[int], s: int, device: torch.device) -> torch.Tensor:
     positions = torch.arange(s)
-    return (positions[None, :] < torch.tensor(lengths)[:, None]).to(
-        device=device, dtype=torch.int64
-    )  # [B, S]
+    return (positions[None, :] < torch.tensor(lengths)[:, None]).to(device=device, dtype=torch.int64)  # [B, S]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -130,6 +128,4 @@ def test_large_gpu(dtype: torch.dtype, check_close: CloseCheck) -> None:
     key_mask, kv_len = prepare_key_mask(_right_padded(lengths, 512, device))
     atol, rtol = TOLERANCES[dtype]
     actual = attention(qkv, key_mask, kv_len, 12)
-    check_close(
-        actual, attention_ref(qkv, key_mask, kv_len, 12), atol=atol, rtol=rtol, what=f"attn 8x512 {dtype}"
-    )
+    check_close(actual, attention_ref(qkv, key_mask, kv_len, 12), atol=atol, rtol=rtol, what=f"attn 8x512 {dtype}")

@@ -34,14 +34,10 @@ def _inputs(m: int, n: int, dtype: torch.dtype, device: torch.device) -> tuple[t
 
 @pytest.mark.parametrize("dtype", list(TOLERANCES), ids=str)
 @pytest.mark.parametrize(("m", "n"), [(7, 97), (1, 1), (130, 1536), (65, 300), (1, 129)])
-def test_matches_reference(
-    m: int, n: int, dtype: torch.dtype, device: torch.device, check_close: CloseCheck
-) -> None:
+def test_matches_reference(m: int, n: int, dtype: torch.dtype, device: torch.device, check_close: CloseCheck) -> None:
     x, bias = _inputs(m, n, dtype, device)
     atol, rtol = TOLERANCES[dtype]
-    check_close(
-        bias_gelu(x, bias), bias_gelu_ref(x, bias), atol=atol, rtol=rtol, what=f"gelu {m}x{n} {dtype}"
-    )
+    check_close(bias_gelu(x, bias), bias_gelu_ref(x, bias), atol=atol, rtol=rtol, what=f"gelu {m}x{n} {dtype}")
 
 
 def test_reference_is_exact_erf_gelu(device: torch.device, check_close: CloseCheck) -> None:
@@ -70,6 +66,4 @@ def test_rejects_bad_bias(device: torch.device) -> None:
 def test_large_gpu(dtype: torch.dtype, check_close: CloseCheck) -> None:
     x, bias = _inputs(16384, 1536, dtype, torch.device("cuda"))
     atol, rtol = TOLERANCES[dtype]
-    check_close(
-        bias_gelu(x, bias), bias_gelu_ref(x, bias), atol=atol, rtol=rtol, what=f"gelu 16384x1536 {dtype}"
-    )
+    check_close(bias_gelu(x, bias), bias_gelu_ref(x, bias), atol=atol, rtol=rtol, what=f"gelu 16384x1536 {dtype}")

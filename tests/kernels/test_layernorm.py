@@ -31,9 +31,7 @@ def _inputs(
     gen = torch.Generator().manual_seed(m * 1000 + n)
     x, residual = torch.randn(m, n, generator=gen), torch.randn(r, n, generator=gen)
     bias, weight, beta = (torch.randn(n, generator=gen) for _ in range(3))
-    x, bias, residual, weight, beta = (
-        t.to(device=device, dtype=dtype) for t in (x, bias, residual, weight, beta)
-    )
+    x, bias, residual, weight, beta = (t.to(device=device, dtype=dtype) for t in (x, bias, residual, weight, beta))
     return x, bias, residual, weight, beta
 
 

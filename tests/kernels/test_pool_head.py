@@ -86,9 +86,7 @@ def test_empty_row_and_bool_mask(device: torch.device, check_close: CloseCheck) 
     check_close(probs, probs_ref, atol=1e-6, rtol=1e-5, what="probs with empty row")
 
 
-def test_reference_matches_sentence_transformers_formula(
-    device: torch.device, check_close: CloseCheck
-) -> None:
+def test_reference_matches_sentence_transformers_formula(device: torch.device, check_close: CloseCheck) -> None:
     hidden, mask, _, _ = _inputs([13, 1, 7], 13, 97, 1, torch.float32, device)
     expanded = mask.unsqueeze(-1).expand(hidden.size()).float()  # sentence_transformers.models.Pooling
     mean = (hidden * expanded).sum(1) / torch.clamp(expanded.sum(1), min=1e-9)

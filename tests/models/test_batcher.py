@@ -80,9 +80,7 @@ async def test_event_loop_is_not_blocked_while_a_batch_runs() -> None:
 async def test_errors_propagate_to_every_waiter_of_the_batch_and_batcher_survives() -> None:
     fake = FakeClassifier(delay_s=0.02, fail_on="boom")
     async with MicroBatcher(fake, BatcherConfig(max_batch=8, max_wait_ms=20.0)) as batcher:
-        results = await asyncio.gather(
-            *(batcher.classify(t) for t in ["a", "boom", "b"]), return_exceptions=True
-        )
+        results = await asyncio.gather(*(batcher.classify(t) for t in ["a", "boom", "b"]), return_exceptions=True)
         assert all(isinstance(r, ValueError) and "boom" in str(r) for r in results)
         ok = await batcher.classify("python after the failure")
         assert ok.category == "code"

@@ -68,9 +68,7 @@ def test_bucket_length_caps_at_max_tokens_not_in_buckets() -> None:
 
 def test_plan_batches_bucket_groups_and_covers_every_row() -> None:
     lengths = [5, 300, 20, 17, 64, 65, 3, 128, 31, 250]
-    plan = plan_batches(
-        lengths, batch_size=2, padding="bucket", buckets=(16, 32, 64, 128, 256), max_tokens=256
-    )
+    plan = plan_batches(lengths, batch_size=2, padding="bucket", buckets=(16, 32, 64, 128, 256), max_tokens=256)
     rows = sorted(i for batch, _ in plan for i in batch)
     assert rows == list(range(len(lengths)))
     for batch, pad in plan:

@@ -62,9 +62,7 @@ def _write_outcomes(path: Path) -> None:
                 )
 
 
-def test_cli_on_synthetic_outcomes_prefers_model_b(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_on_synthetic_outcomes_prefers_model_b(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     head = MLPHead(HeadConfig(out_dim=3, hidden=0, dropout=0.0, output="sigmoid"))
     group_head = MLPHead(HeadConfig(out_dim=1, hidden=0, dropout=0.0))
     prior = np.array([[0.2, 0.9, 0.3]], dtype=np.float32)  # prior-only predictor: always routes to "b"
@@ -88,9 +86,5 @@ def test_cli_on_synthetic_outcomes_prefers_model_b(
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     pw = out["average"]["prompt_weighted"]
-    assert (
-        pw["n"] == 6
-        and pw["oracle"] == 1.0
-        and pw["routed"] == pw["best_single"]["accuracy"] == round(4 / 6, 4)
-    )
+    assert pw["n"] == 6 and pw["oracle"] == 1.0 and pw["routed"] == pw["best_single"]["accuracy"] == round(4 / 6, 4)
     assert pw["route_share"]["b"] == 1.0 and pw["routed_minus_best_single"] == 0.0

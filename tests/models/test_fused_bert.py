@@ -35,9 +35,7 @@ SENTENCES = [
 ]
 
 
-def _hf_sentence_embedding(
-    hf: Any, ids: torch.Tensor, mask: torch.Tensor, **kw: torch.Tensor
-) -> torch.Tensor:
+def _hf_sentence_embedding(hf: Any, ids: torch.Tensor, mask: torch.Tensor, **kw: torch.Tensor) -> torch.Tensor:
     """sentence-transformers all-MiniLM-L6-v2: masked mean of last_hidden_state, then L2 normalise. [B, H]."""
     with torch.no_grad():
         hidden = hf(input_ids=ids, attention_mask=mask, **kw).last_hidden_state.float()
@@ -115,9 +113,7 @@ def test_tiny_token_types_and_left_padding(tiny_hf: Any, impl: dispatch.Impl) ->
     types = torch.zeros_like(ids)
     types[:, 5:] = 1
     dev = _device(impl)
-    actual = FusedBertEncoder.from_hf(tiny_hf).to(dev)(
-        ids.to(dev), mask.to(dev), token_type_ids=types.to(dev)
-    )
+    actual = FusedBertEncoder.from_hf(tiny_hf).to(dev)(ids.to(dev), mask.to(dev), token_type_ids=types.to(dev))
     expected = _hf_sentence_embedding(tiny_hf, ids, mask, token_type_ids=types)
     _check_embeddings(actual, expected, atol=1e-5, min_cos=0.99999)
 

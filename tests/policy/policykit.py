@@ -21,14 +21,31 @@ def trio(gpus: tuple[str, str, str] = ("0", "0", "0")) -> list[ModelConfig]:
 
 
 def remote_model(**profile: Any) -> ModelConfig:
-    return ModelConfig.model_validate({
-        "name": "remote", "kind": "openai", "endpoints": ["https://api.example.invalid/v1"], "remote": True,
-        "profile": {"quality_default": 0.9, "base_ttft_ms": 400.0, "decode_tok_per_s": 80.0,
-                    "usd_per_1m_tokens": 0.6, **profile}})
+    return ModelConfig.model_validate(
+        {
+            "name": "remote",
+            "kind": "openai",
+            "endpoints": ["https://api.example.invalid/v1"],
+            "remote": True,
+            "profile": {
+                "quality_default": 0.9,
+                "base_ttft_ms": 400.0,
+                "decode_tok_per_s": 80.0,
+                "usd_per_1m_tokens": 0.6,
+                **profile,
+            },
+        }
+    )
 
 
-def request(category: str = "code", complexity: float = 0.3, rid: str = "r1", prompt_tokens: int = 50,
-            max_tokens: int = 256, **options: Any) -> RouteRequest:
+def request(
+    category: str = "code",
+    complexity: float = 0.3,
+    rid: str = "r1",
+    prompt_tokens: int = 50,
+    max_tokens: int = 256,
+    **options: Any,
+) -> RouteRequest:
     cls = Classification(category, {category: 1.0}, complexity)
     return RouteRequest(rid, cls, prompt_tokens, max_tokens, options=RouteOptions(**options))
 
@@ -37,8 +54,7 @@ def policy(models: list[ModelConfig] | None = None, load: LoadBoard | None = Non
     settings.setdefault("explore_share", 0.0)
     options = settings.pop("options", {})
     options.setdefault("seed", 0)
-    return TriagePolicy(models or trio(), load or LoadBoard(), PolicyConfig(name="triage", options=options,
-                                                                            **settings))
+    return TriagePolicy(models or trio(), load or LoadBoard(), PolicyConfig(name="triage", options=options, **settings))
 
 
 def busy(load: LoadBoard, model: str, in_flight: int, tokens_each: int = 700) -> None:

@@ -25,13 +25,17 @@ def config(tmp_path: Path) -> Any:
         model = sim_model(name, [role], free_port())
         model["profile"] = {**profiles[name], "max_num_seqs": 64}
         models.append(model)
-    return parse_config({"models": models, "policy": {"name": "triage", "explore_share": 0.0,
-                                                      "store": str(tmp_path / "triage.db")}})
+    return parse_config(
+        {"models": models, "policy": {"name": "triage", "explore_share": 0.0, "store": str(tmp_path / "triage.db")}}
+    )
 
 
 def route(base_url: str) -> dict[str, Any]:
-    response = httpx.post(base_url + "/v1/route", timeout=10, json={
-        "model": "auto", "messages": [{"role": "user", "content": CODE_PROMPT}]})
+    response = httpx.post(
+        base_url + "/v1/route",
+        timeout=10,
+        json={"model": "auto", "messages": [{"role": "user", "content": CODE_PROMPT}]},
+    )
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -42,8 +46,11 @@ def test_traffic_moves_away_from_a_busy_engine_and_back(tmp_path: Path) -> None:
         assert route(triage.base_url)["model"] == "coder"  # idle: the best fit
 
         def occupy(i: int) -> int:  # long answers pinned to the code model by name
-            return httpx.post(triage.base_url + "/v1/completions", timeout=60, json={
-                "model": "coder", "prompt": f"def f{i}(x):", "max_tokens": 300, "ignore_eos": True}).status_code
+            return httpx.post(
+                triage.base_url + "/v1/completions",
+                timeout=60,
+                json={"model": "coder", "prompt": f"def f{i}(x):", "max_tokens": 300, "ignore_eos": True},
+            ).status_code
 
         with ThreadPoolExecutor(16) as pool:
             pending = [pool.submit(occupy, i) for i in range(16)]
@@ -55,8 +62,11 @@ def test_traffic_moves_away_from_a_busy_engine_and_back(tmp_path: Path) -> None:
             assert "coder fits better but is busier" in busy["reason"]
             coder = next(c for c in busy["candidates"] if c["model"] == "coder")
             assert coder["ttft_ms"] > 1000 and coder["in_flight"] >= 16
-            served = httpx.post(triage.base_url + "/v1/chat/completions", timeout=30, json={
-                "model": "auto", "max_tokens": 4, "messages": [{"role": "user", "content": CODE_PROMPT}]})
+            served = httpx.post(
+                triage.base_url + "/v1/chat/completions",
+                timeout=30,
+                json={"model": "auto", "max_tokens": 4, "messages": [{"role": "user", "content": CODE_PROMPT}]},
+            )
             assert served.status_code == 200 and served.headers["x-triage-model"] != "coder"
             assert [f.result(timeout=60) for f in pending] == [200] * 16
 

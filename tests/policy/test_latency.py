@@ -7,8 +7,7 @@ from server.policy.latency import STALE_S, LatencyPredictor, Prediction
 from tests.policy.policykit import busy, trio
 
 
-def predict(p: LatencyPredictor, model: str, now_s: float = 100.0, prompt: int = 100, out: int = 256
-            ) -> Prediction:
+def predict(p: LatencyPredictor, model: str, now_s: float = 100.0, prompt: int = 100, out: int = 256) -> Prediction:
     i = p.names.index(model)
     return p.predict(i, p.snapshot(now_s), now_s, prompt, out)
 

@@ -18,9 +18,14 @@ METAMATH = "meta-math/MetaMath-Mistral-7B"
 
 
 def _model(name: str, predictor_model: str | None, quality: float = 0.5) -> ModelConfig:
-    return ModelConfig.model_validate({
-        "name": name, "endpoints": [f"http://127.0.0.1:1/{name}/v1"], "gpu": name,
-        "profile": {"quality_default": quality, "predictor_model": predictor_model}})
+    return ModelConfig.model_validate(
+        {
+            "name": name,
+            "endpoints": [f"http://127.0.0.1:1/{name}/v1"],
+            "gpu": name,
+            "profile": {"quality_default": quality, "predictor_model": predictor_model},
+        }
+    )
 
 
 def _embedding(seed: int) -> np.ndarray:

@@ -50,8 +50,16 @@ class RunningTriage:
 def run_triage(config: TriageConfig, start_simulated: bool = True) -> Iterator[RunningTriage]:
     app = build_app(config, start_simulated=start_simulated)
     port = free_port()
-    uv_config = uvicorn.Config(app, host="127.0.0.1", port=port, loop="asyncio", http="httptools",
-                               log_level="warning", access_log=False, lifespan="on")
+    uv_config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop="asyncio",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )
     server = uvicorn.Server(uv_config)
     loop_box: dict[str, asyncio.AbstractEventLoop] = {}
 
@@ -76,16 +84,24 @@ def run_triage(config: TriageConfig, start_simulated: bool = True) -> Iterator[R
 
 
 def sim_model(name: str, roles: list[str], port: int, **simulated: Any) -> dict[str, Any]:
-    sim = {"shape": "qwen2.5-1.5b", "gpu": "0", "time_scale": 0.05, "max_num_seqs": 64,
-           "default_output_tokens": 16}
+    sim = {"shape": "qwen2.5-1.5b", "gpu": "0", "time_scale": 0.05, "max_num_seqs": 64, "default_output_tokens": 16}
     sim.update(simulated)
-    return {"name": name, "roles": roles, "endpoints": [f"http://127.0.0.1:{port}/v1"], "gpu": "0",
-            "context_length": 8192, "simulated": sim}
+    return {
+        "name": name,
+        "roles": roles,
+        "endpoints": [f"http://127.0.0.1:{port}/v1"],
+        "gpu": "0",
+        "context_length": 8192,
+        "simulated": sim,
+    }
 
 
 def demo_like_config(**overrides: Any) -> TriageConfig:
-    models = [sim_model("coder", ["code"], free_port()), sim_model("chat", ["chat"], free_port()),
-              sim_model("fast", ["fast"], free_port())]
+    models = [
+        sim_model("coder", ["code"], free_port()),
+        sim_model("chat", ["chat"], free_port()),
+        sim_model("fast", ["fast"], free_port()),
+    ]
     data: dict[str, Any] = {"models": models}
     data.update(overrides)
     return parse_config(data)

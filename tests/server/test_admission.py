@@ -79,10 +79,12 @@ async def test_choose_waits_for_a_model_slot() -> None:
 def test_overload_gets_only_successes_and_429s() -> None:
     model = sim_model("only", ["chat"], free_port(), time_scale=1.0)
     model["max_in_flight"] = 4
-    config = parse_config({"models": [model], "server": {"max_in_flight": 6, "admission_wait_s": 0.1,
-                                                          "max_waiting": 2}})
+    config = parse_config(
+        {"models": [model], "server": {"max_in_flight": 6, "admission_wait_s": 0.1, "max_waiting": 2}}
+    )
     body = {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": "hello there"}]}
     with run_triage(config) as triage:
+
         def one(_: int) -> tuple[int, str | None]:
             r = httpx.post(triage.base_url + "/v1/chat/completions", json=body, timeout=20)
             return r.status_code, r.headers.get("retry-after")

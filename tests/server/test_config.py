@@ -20,18 +20,21 @@ def test_demo_config_loads() -> None:
     assert all(m.simulated for m in config.models)
 
 
-@pytest.mark.parametrize(("data", "fragment"), [
-    ({"models": []}, "models"),
-    ({"models": [{"name": "x"}]}, "models[0].endpoints"),
-    ({"models": [{**MODEL, "endpoints": ["ftp://nope"]}]}, "models[0].endpoints"),
-    ({"models": [{**MODEL, "name": "auto"}]}, "reserved"),
-    ({"models": [MODEL, MODEL]}, "appears twice"),
-    ({"models": [{**MODEL, "contxt_length": 5}]}, "models[0].contxt_length"),
-    ({"models": [{**MODEL, "profile": {"quality": {"cooking": 0.5}}}]}, "unknown category 'cooking'"),
-    ({"models": [{**MODEL, "profile": {"quality": {"code": 1.5}}}]}, "[0, 1]"),
-    ({"server": {"port": 70000}, "models": [MODEL]}, "server.port"),
-    ([1, 2], "top level"),
-])
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        ({"models": []}, "models"),
+        ({"models": [{"name": "x"}]}, "models[0].endpoints"),
+        ({"models": [{**MODEL, "endpoints": ["ftp://nope"]}]}, "models[0].endpoints"),
+        ({"models": [{**MODEL, "name": "auto"}]}, "reserved"),
+        ({"models": [MODEL, MODEL]}, "appears twice"),
+        ({"models": [{**MODEL, "contxt_length": 5}]}, "models[0].contxt_length"),
+        ({"models": [{**MODEL, "profile": {"quality": {"cooking": 0.5}}}]}, "unknown category 'cooking'"),
+        ({"models": [{**MODEL, "profile": {"quality": {"code": 1.5}}}]}, "[0, 1]"),
+        ({"server": {"port": 70000}, "models": [MODEL]}, "server.port"),
+        ([1, 2], "top level"),
+    ],
+)
 def test_errors_name_the_bad_key(data: object, fragment: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(data)
@@ -40,8 +43,9 @@ def test_errors_name_the_bad_key(data: object, fragment: str) -> None:
 
 def test_env_interpolation(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRIAGE_TEST_KEY", "sk-secret")
-    config = parse_config({"models": [{**MODEL, "api_key": "${TRIAGE_TEST_KEY}",
-                                       "served_name": "${TRIAGE_UNSET_NAME:-qwen}"}]})
+    config = parse_config(
+        {"models": [{**MODEL, "api_key": "${TRIAGE_TEST_KEY}", "served_name": "${TRIAGE_UNSET_NAME:-qwen}"}]}
+    )
     assert config.models[0].api_key == "sk-secret"
     assert config.models[0].upstream_name == "qwen"
 
@@ -62,9 +66,13 @@ def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
         load_config(bad)
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(alphabet=st.characters(
-    blacklist_characters="$")), lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-    st.text(max_size=5), inner, max_size=3), max_leaves=10))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(alphabet=st.characters(blacklist_characters="$")),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+        max_leaves=10,
+    )
+)
 def test_interpolation_leaves_plain_values_unchanged(tree: object) -> None:
     assert interpolate_env(tree, {}) == tree
 
@@ -75,8 +83,7 @@ def test_arbitrary_mappings_never_escape_as_other_errors(data: dict[str, object]
         parse_config(data)
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "configs").glob("*.yaml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_validates(path: Path) -> None:
     config = load_config(path)
     assert config.models

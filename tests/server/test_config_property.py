@@ -10,12 +10,32 @@ from hypothesis import strategies as st
 
 from server.config import ConfigError, TriageConfig, parse_config
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=True),
-                    st.text(max_size=12))
-keys = st.sampled_from(["server", "models", "auth", "privacy", "breaker", "policy", "name", "endpoints",
-                        "mode", "patterns", "max_in_flight", "timeouts", "port", "host", "remote", "x"])
-trees = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                      st.dictionaries(keys, inner, max_size=5)), max_leaves=25)
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=True), st.text(max_size=12))
+keys = st.sampled_from(
+    [
+        "server",
+        "models",
+        "auth",
+        "privacy",
+        "breaker",
+        "policy",
+        "name",
+        "endpoints",
+        "mode",
+        "patterns",
+        "max_in_flight",
+        "timeouts",
+        "port",
+        "host",
+        "remote",
+        "x",
+    ]
+)
+trees = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=5)),
+    max_leaves=25,
+)
 
 
 @settings(max_examples=400, deadline=None)
@@ -33,23 +53,32 @@ def _name(model: Any) -> str:
     return str(model["name"])
 
 
-model = st.fixed_dictionaries({
-    "name": st.text("abcdefgh-_", min_size=1, max_size=8).filter(lambda n: n != "auto"),
-    "endpoints": st.just(["http://127.0.0.1:8001/v1"]),
-    "remote": st.booleans(),
-    "max_in_flight": st.integers(1, 10_000),
-    "timeouts": st.fixed_dictionaries({"connect_s": st.floats(0.01, 100), "total_s": st.floats(0.01, 1000)}),
-})
-valid = st.fixed_dictionaries({
-    "models": st.lists(model, min_size=1, max_size=3, unique_by=_name),
-    "server": st.fixed_dictionaries({"host": st.sampled_from(["127.0.0.1", "0.0.0.0", "::1"]),
-                                     "max_in_flight": st.integers(1, 10**5),
-                                     "admission_wait_s": st.floats(0, 30)}),
-    "auth": st.fixed_dictionaries({"mode": st.sampled_from([None, "open", "keys"])}),
-    "privacy": st.fixed_dictionaries({"patterns": st.dictionaries(st.sampled_from(["a", "b"]),
-                                                                  st.sampled_from([r"\d+", "x{2}", "[a-z]+"]))}),
-    "breaker": st.fixed_dictionaries({"failures": st.integers(1, 100), "cooldown_s": st.floats(0.01, 100)}),
-})
+model = st.fixed_dictionaries(
+    {
+        "name": st.text("abcdefgh-_", min_size=1, max_size=8).filter(lambda n: n != "auto"),
+        "endpoints": st.just(["http://127.0.0.1:8001/v1"]),
+        "remote": st.booleans(),
+        "max_in_flight": st.integers(1, 10_000),
+        "timeouts": st.fixed_dictionaries({"connect_s": st.floats(0.01, 100), "total_s": st.floats(0.01, 1000)}),
+    }
+)
+valid = st.fixed_dictionaries(
+    {
+        "models": st.lists(model, min_size=1, max_size=3, unique_by=_name),
+        "server": st.fixed_dictionaries(
+            {
+                "host": st.sampled_from(["127.0.0.1", "0.0.0.0", "::1"]),
+                "max_in_flight": st.integers(1, 10**5),
+                "admission_wait_s": st.floats(0, 30),
+            }
+        ),
+        "auth": st.fixed_dictionaries({"mode": st.sampled_from([None, "open", "keys"])}),
+        "privacy": st.fixed_dictionaries(
+            {"patterns": st.dictionaries(st.sampled_from(["a", "b"]), st.sampled_from([r"\d+", "x{2}", "[a-z]+"]))}
+        ),
+        "breaker": st.fixed_dictionaries({"failures": st.integers(1, 100), "cooldown_s": st.floats(0.01, 100)}),
+    }
+)
 
 
 @settings(max_examples=200, deadline=None)

@@ -52,11 +52,13 @@ def test_empty_messages(triage: RunningTriage) -> None:
 
 
 def test_wrong_types(triage: RunningTriage) -> None:
-    error = assert_openai_error(post(triage, {"model": "auto", "messages": [{"role": "user", "content": "x"}],
-                                              "max_tokens": "lots"}), 400, "max_tokens")
+    error = assert_openai_error(
+        post(triage, {"model": "auto", "messages": [{"role": "user", "content": "x"}], "max_tokens": "lots"}),
+        400,
+        "max_tokens",
+    )
     assert error["param"] == "max_tokens"
-    assert_openai_error(post(triage, {"model": "auto", "messages": [{"role": "wizard", "content": "x"}]}),
-                        400, "role")
+    assert_openai_error(post(triage, {"model": "auto", "messages": [{"role": "wizard", "content": "x"}]}), 400, "role")
     assert_openai_error(post(triage, {"model": "auto", "prompt": {"a": 1}}, "/v1/completions"), 400, "prompt")
 
 
@@ -67,8 +69,7 @@ def test_bad_route_options(triage: RunningTriage) -> None:
 
 def test_oversize_body(triage: RunningTriage) -> None:
     huge = "x" * (triage.config.server.max_body_bytes + 10)
-    assert_openai_error(post(triage, {"model": "auto", "messages": [{"role": "user", "content": huge}]}), 413,
-                        "limit")
+    assert_openai_error(post(triage, {"model": "auto", "messages": [{"role": "user", "content": huge}]}), 413, "limit")
 
 
 def test_unknown_model_is_404_through_the_sdk(triage: RunningTriage) -> None:
@@ -84,8 +85,11 @@ def test_unknown_route_and_method(triage: RunningTriage) -> None:
 
 
 def test_no_eligible_model(triage: RunningTriage) -> None:
-    body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "tools": [
-        {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]}
+    body = {
+        "model": "auto",
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+    }
     assert_openai_error(post(triage, body), 400, "lacks tools")
 
 
@@ -102,8 +106,9 @@ def broken() -> Iterator[RunningTriage]:
 
 def test_engine_down_is_503(broken: RunningTriage) -> None:
     # The probe has marked it unhealthy: the request fails fast with a message naming the engine.
-    error = assert_openai_error(post(broken, {"model": "down", "messages": [{"role": "user", "content": "x"}]}),
-                                503, "down")
+    error = assert_openai_error(
+        post(broken, {"model": "down", "messages": [{"role": "user", "content": "x"}]}), 503, "down"
+    )
     assert error["type"] == "engine_unavailable"
 
 

@@ -38,8 +38,7 @@ def sse_events(raw: bytes) -> list[bytes]:
     return [e.removeprefix(b"data: ") for e in raw.split(b"\n\n") if e.startswith(b"data: ")]
 
 
-def test_engine_killed_under_load_fails_no_request_that_had_not_started(pair: tuple[RunningTriage, SimThread]
-                                                                         ) -> None:
+def test_engine_killed_under_load_fails_no_request_that_had_not_started(pair: tuple[RunningTriage, SimThread]) -> None:
     triage, engines = pair
     url = triage.base_url + "/v1/chat/completions"
 
@@ -83,8 +82,11 @@ def test_hang_falls_back_and_header_says_so(pair: tuple[RunningTriage, SimThread
     engines.faults("primary", hang=True)
     for stream in (False, True):
         t0 = time.monotonic()
-        r = httpx.post(triage.base_url + "/v1/chat/completions", timeout=20,
-                       json={"model": "auto", "messages": QUESTION, "max_tokens": 3, "stream": stream})
+        r = httpx.post(
+            triage.base_url + "/v1/chat/completions",
+            timeout=20,
+            json={"model": "auto", "messages": QUESTION, "max_tokens": 3, "stream": stream},
+        )
         assert r.status_code == 200 and r.headers["x-triage-model"] == "backup"
         assert "fell back to backup after primary failed" in r.headers["x-triage-reason"]
         assert time.monotonic() - t0 < 5  # first_token_s or total_s (1-2 s) + the backup's answer
@@ -128,8 +130,11 @@ def test_overall_deadline_bounds_all_attempts() -> None:
     config = parse_config(data)
     with sim_engines(config), run_triage(config, start_simulated=False) as triage:
         t0 = time.monotonic()
-        r = httpx.post(triage.base_url + "/v1/chat/completions", timeout=20,
-                       json={"model": "auto", "messages": QUESTION, "max_tokens": 3, "stream": True})
+        r = httpx.post(
+            triage.base_url + "/v1/chat/completions",
+            timeout=20,
+            json={"model": "auto", "messages": QUESTION, "max_tokens": 3, "stream": True},
+        )
         elapsed_s = time.monotonic() - t0
     assert r.status_code == 504, r.text
     assert elapsed_s < 3.0, elapsed_s

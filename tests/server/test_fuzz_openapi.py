@@ -49,8 +49,15 @@ def test_no_5xx_on_any_generated_request(fuzzed: RunningTriage) -> None:
     for result in schema.get_all_operations():
         operation = result.ok()  # type: ignore[union-attr]  # our own spec: never an Err
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                      phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+
+            @settings(
+                max_examples=EXAMPLES,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                phases=[Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
             @given(case=operation.as_strategy(generation_mode=mode), model=st.sampled_from(MODELS))
             def run(case: Any, model: str | None) -> None:
                 if model is not None and isinstance(case.body, dict) and isinstance(case.body.get("model"), str):
@@ -68,7 +75,14 @@ def test_no_5xx_on_any_generated_request(fuzzed: RunningTriage) -> None:
     server_errors = sum(n for status, n in statuses.items() if status >= 500)
     if REPORT:
         with open(REPORT, "w") as out:
-            json.dump({"cases": cases, "5xx": server_errors, "by_status": dict(sorted(statuses.items())),
-                       "seconds": round(time.monotonic() - t0, 1)}, out)
+            json.dump(
+                {
+                    "cases": cases,
+                    "5xx": server_errors,
+                    "by_status": dict(sorted(statuses.items())),
+                    "seconds": round(time.monotonic() - t0, 1),
+                },
+                out,
+            )
     assert server_errors == 0, failures
     assert cases >= 6 * EXAMPLES, statuses  # 8 operations; tiny input spaces (GET /health) run out early

@@ -14,8 +14,13 @@ from server.config import parse_config
 
 from .conftest import RunningTriage, free_port, run_triage, sim_model
 
-TRIAGE_HEADERS = ("x-triage-request-id", "x-triage-model", "x-triage-category", "x-triage-reason",
-                  "x-triage-overhead-ms")
+TRIAGE_HEADERS = (
+    "x-triage-request-id",
+    "x-triage-model",
+    "x-triage-category",
+    "x-triage-reason",
+    "x-triage-overhead-ms",
+)
 CODE_PROMPT = "Write a Python function that parses an ISO date string and returns a datetime; add a unit test."
 
 
@@ -36,7 +41,8 @@ def test_models_lists_auto_and_every_configured_model(triage: RunningTriage) -> 
 
 def test_auto_chat_routes_code_prompt_to_code_model(triage: RunningTriage) -> None:
     raw = client_for(triage).chat.completions.with_raw_response.create(
-        model="auto", messages=[{"role": "user", "content": CODE_PROMPT}], max_tokens=8)
+        model="auto", messages=[{"role": "user", "content": CODE_PROMPT}], max_tokens=8
+    )
     completion = raw.parse()
     assert_triage_headers(raw.headers)
     assert raw.headers["x-triage-model"] == "coder"
@@ -49,8 +55,12 @@ def test_auto_chat_routes_code_prompt_to_code_model(triage: RunningTriage) -> No
 def test_auto_chat_stream_relays_chunks_and_usage(triage: RunningTriage) -> None:
     client = client_for(triage)
     with client.chat.completions.with_streaming_response.create(
-            model="auto", messages=[{"role": "user", "content": "Write a short poem about autumn rain."}],
-            max_tokens=6, stream=True, stream_options={"include_usage": True}) as response:
+        model="auto",
+        messages=[{"role": "user", "content": "Write a short poem about autumn rain."}],
+        max_tokens=6,
+        stream=True,
+        stream_options={"include_usage": True},
+    ) as response:
         assert_triage_headers(response.headers)
         assert response.headers["content-type"].startswith("text/event-stream")
         chunks = list(response.parse())
@@ -75,8 +85,9 @@ def test_named_model_completions_plain_and_streamed(triage: RunningTriage) -> No
 
 
 def test_route_dry_run_explains_decision(triage: RunningTriage) -> None:
-    response = httpx.post(triage.base_url + "/v1/route", json={
-        "model": "auto", "messages": [{"role": "user", "content": CODE_PROMPT}]})
+    response = httpx.post(
+        triage.base_url + "/v1/route", json={"model": "auto", "messages": [{"role": "user", "content": CODE_PROMPT}]}
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["model"] == "coder" and body["category"] == "code"
@@ -88,8 +99,10 @@ def test_route_dry_run_explains_decision(triage: RunningTriage) -> None:
 
 
 def test_route_respects_allow_list(triage: RunningTriage) -> None:
-    response = httpx.post(triage.base_url + "/v1/route", json={
-        "messages": [{"role": "user", "content": CODE_PROMPT}], "route": {"models": ["fast"]}})
+    response = httpx.post(
+        triage.base_url + "/v1/route",
+        json={"messages": [{"role": "user", "content": CODE_PROMPT}], "route": {"models": ["fast"]}},
+    )
     body = response.json()
     assert body["model"] == "fast"
     ruled_out = {c["model"]: c for c in body["candidates"] if not c["eligible"]}
@@ -98,31 +111,42 @@ def test_route_respects_allow_list(triage: RunningTriage) -> None:
 
 def test_unknown_fields_are_relayed_not_rejected(triage: RunningTriage) -> None:
     completion = client_for(triage).chat.completions.create(
-        model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=3,
-        extra_body={"top_k": 5, "repetition_penalty": 1.1})
+        model="chat",
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=3,
+        extra_body={"top_k": 5, "repetition_penalty": 1.1},
+    )
     assert completion.choices[0].message.content
 
 
 def test_client_request_id_is_echoed(triage: RunningTriage) -> None:
-    response = httpx.post(triage.base_url + "/v1/chat/completions", headers={"x-request-id": "abc-123"},
-                          json={"model": "fast", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+    response = httpx.post(
+        triage.base_url + "/v1/chat/completions",
+        headers={"x-request-id": "abc-123"},
+        json={"model": "fast", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
+    )
     assert response.headers["x-triage-request-id"] == "abc-123"
 
 
 def test_health_ready_and_metrics(triage: RunningTriage) -> None:
     assert httpx.get(triage.base_url + "/health").json() == {"status": "ok"}
     assert httpx.get(triage.base_url + "/ready").status_code == 200
-    client_for(triage).chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}],
-                                               max_tokens=2)
+    client_for(triage).chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
     text = httpx.get(triage.base_url + "/metrics").text
-    for name in ("triage_requests_total", "triage_request_seconds_bucket", "triage_router_overhead_seconds",
-                 "triage_in_flight_requests", "triage_decisions_total", "triage_engine_healthy"):
+    for name in (
+        "triage_requests_total",
+        "triage_request_seconds_bucket",
+        "triage_router_overhead_seconds",
+        "triage_in_flight_requests",
+        "triage_decisions_total",
+        "triage_engine_healthy",
+    ):
         assert name in text, name
 
 
 @pytest.mark.parametrize("endpoint", ["/v1/chat/completions", "/v1/completions"])
 def test_overhead_header_is_small_and_numeric(triage: RunningTriage, endpoint: str) -> None:
-    body = ({"messages": [{"role": "user", "content": "hi"}]} if "chat" in endpoint else {"prompt": "hi"})
+    body = {"messages": [{"role": "user", "content": "hi"}]} if "chat" in endpoint else {"prompt": "hi"}
     response = httpx.post(triage.base_url + endpoint, json={"model": "auto", "max_tokens": 2, **body})
     assert response.status_code == 200
     assert 0 <= float(response.headers["x-triage-overhead-ms"]) < 1000
@@ -147,16 +171,27 @@ def _wait_for_running(triage: RunningTriage, model: str, want: int, within_s: fl
 @pytest.fixture(scope="module")
 def real_speed() -> Iterator[RunningTriage]:
     """Engines at calibrated (not accelerated) speed, so a long answer is still running when we hang up."""
-    config = parse_config({"models": [sim_model("chat", ["chat"], free_port(), time_scale=1.0),
-                                      sim_model("fast", ["fast"], free_port(), time_scale=1.0)]})
+    config = parse_config(
+        {
+            "models": [
+                sim_model("chat", ["chat"], free_port(), time_scale=1.0),
+                sim_model("fast", ["fast"], free_port(), time_scale=1.0),
+            ]
+        }
+    )
     with run_triage(config) as running:
         yield running
 
 
 def test_client_disconnect_mid_stream_cancels_engine_request(real_speed: RunningTriage) -> None:
     triage = real_speed
-    body = {"model": "chat", "stream": True, "max_tokens": 4000, "ignore_eos": True,
-            "messages": [{"role": "user", "content": "go"}]}
+    body = {
+        "model": "chat",
+        "stream": True,
+        "max_tokens": 4000,
+        "ignore_eos": True,
+        "messages": [{"role": "user", "content": "go"}],
+    }
     with httpx.stream("POST", triage.base_url + "/v1/chat/completions", json=body, timeout=20) as response:
         chunks = response.iter_raw()  # keep a reference: a collected iterator closes the response
         assert next(chunks).startswith(b"data: ")
@@ -169,11 +204,13 @@ def test_client_disconnect_mid_stream_cancels_engine_request(real_speed: Running
 
 def test_client_disconnect_before_non_streamed_answer_cancels_engine_request(real_speed: RunningTriage) -> None:
     triage = real_speed
-    body = (b'{"model":"fast","max_tokens":4000,"ignore_eos":true,"messages":[{"role":"user","content":"go"}]}')
+    body = b'{"model":"fast","max_tokens":4000,"ignore_eos":true,"messages":[{"role":"user","content":"go"}]}'
     host, port = triage.base_url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-                     b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
         _wait_for_running(triage, "fast", 1, within_s=2.0)
     _wait_for_running(triage, "fast", 0, within_s=1.0)
 
@@ -181,8 +218,10 @@ def test_client_disconnect_before_non_streamed_answer_cancels_engine_request(rea
 def test_stream_abandoned_before_relay_starts_releases_engine_and_accounting(real_speed: RunningTriage) -> None:
     triage = real_speed
     gateway = triage.gateway
-    raw = (b'{"model":"chat","stream":true,"max_tokens":4000,"ignore_eos":true,'
-           b'"messages":[{"role":"user","content":"go"}]}')
+    raw = (
+        b'{"model":"chat","stream":true,"max_tokens":4000,"ignore_eos":true,'
+        b'"messages":[{"role":"user","content":"go"}]}'
+    )
 
     async def open_and_abandon() -> int:
         reply = await gateway.generate("chat", raw, time.perf_counter(), "abandon-test")

@@ -12,15 +12,18 @@ from server.policy import POLICIES, RouteRequest
 from server.protocol import RouteOptions
 
 
-@pytest.mark.parametrize(("text", "category"), [
-    ("Write a Python function to reverse a linked list", "code"),
-    ("Solve the equation 3x + 5 = 20", "math"),
-    ("Write a poem about the sea", "creative_writing"),
-    ("Summarize this article in three key points", "summarization"),
-    ("Translate 'good morning' into French", "translation_multilingual"),
-    ("这个问题怎么解决？", "translation_multilingual"),
-    ("What is the capital of Australia?", "general_qa"),
-])
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("Write a Python function to reverse a linked list", "code"),
+        ("Solve the equation 3x + 5 = 20", "math"),
+        ("Write a poem about the sea", "creative_writing"),
+        ("Summarize this article in three key points", "summarization"),
+        ("Translate 'good morning' into French", "translation_multilingual"),
+        ("这个问题怎么解决？", "translation_multilingual"),
+        ("What is the capital of Australia?", "general_qa"),
+    ],
+)
 def test_keyword_classifier(text: str, category: str) -> None:
     result = KeywordClassifier().classify_now(text)
     assert result.category == category
@@ -29,13 +32,23 @@ def test_keyword_classifier(text: str, category: str) -> None:
 
 
 def _policy(**policy: object):  # type: ignore[no-untyped-def]
-    config = parse_config({"policy": {"name": "keyword", **policy}, "models": [
-        {"name": "coder", "roles": ["code"], "endpoints": ["http://127.0.0.1:1/v1"], "max_in_flight": 2},
-        {"name": "chat", "roles": ["chat"], "endpoints": ["http://127.0.0.1:2/v1"], "capabilities": ["tools"]},
-        {"name": "fast", "roles": ["fast"], "endpoints": ["http://127.0.0.1:3/v1"], "context_length": 1024},
-        {"name": "cloud", "roles": ["chat"], "endpoints": ["https://api.example.com/v1"], "remote": True,
-         "kind": "openai"},
-    ]})
+    config = parse_config(
+        {
+            "policy": {"name": "keyword", **policy},
+            "models": [
+                {"name": "coder", "roles": ["code"], "endpoints": ["http://127.0.0.1:1/v1"], "max_in_flight": 2},
+                {"name": "chat", "roles": ["chat"], "endpoints": ["http://127.0.0.1:2/v1"], "capabilities": ["tools"]},
+                {"name": "fast", "roles": ["fast"], "endpoints": ["http://127.0.0.1:3/v1"], "context_length": 1024},
+                {
+                    "name": "cloud",
+                    "roles": ["chat"],
+                    "endpoints": ["https://api.example.com/v1"],
+                    "remote": True,
+                    "kind": "openai",
+                },
+            ],
+        }
+    )
     load = LoadBoard()
     return POLICIES["keyword"](config.models, load, config.policy), load
 

@@ -15,9 +15,12 @@ from .conftest import RunningTriage, free_port, run_triage, sim_model
 
 @pytest.fixture(scope="module")
 def minilm() -> Iterator[RunningTriage]:
-    config = parse_config({"classifier": {"kind": "minilm", "device": "cpu", "impl": "eager"},
-                           "models": [sim_model("coder", ["code"], free_port()),
-                                      sim_model("chat", ["chat"], free_port())]})
+    config = parse_config(
+        {
+            "classifier": {"kind": "minilm", "device": "cpu", "impl": "eager"},
+            "models": [sim_model("coder", ["code"], free_port()), sim_model("chat", ["chat"], free_port())],
+        }
+    )
     with run_triage(config) as running:
         yield running
 
@@ -26,8 +29,14 @@ def test_route_returns_learned_category_and_complexity(minilm: RunningTriage) ->
     from server.classify import MiniLMClassifier
 
     assert isinstance(minilm.gateway.classifier, MiniLMClassifier)  # no silent fallback to keywords
-    body = {"messages": [{"role": "user", "content": "Write a Python function that merges two sorted lists "
-                                                     "and returns the merged list."}]}
+    body = {
+        "messages": [
+            {
+                "role": "user",
+                "content": "Write a Python function that merges two sorted lists and returns the merged list.",
+            }
+        ]
+    }
     decision = httpx.post(minilm.base_url + "/v1/route", json=body, timeout=30).json()
     assert decision["category"] == "code"
     assert decision["model"] == "coder"
@@ -42,8 +51,11 @@ def test_concurrent_generations_are_classified(minilm: RunningTriage) -> None:
     import concurrent.futures
 
     def ask(i: int) -> str:
-        response = httpx.post(minilm.base_url + "/v1/chat/completions", timeout=60, json={
-            "model": "auto", "max_tokens": 2, "messages": [{"role": "user", "content": f"Question {i}: hi"}]})
+        response = httpx.post(
+            minilm.base_url + "/v1/chat/completions",
+            timeout=60,
+            json={"model": "auto", "max_tokens": 2, "messages": [{"role": "user", "content": f"Question {i}: hi"}]},
+        )
         assert response.status_code == 200, response.text
         return response.headers["x-triage-category"]
 

@@ -63,9 +63,11 @@ def test_checksums_reject_lookalikes(guard: PrivacyGuard) -> None:
 
 def test_extra_patterns_and_whole_body_and_bounds(guard: PrivacyGuard) -> None:
     assert guard.scan_text("ticket for EMP-123456") == ["employee_id"]
-    payload = {"model": "auto", "messages": [{"role": "system", "content": PLANTED["email"]},
-                                             {"role": "user", "content": "hi"}],
-               "tools": [{"function": {"description": PLANTED["aws_key"]}}]}
+    payload = {
+        "model": "auto",
+        "messages": [{"role": "system", "content": PLANTED["email"]}, {"role": "user", "content": "hi"}],
+        "tools": [{"function": {"description": PLANTED["aws_key"]}}],
+    }
     assert set(guard.scan_payload(payload)) == {"email", "aws_key"}  # not just the last user turn
     small = PrivacyGuard(PrivacyConfig(max_scan_chars=100))
     assert small.scan_payload({"prompt": "x" * 200}) == [UNSCANNED]  # too long to scan: kept local
@@ -94,12 +96,17 @@ def with_remote() -> Iterator[tuple[RunningTriage, SimThread]]:
         yield triage, engines
 
 
-def test_planted_secrets_never_reach_the_remote_model(with_remote: tuple[RunningTriage, SimThread],
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_planted_secrets_never_reach_the_remote_model(
+    with_remote: tuple[RunningTriage, SimThread], caplog: pytest.LogCaptureFixture
+) -> None:
     triage, engines = with_remote
     url = triage.base_url + "/v1/chat/completions"
-    clean = {"model": "auto", "max_tokens": 2, "messages": [{"role": "user", "content": CLEAN[4]}],
-             "route": {"models": ["cloud"], "allow_remote": True}}
+    clean = {
+        "model": "auto",
+        "max_tokens": 2,
+        "messages": [{"role": "user", "content": CLEAN[4]}],
+        "route": {"models": ["cloud"], "allow_remote": True},
+    }
     assert httpx.post(url, json=clean, timeout=20).headers["x-triage-model"] == "cloud"  # the path is live
     before = engines.served("cloud")
     caplog.set_level(logging.DEBUG)
@@ -110,8 +117,11 @@ def test_planted_secrets_never_reach_the_remote_model(with_remote: tuple[Running
         assert only_remote.json()["error"]["code"] == "sensitive_data_must_stay_local"
         named = httpx.post(url, json={"model": "cloud", "max_tokens": 2, "messages": messages}, timeout=20)
         assert named.status_code == 400 and kind in named.json()["error"]["message"]
-        auto = httpx.post(url, json={"model": "auto", "max_tokens": 2, "messages": messages,
-                                     "route": {"allow_remote": True}}, timeout=20)
+        auto = httpx.post(
+            url,
+            json={"model": "auto", "max_tokens": 2, "messages": messages, "route": {"allow_remote": True}},
+            timeout=20,
+        )
         assert auto.status_code == 200 and auto.headers["x-triage-model"] == "local"
         assert "kept local" in auto.headers["x-triage-reason"]
         for response in (only_remote, named, auto):

@@ -20,10 +20,16 @@ from .conftest import free_port, run_triage, sim_model
 
 
 def test_drain_refuses_new_and_ends_long_streams_cleanly() -> None:
-    config = parse_config({"models": [sim_model("chat", ["chat"], free_port(), time_scale=1.0)],
-                           "server": {"drain_s": 0.5}})
-    body = {"model": "chat", "stream": True, "max_tokens": 4000, "ignore_eos": True,
-            "messages": [{"role": "user", "content": "go"}]}
+    config = parse_config(
+        {"models": [sim_model("chat", ["chat"], free_port(), time_scale=1.0)], "server": {"drain_s": 0.5}}
+    )
+    body = {
+        "model": "chat",
+        "stream": True,
+        "max_tokens": 4000,
+        "ignore_eos": True,
+        "messages": [{"role": "user", "content": "go"}],
+    }
     with run_triage(config) as triage:
         drain = triage.gateway.guard.drain
         with httpx.stream("POST", triage.base_url + "/v1/chat/completions", json=body, timeout=10) as r:
@@ -31,8 +37,9 @@ def test_drain_refuses_new_and_ends_long_streams_cleanly() -> None:
             first = next(chunks)
             triage.loop.call_soon_threadsafe(drain.begin)
             time.sleep(0.05)
-            refused = httpx.post(triage.base_url + "/v1/chat/completions", timeout=5,
-                                 json={**body, "stream": False, "max_tokens": 2})
+            refused = httpx.post(
+                triage.base_url + "/v1/chat/completions", timeout=5, json={**body, "stream": False, "max_tokens": 2}
+            )
             rest = b"".join(chunks)
         assert refused.status_code == 503 and refused.json()["error"]["code"] == "shutting_down"
         events = [e.removeprefix(b"data: ") for e in (first + rest).split(b"\n\n") if e.startswith(b"data: ")]
@@ -47,8 +54,12 @@ def test_sigterm_drains_a_real_server(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--config", str(path)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--config", str(path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60

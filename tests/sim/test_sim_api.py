@@ -61,9 +61,7 @@ async def test_chat_streamed_with_usage(start_cluster: StartCluster, client: htt
 async def test_completions_both_ways(start_cluster: StartCluster, client: httpx.AsyncClient) -> None:
     cluster = await start_cluster(spec())
     url = cluster.base_url("sim-a") + "/completions"
-    r = await client.post(
-        url, json={"model": "sim-a", "prompt": list(range(33)), "max_tokens": 4, "ignore_eos": True}
-    )
+    r = await client.post(url, json={"model": "sim-a", "prompt": list(range(33)), "max_tokens": 4, "ignore_eos": True})
     body = r.json()
     assert body["object"] == "text_completion"
     assert body["choices"][0]["text"].startswith(SIM_MARKER)
@@ -76,9 +74,7 @@ async def test_completions_both_ways(start_cluster: StartCluster, client: httpx.
     assert orjson.loads(events[-2])["choices"][0]["finish_reason"] in ("length", "stop")
 
 
-async def test_default_length_without_ignore_eos(
-    start_cluster: StartCluster, client: httpx.AsyncClient
-) -> None:
+async def test_default_length_without_ignore_eos(start_cluster: StartCluster, client: httpx.AsyncClient) -> None:
     cluster = await start_cluster(spec(default_output_tokens=20))
     r = await client.post(cluster.base_url("sim-a") + "/chat/completions", json=CHAT)
     usage = r.json()["usage"]

@@ -48,9 +48,7 @@ async def test_queueing_past_capacity(start_cluster: StartCluster, client: httpx
     assert metric(text, "vllm:time_to_first_token_seconds_count") == capacity + extra
 
 
-async def test_disconnect_mid_stream_frees_slot(
-    start_cluster: StartCluster, client: httpx.AsyncClient
-) -> None:
+async def test_disconnect_mid_stream_frees_slot(start_cluster: StartCluster, client: httpx.AsyncClient) -> None:
     cluster = await start_cluster(spec(time_scale=10.0))
     engine = cluster.engines["sim-a"]
     url = cluster.base_url("sim-a") + "/chat/completions"
@@ -75,9 +73,7 @@ async def test_disconnect_mid_stream_frees_slot(
     assert engine.stats.request_success_total["abort"] == 1
 
 
-async def test_disconnect_while_queued_and_not_streamed(
-    start_cluster: StartCluster, client: httpx.AsyncClient
-) -> None:
+async def test_disconnect_while_queued_and_not_streamed(start_cluster: StartCluster, client: httpx.AsyncClient) -> None:
     cluster = await start_cluster(spec(max_num_seqs=1, time_scale=10.0))
     engine = cluster.engines["sim-a"]
     url = cluster.base_url("sim-a") + "/completions"

@@ -66,9 +66,7 @@ def test_specs_from_models() -> None:
     with pytest.raises(SimConfigError, match="no explicit port"):
         specs_from_models([{"name": "x", "endpoints": ["http://127.0.0.1/v1"], "simulated": {}}])
     with pytest.raises(SimConfigError, match="model 'x'"):
-        specs_from_models(
-            [{"name": "x", "endpoints": ["http://127.0.0.1:1/v1"], "simulated": {"shape": "?"}}]
-        )
+        specs_from_models([{"name": "x", "endpoints": ["http://127.0.0.1:1/v1"], "simulated": {"shape": "?"}}])
 
 
 def test_specs_from_yaml(tmp_path: Path) -> None:

@@ -25,8 +25,13 @@ class FakeGpu:
     processes: dict[int, int | None] = field(default_factory=dict)  # pid -> usedGpuMemory (None: unknown)
 
 
-def install(monkeypatch: pytest.MonkeyPatch, gpus: list[FakeGpu] | None = None, *,
-            init_error: str | None = None, read_error: list[str] | None = None) -> types.ModuleType:
+def install(
+    monkeypatch: pytest.MonkeyPatch,
+    gpus: list[FakeGpu] | None = None,
+    *,
+    init_error: str | None = None,
+    read_error: list[str] | None = None,
+) -> types.ModuleType:
     """A fake pynvml in sys.modules. `read_error` is a one-element list: while it holds a message, every
     device query raises NVMLError with it (empty the list to make reads work again)."""
     gpus = gpus or []
@@ -68,6 +73,7 @@ def install(monkeypatch: pytest.MonkeyPatch, gpus: list[FakeGpu] | None = None, 
     module.nvmlShutdown = shutdown  # type: ignore[attr-defined]
     module.nvmlDeviceGetCount = count  # type: ignore[attr-defined]
     module.nvmlDeviceGetHandleByIndex = handle  # type: ignore[attr-defined]
+
     def name(gpu: FakeGpu) -> str:
         check()
         return gpu.name

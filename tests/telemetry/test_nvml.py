@@ -31,8 +31,9 @@ def worker() -> Any:
     process.wait(10)
 
 
-async def test_no_pynvml_module_logs_once_and_reads_nothing(monkeypatch: pytest.MonkeyPatch,
-                                                             caplog: pytest.LogCaptureFixture) -> None:
+async def test_no_pynvml_module_logs_once_and_reads_nothing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", None)  # `import pynvml` raises ImportError
     load, metrics = LoadBoard(), Metrics()
     reader = NvmlReader(load, metrics, interval_s=0.01)
@@ -46,8 +47,9 @@ async def test_no_pynvml_module_logs_once_and_reads_nothing(monkeypatch: pytest.
     assert read_gpus_once() is None
 
 
-async def test_nvml_init_error_degrades_cleanly(monkeypatch: pytest.MonkeyPatch,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+async def test_nvml_init_error_degrades_cleanly(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     install(monkeypatch, init_error="NVML Shared Library Not Found")
     reader = NvmlReader(LoadBoard(), Metrics())
     with caplog.at_level(logging.INFO, "server.telemetry.nvml"):
@@ -57,17 +59,29 @@ async def test_nvml_init_error_degrades_cleanly(monkeypatch: pytest.MonkeyPatch,
     assert "NVML unavailable (NVML Shared Library Not Found)" in caplog.text
 
 
-async def test_readings_fill_gauges_load_and_the_engine_map(monkeypatch: pytest.MonkeyPatch,
-                                                            worker: subprocess.Popen[bytes]) -> None:
+async def test_readings_fill_gauges_load_and_the_engine_map(
+    monkeypatch: pytest.MonkeyPatch, worker: subprocess.Popen[bytes]
+) -> None:
     # GPU 0 runs a launched engine (found by its worker's process group) and a stranger's process;
     # GPU 1 runs an engine Triage did not launch, known only from its config's `gpu`.
-    gpus = [FakeGpu(total=80 * GIB, used=60 * GIB, utilization_percent=87,
-                    processes={worker.pid: 30 * GIB, 999_999_999: 2 * GIB}),
-            FakeGpu(total=80 * GIB, used=1 * GIB, utilization_percent=0, name="Fake H100 #2")]
+    gpus = [
+        FakeGpu(
+            total=80 * GIB,
+            used=60 * GIB,
+            utilization_percent=87,
+            processes={worker.pid: 30 * GIB, 999_999_999: 2 * GIB},
+        ),
+        FakeGpu(total=80 * GIB, used=1 * GIB, utilization_percent=0, name="Fake H100 #2"),
+    ]
     nvml = install(monkeypatch, gpus)
     load, metrics = LoadBoard(), Metrics()
-    reader = NvmlReader(load, metrics, engine_groups=lambda: {"coder": os.getpgid(worker.pid)},
-                        configured_gpus={"coder": ["0"], "remote-box": ["1"]}, interval_s=0.01)
+    reader = NvmlReader(
+        load,
+        metrics,
+        engine_groups=lambda: {"coder": os.getpgid(worker.pid)},
+        configured_gpus={"coder": ["0"], "remote-box": ["1"]},
+        interval_s=0.01,
+    )
     await reader.start()
     try:
         assert load.gpus["0"].utilization == pytest.approx(0.87)
@@ -92,8 +106,9 @@ async def test_readings_fill_gauges_load_and_the_engine_map(monkeypatch: pytest.
     assert nvml.state["initialised"] == 0  # nvmlShutdown balanced nvmlInit
 
 
-async def test_read_errors_keep_the_last_readings_and_log_once(monkeypatch: pytest.MonkeyPatch,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+async def test_read_errors_keep_the_last_readings_and_log_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     failing: list[str] = []
     install(monkeypatch, [FakeGpu(total=10 * GIB, used=4 * GIB, utilization_percent=50)], read_error=failing)
     load, metrics = LoadBoard(), Metrics()

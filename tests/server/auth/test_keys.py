@@ -14,8 +14,12 @@ from server.cli import main as triage_main
 
 def test_create_list_revoke_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = str(tmp_path / "triage.db")
-    assert triage_main(["keys", "--db", db, "create", "team-a", "--models", "chat,fast", "--rpm", "60",
-                        "--daily-tokens", "1000"]) == 0
+    assert (
+        triage_main(
+            ["keys", "--db", db, "create", "team-a", "--models", "chat,fast", "--rpm", "60", "--daily-tokens", "1000"]
+        )
+        == 0
+    )
     created = json.loads(capsys.readouterr().out)
     assert created["key"].startswith("tri-") and created["id"].startswith("key_")
     assert main(["--db", db, "list"]) == 0

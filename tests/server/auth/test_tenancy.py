@@ -38,8 +38,12 @@ def test_default_mode_follows_the_bind_address() -> None:
 def keyed(tmp_path: Path) -> Iterator[tuple[RunningTriage, dict[str, str], KeyStore]]:
     db = str(tmp_path / "triage.db")
     store = KeyStore.open(db)
-    keys = {"all": store.create("all")[0], "fast_only": store.create("fast-only", models=["fast"])[0],
-            "slow": store.create("slow", rpm=2)[0], "budget": store.create("budget", daily_tokens=300)[0]}
+    keys = {
+        "all": store.create("all")[0],
+        "fast_only": store.create("fast-only", models=["fast"])[0],
+        "slow": store.create("slow", rpm=2)[0],
+        "budget": store.create("budget", daily_tokens=300)[0],
+    }
     models = [sim_model("chat", ["chat"], free_port()), sim_model("fast", ["fast"], free_port())]
     config = parse_config({"models": models, "auth": {"mode": "keys", "db": db}})
     with run_triage(config) as triage:
@@ -47,8 +51,9 @@ def keyed(tmp_path: Path) -> Iterator[tuple[RunningTriage, dict[str, str], KeySt
     store.close()
 
 
-def post(triage: RunningTriage, key: str | None, body: dict[str, Any], path: str = "/v1/chat/completions"
-         ) -> httpx.Response:
+def post(
+    triage: RunningTriage, key: str | None, body: dict[str, Any], path: str = "/v1/chat/completions"
+) -> httpx.Response:
     headers = {"authorization": f"Bearer {key}"} if key else {}
     return httpx.post(triage.base_url + path, json=body, headers=headers, timeout=20)
 
@@ -64,7 +69,8 @@ def test_missing_and_invalid_keys_are_401(keyed: tuple[RunningTriage, dict[str, 
 
 
 def test_model_allow_list_is_403_for_named_and_narrows_auto(
-        keyed: tuple[RunningTriage, dict[str, str], KeyStore]) -> None:
+    keyed: tuple[RunningTriage, dict[str, str], KeyStore],
+) -> None:
     triage, keys, _ = keyed
     error = assert_openai_error(post(triage, keys["fast_only"], {**CHAT, "model": "chat"}), 403, "may not use")
     assert error["type"] == "permission_error"
@@ -73,8 +79,7 @@ def test_model_allow_list_is_403_for_named_and_narrows_auto(
     assert_openai_error(post(triage, keys["fast_only"], {**CHAT, "route": {"models": ["chat"]}}), 403)
 
 
-def test_rate_limit_and_budget_are_429_with_retry_after(
-        keyed: tuple[RunningTriage, dict[str, str], KeyStore]) -> None:
+def test_rate_limit_and_budget_are_429_with_retry_after(keyed: tuple[RunningTriage, dict[str, str], KeyStore]) -> None:
     triage, keys, _ = keyed
     assert [post(triage, keys["slow"], CHAT).status_code for _ in range(2)] == [200, 200]
     limited = post(triage, keys["slow"], CHAT)
@@ -86,8 +91,7 @@ def test_rate_limit_and_budget_are_429_with_retry_after(
     assert assert_openai_error(over, 429, "local tokens today")["code"] == "insufficient_quota"
 
 
-def test_usage_is_booked_and_revocation_takes_effect(keyed: tuple[RunningTriage, dict[str, str], KeyStore]
-                                                     ) -> None:
+def test_usage_is_booked_and_revocation_takes_effect(keyed: tuple[RunningTriage, dict[str, str], KeyStore]) -> None:
     triage, keys, store = keyed
     assert post(triage, keys["all"], CHAT).status_code == 200
     ledger = triage.gateway.guard.tenancy.ledger

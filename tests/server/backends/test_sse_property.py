@@ -14,7 +14,8 @@ from server.backends.base import UpstreamStream
 
 # Event payloads: any text without the blank-line separator (JSON chunks, [DONE], error objects alike).
 payloads = st.text(st.characters(codec="utf-8", exclude_characters="\r"), max_size=40).filter(
-    lambda s: "\n\n" not in s and not s.endswith("\n") and not s.startswith("\n"))
+    lambda s: "\n\n" not in s and not s.endswith("\n") and not s.startswith("\n")
+)
 
 
 class _Content:
