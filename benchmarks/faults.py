@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -34,68 +33,48 @@ import aiohttp
 import psutil
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "faults.json"
+if __package__ in (None, ""):  # run as a file: make `benchmarks.*` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import REPO, Launch, child_env, free_port, parse_metrics, percentile, server_processes
+
+RESULTS = REPO / "benchmarks" / "results" / "faults.json"
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]  # general_qa -> the 'fast' role
 FAST_TIMEOUTS = {"connect_s": 0.5, "first_token_s": 1.0, "between_tokens_s": 1.0, "total_s": 3.0}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
 # -- processes ---------------------------------------------------------------------------------------------
 
 
 @dataclass
-class Engine:
+class Server:
+    """A `triage sim-engine` or `triage serve` subprocess; `proc` is set while `running()` holds it."""
+
     name: str
     port: int
-    proc: subprocess.Popen[bytes]
+    launch: Launch
+    proc: subprocess.Popen[bytes] | None = None
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def kill(self) -> None:
+        """SIGKILL: the crash a scenario injects."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
 
-def start_engine(name: str, time_scale: float = 0.05, max_num_seqs: int = 64) -> Engine:
+
+def sim_engine(workdir: Path, name: str, time_scale: float = 0.05, max_num_seqs: int = 64) -> Server:
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "server.cli",
-            "sim-engine",
-            "--name",
-            name,
-            "--port",
-            str(port),
-            "--shape",
-            "qwen2.5-1.5b",
-            "--gpu",
-            name,
-            "--time-scale",
-            str(time_scale),
-            "--max-num-seqs",
-            str(max_num_seqs),
-            "--default-output-tokens",
-            "16",
-        ],
-        env=_env(),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return Engine(name, port, proc)
+    argv = [sys.executable, "-m", "server.cli", "sim-engine", "--name", name, "--port", str(port)]
+    argv += ["--shape", "qwen2.5-1.5b", "--gpu", name, "--time-scale", str(time_scale)]
+    argv += ["--max-num-seqs", str(max_num_seqs), "--default-output-tokens", "16"]
+    launch = Launch(argv, f"http://127.0.0.1:{port}/health", f"engine-{name}", log_path=workdir / f"{name}.log")
+    return Server(name, port, launch)
 
 
-def model_entry(engine: Engine, roles: list[str], **extra: Any) -> dict[str, Any]:
+def model_entry(engine: Server, roles: list[str], **extra: Any) -> dict[str, Any]:
     return {
         "name": engine.name,
         "roles": roles,
@@ -106,57 +85,26 @@ def model_entry(engine: Engine, roles: list[str], **extra: Any) -> dict[str, Any
     }
 
 
-@dataclass
-class Router:
-    port: int
-    proc: subprocess.Popen[bytes]
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-def start_router(workdir: Path, config: dict[str, Any]) -> Router:
+def router(workdir: Path, config: dict[str, Any]) -> Server:
     port = free_port()
     config = {**config, "server": {"port": port, "log_level": "error", **config.get("server", {})}}
     path = workdir / f"triage-{port}.yaml"
     path.write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--config", str(path), "--no-simulated"],
-        env=_env(),
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    argv = [sys.executable, "-m", "server.cli", "serve", "--config", str(path), "--no-simulated"]
+    log_path = workdir / f"router-{port}.log"
+    # cwd: relative store paths (triage.db) land in the scenario's folder
+    return Server(
+        "router", port, Launch(argv, f"http://127.0.0.1:{port}/ready", "router", log_path=log_path, cwd=workdir)
     )
-    return Router(port, proc)
-
-
-async def wait_ready(url: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as r:
-                    if r.status == 200:
-                        return
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up within {timeout_s:g} s")
 
 
 @contextlib.contextmanager
-def stopping(*procs: subprocess.Popen[bytes]) -> Iterator[None]:
-    try:
+def running(*servers: Server) -> Iterator[None]:
+    """Start the servers, wait until each answers, stop them all on exit."""
+    with server_processes(*(s.launch for s in servers)) as procs:
+        for server, proc in zip(servers, procs, strict=True):
+            server.proc = proc
         yield
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
 
 
 # -- load ----------------------------------------------------------------------------------------------------
@@ -235,10 +183,7 @@ async def run_load(
 
 
 def p99_ms(values: list[float]) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1e3, 1)
+    return round(percentile(values, 99) * 1e3, 1) if values else 0.0
 
 
 def summarize(outcomes: list[Outcome]) -> dict[str, Any]:
@@ -276,7 +221,7 @@ def mixed_body(max_tokens: int = 16) -> Any:
     return make
 
 
-async def set_faults(engine: Engine, **faults: Any) -> None:
+async def set_faults(engine: Server, **faults: Any) -> None:
     async with aiohttp.ClientSession() as session, session.post(f"{engine.base}/sim/faults", json=faults) as r:
         r.raise_for_status()
 
@@ -293,14 +238,12 @@ async def with_pair(
     router_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Two eligible models (primary preferred for the prompt, backup), a fault on primary mid-run."""
-    primary, backup = start_engine("primary"), start_engine("backup")
+    primary, backup = sim_engine(workdir, "primary"), sim_engine(workdir, "backup")
     config = {"models": [model_entry(primary, ["fast"]), model_entry(backup, ["chat"])], **(router_extra or {})}
-    router = start_router(workdir, config)
-    with stopping(router.proc, primary.proc, backup.proc):
-        for url in (f"{primary.base}/health", f"{backup.base}/health", f"{router.base}/ready"):
-            await wait_ready(url)
+    gateway = router(workdir, config)
+    with running(primary, backup, gateway):
         outcomes = await run_load(
-            f"{router.base}/v1/chat/completions",
+            f"{gateway.base}/v1/chat/completions",
             stream_share_body or mixed_body(),
             clients,
             args.duration_s,
@@ -310,7 +253,7 @@ async def with_pair(
 
 
 async def engine_killed(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    return await with_pair(workdir, args, lambda e: e.proc.send_signal(signal.SIGKILL))
+    return await with_pair(workdir, args, Server.kill)
 
 
 async def engine_hangs(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -331,22 +274,22 @@ async def drops_mid_stream(workdir: Path, args: argparse.Namespace) -> dict[str,
 async def overload(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Capacity 16 requests in flight (router and model caps); 48 closed-loop clients = 3x."""
     capacity = 16
-    engine = start_engine("only", time_scale=0.5, max_num_seqs=capacity)
+    engine = sim_engine(workdir, "only", time_scale=0.5, max_num_seqs=capacity)
     config = {
         "models": [
             model_entry(engine, ["chat", "fast"], max_in_flight=capacity, timeouts={"first_token_s": 10, "total_s": 20})
         ],
         "server": {"max_in_flight": capacity, "admission_wait_s": 0.2, "max_waiting": capacity},
     }
-    router = start_router(workdir, config)
+    gateway = router(workdir, config)
     rss_mb: list[float] = []
-    with stopping(router.proc, engine.proc):
-        await wait_ready(f"{engine.base}/health")
-        await wait_ready(f"{router.base}/ready")
-        proc = psutil.Process(router.proc.pid)
+    with running(engine, gateway):
+        assert gateway.proc is not None
+        router_proc = gateway.proc
+        proc = psutil.Process(router_proc.pid)
 
         async def sample() -> None:
-            while router.proc.poll() is None and not done.is_set():
+            while router_proc.poll() is None and not done.is_set():
                 rss_mb.append(proc.memory_info().rss / 2**20)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(done.wait(), 0.25)
@@ -354,7 +297,7 @@ async def overload(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
         done = asyncio.Event()
         sampler = asyncio.create_task(sample())
         outcomes = await run_load(
-            f"{router.base}/v1/chat/completions", mixed_body(max_tokens=32), 3 * capacity, args.duration_s * 2
+            f"{gateway.base}/v1/chat/completions", mixed_body(max_tokens=32), 3 * capacity, args.duration_s * 2
         )
         done.set()
         await sampler
@@ -383,49 +326,48 @@ async def router_sigkill(workdir: Path, args: argparse.Namespace) -> dict[str, A
     db = workdir / "sigkill.db"
     created = subprocess.run(
         [sys.executable, "-m", "server.cli", "keys", "--db", str(db), "create", "bench"],
-        env=_env(),
-        cwd=ROOT,
+        env=child_env(),
+        cwd=REPO,
         capture_output=True,
         check=True,
     )
     key = json.loads(created.stdout)["key"]
-    engine = start_engine("only")
-    router = start_router(
+    engine = sim_engine(workdir, "only")
+    gateway = router(
         workdir, {"models": [model_entry(engine, ["chat", "fast"])], "auth": {"mode": "keys", "db": str(db)}}
     )
     acked = [0]
-    with stopping(router.proc, engine.proc):
-        await wait_ready(f"{engine.base}/health")
-        await wait_ready(f"{router.base}/ready")
+    with running(engine, gateway):
+        assert gateway.proc is not None
+        router_proc = gateway.proc
 
         async def poll_acked() -> None:
             async with aiohttp.ClientSession() as session:
-                while router.proc.poll() is None:
+                while router_proc.poll() is None:
                     with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                        async with session.get(f"{router.base}/metrics") as r:
-                            for line in (await r.text()).splitlines():
-                                if line.startswith("triage_usage_committed_rows_total "):
-                                    acked[0] = max(acked[0], int(float(line.split()[1])))
+                        async with session.get(f"{gateway.base}/metrics") as r:
+                            committed = parse_metrics(await r.text()).get("triage_usage_committed_rows_total", 0.0)
+                            acked[0] = max(acked[0], int(committed))
                     await asyncio.sleep(0.02)
 
         poller = asyncio.create_task(poll_acked())
         kill_at_s = args.duration_s * 0.6
 
         def kill() -> None:
-            router.proc.send_signal(signal.SIGKILL)
+            router_proc.send_signal(signal.SIGKILL)
 
         def body(i: int, n: int) -> dict[str, Any]:
             return {"model": "auto", "messages": QUESTION, "max_tokens": 4}
 
         outcomes = await run_load(
-            f"{router.base}/v1/chat/completions",
+            f"{gateway.base}/v1/chat/completions",
             body,
             16,
             kill_at_s + 0.05,
             headers={"authorization": f"Bearer {key}"},
             events=[(kill_at_s, kill)],
         )
-        router.proc.wait(10)
+        router_proc.wait(10)
         await poller
     rows = sqlite3.connect(db).execute("SELECT COUNT(*) FROM key_usage").fetchone()[0]
     answered = sum(1 for o in outcomes if o.status == 200)
@@ -461,7 +403,7 @@ PLANTED = [
 
 async def planted_secrets(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Remote allowed everywhere; each planted prompt sent three ways. Count what reached the remote engine."""
-    local, remote = start_engine("local"), start_engine("cloud")
+    local, remote = sim_engine(workdir, "local"), sim_engine(workdir, "cloud")
     config = {
         "models": [
             model_entry(local, ["chat", "fast", "code"]),
@@ -469,16 +411,14 @@ async def planted_secrets(workdir: Path, args: argparse.Namespace) -> dict[str, 
         ],
         "policy": {"allow_remote": True},
     }
-    router = start_router(workdir, config)
-    url = f"{router.base}/v1/chat/completions"
+    gateway = router(workdir, config)
+    url = f"{gateway.base}/v1/chat/completions"
 
     async def remote_served(session: aiohttp.ClientSession) -> int:
         async with session.get(f"{remote.base}/sim/state") as r:
             return int(sum((await r.json())["request_success_total"].values()))
 
-    with stopping(router.proc, local.proc, remote.proc):
-        for u in (f"{local.base}/health", f"{remote.base}/health", f"{router.base}/ready"):
-            await wait_ready(u)
+    with running(local, remote, gateway):
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
             control = await one_request(session, url, {"model": "cloud", "max_tokens": 2, "messages": QUESTION})
             before = await remote_served(session)
@@ -507,11 +447,10 @@ async def planted_secrets(workdir: Path, args: argparse.Namespace) -> dict[str, 
 
 def schemathesis_run(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     report = workdir / "fuzz.json"
-    env = {**_env(), "TRIAGE_FUZZ_REPORT": str(report)}
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/server/test_fuzz_openapi.py"],
-        env=env,
-        cwd=ROOT,
+        env=child_env({"TRIAGE_FUZZ_REPORT": str(report)}),
+        cwd=REPO,
         capture_output=True,
         timeout=600,
     )

@@ -14,8 +14,9 @@ an answer uses uniform(0.3, 1.0); here every answer is that long exactly (max_to
 Each run: --duration s of arrivals, then until every request has its first token (at most --drain s); streams
 still open are then closed (Triage aborts them in vLLM) and the engines are left to empty before the next run.
 Scoring is load_routing.summarize(): goodput = requests with TTFT within the SLO and no error, per second of
-arrivals; TTFT censored at the cut; quality = profile quality of the model that served each request for the
-request's dataset category. Also recorded: router CPU, and each engine's running / waiting gauges each second.
+arrivals; TTFT censored at the cut; quality = the PROFILE ESTIMATE (configs' profile.quality) of the model that
+served each request for the request's dataset category, not a measured answer quality. Also recorded: router
+CPU, and each engine's running / waiting gauges each second.
 
 Rates: with `--rates auto` a probe first measures the coder engine alone (64 concurrent code prompts, direct,
 non-streamed) and the sweep is set around the rate that engine would saturate at under static routing. Rates run
@@ -32,11 +33,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import copy
 import json
 import math
 import multiprocessing as mp
-import os
 import signal
 import statistics
 import subprocess
@@ -49,8 +50,9 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.gpu_throughput import environment, model_shapes, percentile, refuse_without_gpu, wait_ready
-from benchmarks.load_routing import CLASSES, REJECTED, Req, dominates, load_prompts, make_trace, summarize
+from benchmarks.common import Launch, cpu_s, parse_metrics, percentile, server_process, triage_serve
+from benchmarks.gpu_throughput import environment, model_shapes, refuse_without_gpu
+from benchmarks.load_routing import CLASSES, QUALITY, REJECTED, Req, dominates, load_prompts, make_trace, summarize
 from server.classify import KeywordClassifier
 from server.config import ModelConfig, TriageConfig, interpolate_env
 
@@ -259,7 +261,7 @@ def frontier_summary(sweep: list[dict[str, Any]], threshold: float) -> dict[str,
         "saturated_rates": saturated,
         "dominates_static_by_rate": by_rate,
         "frontier": {
-            k: {"goodput_rps": v["goodput_rps"], "mean_quality": v["mean_quality"], "ttft_p99_ms": v["ttft_p99_ms"]}
+            k: {"goodput_rps": v["goodput_rps"], QUALITY: v[QUALITY], "ttft_p99_ms": v["ttft_p99_ms"]}
             for k, v in row["policies"].items()
         },
         "goodput_ratio_vs_static": {
@@ -302,14 +304,8 @@ def router_configs(
 
 def parse_gauges(text: str) -> tuple[float, float]:
     """(running, waiting) from a vLLM /metrics page, summed over label sets."""
-    running = waiting = 0.0
-    for line in text.splitlines():
-        name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name == "vllm:num_requests_running":
-            running += float(line.rsplit(" ", 1)[1])
-        elif name == "vllm:num_requests_waiting":
-            waiting += float(line.rsplit(" ", 1)[1])
-    return running, waiting
+    values = parse_metrics(text)
+    return values.get("vllm:num_requests_running", 0.0), values.get("vllm:num_requests_waiting", 0.0)
 
 
 @dataclass
@@ -352,12 +348,6 @@ class Gauges:
                 break
             time.sleep(0.2)
         return round(time.monotonic() - t0, 2)
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of one process (/proc/PID/stat fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def probe(url: str, prompts: list[str], max_tokens: int) -> dict[str, Any]:
@@ -410,17 +400,15 @@ def plot(result: dict[str, Any], path: Path) -> None:
         points = sorted(
             ((k, v) for k, v in row["policies"].items() if k.startswith("triage-")), key=lambda kv: kv[1]["goodput_rps"]
         )
-        ax.plot(
-            [v["goodput_rps"] for _, v in points], [v["mean_quality"] for _, v in points], "o-", label="Triage presets"
-        )
+        ax.plot([v["goodput_rps"] for _, v in points], [v[QUALITY] for _, v in points], "o-", label="Triage presets")
         for k, v in points:
-            ax.annotate(k.removeprefix("triage-"), (v["goodput_rps"], v["mean_quality"]), fontsize=8)
+            ax.annotate(k.removeprefix("triage-"), (v["goodput_rps"], v[QUALITY]), fontsize=8)
         if "static" in row["policies"]:
             s = row["policies"]["static"]
-            ax.plot(s["goodput_rps"], s["mean_quality"], "s", markersize=9, label="static task routing")
+            ax.plot(s["goodput_rps"], s[QUALITY], "s", markersize=9, label="static task routing")
         ax.set_title(f"{row['rate']:g} req/s offered")
         ax.set_xlabel(f"goodput (req/s, TTFT <= {result['config']['slo_ttft_ms']:g} ms)")
-        ax.set_ylabel("mean profile quality of the served model")
+        ax.set_ylabel("served quality, profile estimate (not measured)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     ax = axes[0][-1]
@@ -440,34 +428,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def start_router(config: dict[str, Any], path: Path, log_path: Path, *extra: str) -> subprocess.Popen[bytes]:
+def write_yaml(config: dict[str, Any], path: Path) -> Path:
     import yaml
 
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--config", str(path), *extra],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def stop(process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(30)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -552,26 +517,34 @@ def main(argv: list[str] | None = None) -> int:
         "sweep": [],
         "skipped": [],
     }
-    triage = start_router(triage_cfg, work / "triage.yaml", args.out_dir / "gpu_policy_frontier.triage.log")
-    static: subprocess.Popen[bytes] | None = None
     run_cost_s = args.duration + args.drain + args.quiesce_s + 2.0  # one policy at one rate, at most
-    try:  # engines start one after another; give up early enough to measure one rate (3 runs)
-        wait_ready(
-            triage,
-            urls["triage"].replace("/v1/chat/completions", "/ready"),
-            max(60.0, args.budget_s - (time.monotonic() - t_start) - 3 * run_cost_s),
-            args.out_dir / "gpu_policy_frontier.triage.log",
+    logs = {name: args.out_dir / f"gpu_policy_frontier.{name}.log" for name in ("triage", "static")}
+    with contextlib.ExitStack() as stack:
+        # engines start one after another; give up early enough to measure one rate (3 runs)
+        triage = stack.enter_context(
+            server_process(
+                Launch(
+                    triage_serve(write_yaml(triage_cfg, work / "triage.yaml")),
+                    urls["triage"].replace("/v1/chat/completions", "/ready"),
+                    "triage",
+                    ready_timeout_s=max(60.0, args.budget_s - (time.monotonic() - t_start) - 3 * run_cost_s),
+                    stop_timeout_s=180,
+                    log_path=logs["triage"],
+                )
+            )
         )
         engines_ready_s = time.monotonic() - t_start
         print(f"engines ready {engines_ready_s:.0f} s after start", flush=True)
-        static = start_router(
-            static_cfg, work / "static.yaml", args.out_dir / "gpu_policy_frontier.static.log", "--no-simulated"
-        )
-        wait_ready(
-            static,
-            urls["static"].replace("/v1/chat/completions", "/ready"),
-            120,
-            args.out_dir / "gpu_policy_frontier.static.log",
+        static = stack.enter_context(
+            server_process(
+                Launch(
+                    triage_serve(write_yaml(static_cfg, work / "static.yaml"), "--no-simulated"),
+                    urls["static"].replace("/v1/chat/completions", "/ready"),
+                    "static",
+                    stop_timeout_s=30,
+                    log_path=logs["static"],
+                )
+            )
         )
         routers = {"static": static, "triage": triage}
         result["environment"] = environment()
@@ -620,12 +593,12 @@ def main(argv: list[str] | None = None) -> int:
                         for part in split(shots, args.workers)
                     ]
                     gauges.samples = {}
-                    cpu0, wall0 = cpu_s(router_pid), time.monotonic()
+                    cpu0, wall0 = cpu_s(router_pid, tree=False), time.monotonic()
                     pending = pool.map_async(run_job, jobs)
                     while not pending.ready():
                         gauges.sample()
                         pending.wait(1.0)
-                    router_cpu = (cpu_s(router_pid) - cpu0) / (time.monotonic() - wall0)
+                    router_cpu = (cpu_s(router_pid, tree=False) - cpu0) / (time.monotonic() - wall0)
                     outcomes = [o for part in pending.get() for o in part]
                     metrics = score(trace, outcomes, models, start_s, cut_s, duration_s, args.slo_ttft_ms / 1e3)
                     metrics["router_cpu_cores"] = round(router_cpu, 2)
@@ -642,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
                                     k: metrics[k]
                                     for k in (
                                         "goodput_rps",
-                                        "mean_quality",
+                                        QUALITY,
                                         "code_slo_attainment",
                                         "ttft_p50_ms",
                                         "ttft_p99_ms",
@@ -665,10 +638,6 @@ def main(argv: list[str] | None = None) -> int:
                     "elapsed_s": round(time.monotonic() - t_start, 1),
                 }
                 out_json.write_text(json.dumps(result, indent=1, default=str) + "\n")
-    finally:
-        if static is not None:
-            stop(static, 30)
-        stop(triage, 180)
     if not result["sweep"]:
         print("gpu_policy_frontier: no rate was measured (see the logs and `skipped`)", file=sys.stderr)
         out_json.write_text(json.dumps(result, indent=1, default=str) + "\n")

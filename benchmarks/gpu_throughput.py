@@ -33,14 +33,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-REPO = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):  # run as a file: make `benchmarks.*` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import REPO, Launch, machine, percentile, rounded, server_process, triage_serve, write_json
+
 TRIAGE = "http://127.0.0.1:{port}/v1"
 MODES = ("direct", "triage", "triage-auto")
 
@@ -136,19 +139,6 @@ async def _one(session: aiohttp.ClientSession, job: Job, prompt: str) -> Record:
 # -- statistics ------------------------------------------------------------------------------------------
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def _round(x: float, digits: int = 3) -> float | None:
-    return None if x != x else round(x, digits)  # NaN (no data) becomes JSON null
-
-
 def summarize(records: list[Record]) -> dict[str, Any]:
     ok = [r for r in records if not r.error]
     wall_s = (max(r.end_s for r in ok) - min(r.start_s for r in ok)) if ok else float("nan")
@@ -160,14 +150,14 @@ def summarize(records: list[Record]) -> dict[str, Any]:
         "requests": len(records),
         "errors": len(records) - len(ok),
         "output_tokens": tokens,
-        "wall_s": _round(wall_s),
-        "output_tok_per_s": _round(tokens / wall_s, 1) if ok else 0.0,
-        "request_per_s": _round(len(ok) / wall_s, 2) if ok else 0.0,
+        "wall_s": rounded(wall_s),
+        "output_tok_per_s": rounded(tokens / wall_s, 1) if ok else 0.0,
+        "request_per_s": rounded(len(ok) / wall_s, 2) if ok else 0.0,
     }
     for name, values in (("ttft_ms", ttft_ms), ("tpot_ms", tpot_ms)):
         for q in (50, 90, 99):
-            out[f"p{q}_{name}"] = _round(percentile(values, q))
-        out[f"mean_{name}"] = _round(sum(values) / len(values)) if values else None
+            out[f"p{q}_{name}"] = rounded(percentile(values, q))
+        out[f"mean_{name}"] = rounded(sum(values) / len(values)) if values else None
     out["first_errors"] = sorted({r.error for r in records if r.error})[:3]
     return out
 
@@ -262,24 +252,6 @@ def environment() -> dict[str, Any]:
     return env
 
 
-def wait_ready(process: subprocess.Popen[bytes], url: str, timeout_s: float, log_path: Path) -> None:
-    import httpx
-
-    deadline_s = time.monotonic() + timeout_s
-    while time.monotonic() < deadline_s:
-        if process.poll() is not None:
-            raise SystemExit(
-                f"triage exited with {process.returncode}; log tail:\n{log_path.read_text(errors='replace')[-4000:]}"
-            )
-        try:
-            if httpx.get(url, timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(2)
-    raise SystemExit(f"triage not ready after {timeout_s:g} s; log tail:\n{log_path.read_text()[-4000:]}")
-
-
 def level_prompts(args: argparse.Namespace, concurrency: int, n_prompts: int, rng: random.Random) -> list[int]:
     """The prompts of one level (the same for every mode): requests_per_slot x concurrency, within bounds."""
     total = min(max(args.requests_per_slot * concurrency, args.min_requests), args.max_requests)
@@ -368,7 +340,6 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args(argv)
 
-    sys.path.insert(0, str(REPO))  # server.* for NVML readings, when run as a script
     why_not = refuse_without_gpu()
     if why_not is not None:
         print(f"gpu_throughput: refusing to run: {why_not}", file=sys.stderr)
@@ -398,24 +369,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     urls["triage-auto"] = urls["triage"]
 
-    log_path = args.out_dir / "gpu_throughput.triage.log"
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-    }
-    with log_path.open("wb") as log:
-        triage = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--config", str(config_path)],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    result: dict[str, Any] = {}
-    try:
-        t0 = time.monotonic()
-        wait_ready(triage, f"http://127.0.0.1:{port}/ready", args.startup_timeout_s + 60, log_path)
+    launch = Launch(
+        triage_serve(config_path),
+        f"http://127.0.0.1:{port}/ready",
+        "triage",
+        ready_timeout_s=args.startup_timeout_s + 60,
+        stop_timeout_s=180,
+        log_path=args.out_dir / "gpu_throughput.triage.log",
+    )
+    t0 = time.monotonic()
+    with server_process(launch):
         print(f"engines ready in {time.monotonic() - t0:.0f} s", flush=True)
         rng = random.Random(args.seed)
         ctx = mp.get_context("spawn")
@@ -438,9 +401,10 @@ def main(argv: list[str] | None = None) -> int:
                         row[f"{mode}_added_p50_ttft_ms"] = round(m["p50_ttft_ms"] - direct["p50_ttft_ms"], 3)
                 rows.append(row)
                 print(json.dumps({k: v for k, v in row.items() if k != "modes"}), flush=True)
-        result = {
+        result: dict[str, Any] = {
             "benchmark": "gpu_throughput",
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "machine": machine(),
             "environment": environment(),
             "model": args.model,
             "model_shapes": model_shapes(config),
@@ -457,16 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         ratios = [float(row["triage_throughput_ratio"]) for row in rows if row.get("triage_throughput_ratio")]
         result["min_triage_throughput_ratio"] = min(ratios) if ratios else None
         result["target_min_ratio"] = 0.98
-    finally:
-        triage.send_signal(signal.SIGTERM)
-        try:
-            triage.wait(180)
-        except subprocess.TimeoutExpired:
-            triage.kill()
-            triage.wait(30)
-    if not result:
-        return 1
-    (args.out_dir / "gpu_throughput.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    write_json(args.out_dir / "gpu_throughput.json", result)
     plot(result, args.out_dir / "gpu_throughput.png")
     print(
         json.dumps(

@@ -1,13 +1,17 @@
-"""Load-aware routing vs static task routing, in a discrete-event (virtual-time) simulation.
+"""Load-aware routing vs static task routing, in a discrete-event (virtual-time) simulation of three engines.
 
-Three simulated engines (code: Qwen2.5-Coder-7B shape, chat: Qwen2.5-7B shape, small: Qwen2.5-1.5B shape) with
-the H100-calibrated latency model of `server/sim/latency.py` (continuous batching, chunked prefill, per-step
-GPU contention via `server/sim/gpu.SimGPU`), an open-loop Poisson mix of code / chat / short prompts drawn from
+Three simulated engines (code: Qwen2.5-Coder-7B shape, chat: Qwen2.5-7B shape, small: Qwen2.5-1.5B shape),
+each the served simulator's own scheduler (`server/sim/engine.py`: continuous batching, chunked prefill, the
+H100-calibrated step times of `server/sim/latency.py`, per-step contention on a shared `SimGPU`) on a virtual
+clock (`benchmarks/simrun.py`), an open-loop Poisson mix of code / chat / short prompts drawn from
 ../shared/data/prompts_train.jsonl.gz, and the REAL policy objects deciding over a REAL `LoadBoard` updated as
 the gateway does (`started` at dispatch, `finished` at the last token, engine gauges scraped every second).
-Virtual time replaces HTTP: a 2-core box cannot drive saturating real traffic, and the simulation is exact
-and repeatable. Policies: static task routing (the keyword policy), least-busy, random, and Triage's presets;
-placements: all engines on one GPU, and one GPU each.
+Policies: static task routing, least-busy, random, and Triage's presets; placements: all engines on one GPU,
+and one GPU each.
+
+Quality here is a PROFILE ESTIMATE, not a measurement: the served model's `profile.quality` for the request's
+dataset category, from configs/demo.yaml (published benchmark scores and estimates) - the same table the
+Triage policy maximises. `benchmarks/routing_value.py` scores answers against published outcomes instead.
 
     python -m benchmarks.load_routing --prompts ../shared/data/prompts_train.jsonl.gz
 writes benchmarks/results/load_routing.json (+ .png) and prints one JSON summary line.
@@ -17,30 +21,30 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import heapq
 import json
 import math
 import random
 import statistics
+import sys
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
+if __package__ in (None, ""):  # run as a file: make `benchmarks.*` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.baselines import LeastBusyPolicy, RandomPolicy
+from benchmarks.common import REPO, RESULTS, SHARED_DATA, machine, percentile, write_json
+from benchmarks.policy_shim import STATIC
+from benchmarks.simrun import REJECTED, Cluster, RemoteSpeed, Shot, replay
 from server.classify import Classification, KeywordClassifier
 from server.config import ModelConfig, PolicyConfig, load_config
-from server.errors import TriageError
 from server.load import LoadBoard
-from server.policy import Decision, Policy, RouteRequest
-from server.policy.eligibility import ineligible_reason, raise_no_candidate
-from server.policy.keyword import KeywordPolicy
+from server.policy import Policy, RouteRequest
 from server.policy.triage import TriagePolicy
-from server.sim.gpu import SimGPU
-from server.sim.latency import SHAPES, LatencyModel
+from server.sim.spec import SimEngineSpec
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 SHAPE_OF = {"coder": "qwen2.5-7b", "chat": "qwen2.5-7b", "fast": "qwen2.5-1.5b"}
 # request classes: which dataset categories feed them, and the max_tokens their clients ask for
 CLASSES: dict[str, tuple[tuple[str, ...], int]] = {
@@ -59,9 +63,13 @@ CLASSES: dict[str, tuple[tuple[str, ...], int]] = {
     ),
     "short": (("classification", "extraction", "general_qa"), 64),
 }
-MAX_BATCHED_TOKENS = 8192  # vLLM's default chunked-prefill budget, as the simulated engine uses
 SCRAPE_S = 1.0
-REJECTED = "(rejected)"  # the model of a request every model refused (429)
+QUALITY = "quality_profile_estimate"  # the quality column's key: an estimate, see QUALITY_COLUMN
+QUALITY_COLUMN = (
+    "quality_profile_estimate: mean profile quality (configs/demo.yaml's per-category estimates from published "
+    "scores) of the model that served each request, for the request's dataset category; an estimate, the same "
+    "table the triage policy maximises, not a measured answer quality"
+)
 
 
 # -- workload ---------------------------------------------------------------------------------------------
@@ -80,8 +88,6 @@ class Req:
     model: str = ""
     first_token_s: float = math.inf
     done_s: float = math.inf
-    prefill_left: int = 0
-    finish_step: int = 0
     prompt: str = ""  # the text itself: gpu_policy_frontier.py sends it to real engines
 
 
@@ -133,122 +139,7 @@ def make_trace(
         )
 
 
-# -- a virtual-time twin of server/sim/engine.py's scheduler ---------------------------------------------------
-
-
-class VirtualEngine:
-    """FIFO admission (max_num_seqs, KV cache), chunked prefill within the token budget, one token per step."""
-
-    def __init__(self, name: str, shape: str, gpu: SimGPU, max_num_seqs: int) -> None:
-        self.name = name
-        self.model = LatencyModel.from_shape(shape)
-        self.kv_capacity = SHAPES[shape].kv_cache_tokens
-        self.gpu = gpu
-        gpu.register(name)
-        self.max_num_seqs = max_num_seqs
-        self.waiting: deque[Req] = deque()
-        self.prefilling: list[Req] = []
-        self.decoding: list[tuple[int, int, Req]] = []  # heap of (finish_step, rid, req)
-        self.n_decoding = 0
-        self.kv_used = 0
-        self.step_index = 0
-        self.busy = False
-
-    @property
-    def running(self) -> int:
-        return len(self.prefilling) + self.n_decoding
-
-    def start_step(self, now_s: float) -> tuple[float, list[Req]] | None:
-        """Plan one step; returns (end time, sequences whose first token it emits), or None when idle."""
-        while self.waiting and self.running < self.max_num_seqs:
-            req = self.waiting[0]
-            if self.kv_used + req.prompt_tokens > self.kv_capacity and self.running:
-                break
-            self.waiting.popleft()
-            self.kv_used += req.prompt_tokens
-            req.prefill_left = req.prompt_tokens
-            self.prefilling.append(req)
-        if not self.running:
-            self.gpu.report(self.name, 0)
-            self.busy = False
-            return None
-        budget = max(0, MAX_BATCHED_TOKENS - self.n_decoding)
-        tokens, first = 0, []
-        for req in self.prefilling:
-            if budget <= 0:
-                break
-            chunk = min(req.prefill_left, budget)
-            req.prefill_left -= chunk
-            budget -= chunk
-            tokens += chunk
-            if req.prefill_left == 0:
-                first.append(req)
-        self.gpu.report(self.name, self.running)
-        factor = self.gpu.factor(self.name, self.model.contention_sensitivity)
-        step_ms = self.model.step_ms(self.n_decoding + len(first), tokens) * factor
-        self.busy = True
-        return now_s + step_ms / 1e3, first
-
-    def end_step(self, now_s: float, first: list[Req]) -> list[Req]:
-        """Emit the step's tokens; returns the requests that finished."""
-        self.step_index += 1
-        self.kv_used += self.n_decoding + len(first)
-        done: list[Req] = []
-        for req in first:
-            self.prefilling.remove(req)
-            req.first_token_s = now_s
-            if req.out_tokens <= 1:
-                done.append(req)
-            else:
-                heapq.heappush(self.decoding, (self.step_index + req.out_tokens - 1, req.rid, req))
-                self.n_decoding += 1
-        while self.decoding and self.decoding[0][0] <= self.step_index:
-            req = heapq.heappop(self.decoding)[2]
-            self.n_decoding -= 1
-            done.append(req)
-        for req in done:
-            req.done_s = now_s
-            self.kv_used -= req.prompt_tokens + req.out_tokens
-        return done
-
-
-# -- baselines that are not in the product's registry ------------------------------------------------------
-
-
-class LeastBusyPolicy(Policy):
-    name: ClassVar[str] = "least-busy"
-
-    def choose(self, request: RouteRequest) -> Decision:
-        return self._pick(request, lambda ok: min(ok, key=lambda m: self.load.engine(m.name).in_flight))
-
-    def _pick(self, request: RouteRequest, pick: Any) -> Decision:
-        ok = [
-            m
-            for m in self.models
-            if ineligible_reason(m, self.load.engine(m.name), request, self.settings.allow_remote) is None
-        ]
-        if not ok:
-            raise_no_candidate([])
-        return Decision(pick(ok).name, self.name, [])
-
-
-class RandomPolicy(LeastBusyPolicy):
-    name: ClassVar[str] = "random"
-    rng = random.Random(7)
-
-    def choose(self, request: RouteRequest) -> Decision:
-        return self._pick(request, self.rng.choice)
-
-
 # -- one run ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class RunResult:
-    policy: str
-    placement: str
-    rate: float
-    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 def build_models(base: list[ModelConfig], placement: str, remote: bool) -> list[ModelConfig]:
@@ -278,18 +169,16 @@ def build_models(base: list[ModelConfig], placement: str, remote: bool) -> list[
     return models
 
 
-def make_policy(kind: str, models: list[ModelConfig], load: LoadBoard, clock: list[float]) -> Policy:
+def make_policy(kind: str, models: list[ModelConfig], load: LoadBoard) -> Policy:
     if kind == "static":
-        return KeywordPolicy(models, load, PolicyConfig(name="keyword"))
+        return STATIC(models, load, PolicyConfig(name=STATIC.name))
     if kind == "least-busy":
         return LeastBusyPolicy(models, load, PolicyConfig())
     if kind == "random":
         return RandomPolicy(models, load, PolicyConfig())
     preset = kind.split("-")[1].split("+")[0]
     settings = PolicyConfig(name="triage", preset=preset, allow_remote=kind.endswith("+remote"), options={"seed": 1})
-    policy = TriagePolicy(models, load, settings)
-    policy.clock = lambda: clock[0]
-    return policy
+    return TriagePolicy(models, load, settings)
 
 
 def simulate(
@@ -301,97 +190,45 @@ def simulate(
     slo_ttft_s: float,
     drain_s: float,
 ) -> dict[str, Any]:
-    remote = kind.endswith("+remote")
-    models = build_models(base_models, placement, remote)
+    models = build_models(base_models, placement, kind.endswith("+remote"))
+    specs = [
+        SimEngineSpec(
+            name=m.name, port=0, gpu=m.gpu or "0", shape=SHAPE_OF[m.name], max_num_seqs=m.profile.max_num_seqs
+        )
+        for m in models
+        if not m.remote
+    ]
+    remote = {m.name: RemoteSpeed(m.profile.base_ttft_ms / 1e3, m.profile.decode_tok_per_s) for m in models if m.remote}
+    cluster = Cluster.build(specs, remote)
     load = LoadBoard()
-    clock = [0.0]
-    policy = make_policy(kind, models, load, clock)
-    gpus: dict[str, SimGPU] = {}
-    engines: dict[str, VirtualEngine] = {}
-    for m in models:
-        if not m.remote:
-            gpu = gpus.setdefault(m.gpu or "0", SimGPU(m.gpu or "0"))
-            engines[m.name] = VirtualEngine(m.name, SHAPE_OF[m.name], gpu, m.profile.max_num_seqs)
-    remote_profile = next((m.profile for m in models if m.remote), None)
-    reqs = [
-        Req(r.rid, r.klass, r.category, r.classification, r.prompt_tokens, r.max_tokens, r.out_tokens, r.arrival_s)
+    policy = make_policy(kind, models, load)
+    if isinstance(policy, TriagePolicy):
+        policy.clock = cluster.clock.time
+    shots = [
+        Shot(
+            r.rid, r.arrival_s, RouteRequest(str(r.rid), r.classification, r.prompt_tokens, r.max_tokens), r.out_tokens
+        )
         for r in trace
     ]
-    events: list[tuple[float, int, str, Any]] = [(r.arrival_s, r.rid, "arrive", r) for r in reqs]
-    events.append((0.0, -1, "scrape", None))
-    heapq.heapify(events)
-    seq = len(reqs)
-    decide_us: list[float] = []
     end_s = duration_s + drain_s
-
-    def push(t: float, kind_: str, payload: Any) -> None:
-        nonlocal seq
-        seq += 1
-        heapq.heappush(events, (t, seq, kind_, payload))
-
-    def kick(engine: VirtualEngine, now: float) -> None:
-        if not engine.busy:
-            step = engine.start_step(now)
-            if step is not None:
-                push(step[0], "step", (engine, step[1]))
-
-    def finish(req: Req) -> None:
-        load.finished(req.model, req.prompt_tokens + req.max_tokens)
-        policy.observe(str(req.rid), req.model, True, req.done_s - req.arrival_s)
-
-    while events:
-        now, _, what, payload = heapq.heappop(events)
-        if now > end_s:
-            break
-        clock[0] = now
-        if what == "arrive":
-            req = payload
-            request = RouteRequest(str(req.rid), req.classification, req.prompt_tokens, req.max_tokens)
-            t0 = time.perf_counter()
-            try:
-                decision = policy.choose(request)
-            except TriageError:  # every model at its in-flight cap: the client gets a 429
-                req.model = REJECTED
-                continue
-            decide_us.append((time.perf_counter() - t0) * 1e6)
-            req.model = decision.model
-            load.started(req.model, req.prompt_tokens + req.max_tokens)
-            engine = engines.get(req.model)
-            if engine is None:  # remote: elastic, the profile's idle speed
-                assert remote_profile is not None
-                req.first_token_s = now + remote_profile.base_ttft_ms / 1e3
-                req.done_s = req.first_token_s + req.out_tokens / remote_profile.decode_tok_per_s
-                push(req.done_s, "remote_done", req)
-                continue
-            push(now + engine.model.frontend_ms / 1e3, "enqueue", (engine, req))
-        elif what == "enqueue":
-            engine, req = payload
-            engine.waiting.append(req)
-            kick(engine, now)
-        elif what == "step":
-            engine, first = payload
-            engine.busy = False
-            for req in engine.end_step(now, first):
-                finish(req)
-            kick(engine, now)
-        elif what == "remote_done":
-            finish(payload)
-        elif what == "scrape":
-            for name, engine in engines.items():
-                load.record_scrape(
-                    name, engine.running, len(engine.waiting), min(1.0, engine.kv_used / engine.kv_capacity)
-                )
-                load.engine(name).scraped_at_s = now  # virtual clock, as the policy reads it
-            if now + SCRAPE_S <= end_s:
-                push(now + SCRAPE_S, "scrape", None)
-    return summarize(reqs, models, duration_s, slo_ttft_s, end_s, decide_us)
-
-
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
+    served = replay(policy, load, cluster, shots, end_s, SCRAPE_S)
+    reqs = [
+        Req(
+            r.rid,
+            r.klass,
+            r.category,
+            r.classification,
+            r.prompt_tokens,
+            r.max_tokens,
+            r.out_tokens,
+            r.arrival_s,
+            model=s.model,
+            first_token_s=s.first_token_s,
+            done_s=s.done_s,
+        )
+        for r, s in zip(trace, served, strict=True)
+    ]
+    return summarize(reqs, models, duration_s, slo_ttft_s, end_s, [s.decide_us for s in served if s.model != REJECTED])
 
 
 def summarize(
@@ -418,13 +255,13 @@ def summarize(
         "goodput_rps": round(len(good) / duration_s, 3),
         "slo_attainment": round(len(good) / max(1, len(reqs)), 4),
         "code_slo_attainment": round(sum(t <= slo_ttft_s for t in code) / max(1, len(code)), 4),
-        "ttft_p50_ms": round(_pct(ttft, 0.5) * 1e3, 1),
-        "ttft_p99_ms": round(_pct(ttft, 0.99) * 1e3, 1),
-        "mean_quality": round(statistics.fmean(served_q), 4) if served_q else math.nan,
+        "ttft_p50_ms": round(percentile(ttft, 50) * 1e3, 1),
+        "ttft_p99_ms": round(percentile(ttft, 99) * 1e3, 1),
+        QUALITY: round(statistics.fmean(served_q), 4) if served_q else math.nan,
         "overflow_share": round(sum(r.model in remote for r in reqs) / max(1, len(reqs)), 4),
         "model_share": {k: round(v / max(1, len(reqs)), 4) for k, v in share.items()},
         "decide_us_mean": round(statistics.fmean(decide_us), 2) if decide_us else None,
-        "decide_us_p99": round(_pct(decide_us, 0.99), 2) if decide_us else None,
+        "decide_us_p99": round(percentile(decide_us, 99), 2) if decide_us else None,
     }
 
 
@@ -448,31 +285,30 @@ def micro_benchmark(base_models: list[ModelConfig], n: int = 20_000) -> dict[str
     return {
         "decisions": n,
         "mean_us": round(statistics.fmean(samples), 2),
-        "p50_us": round(_pct(samples, 0.5), 2),
-        "p99_us": round(_pct(samples, 0.99), 2),
+        "p50_us": round(percentile(samples, 50), 2),
+        "p99_us": round(percentile(samples, 99), 2),
     }
 
 
 def dominates(points: list[dict[str, Any]], static: dict[str, Any]) -> bool:
-    g0, q0 = static["goodput_rps"], static["mean_quality"]
+    g0, q0 = static["goodput_rps"], static[QUALITY]
     return any(
-        (p["goodput_rps"] > g0 and p["mean_quality"] >= q0) or (p["mean_quality"] > q0 and p["goodput_rps"] >= g0)
-        for p in points
+        (p["goodput_rps"] > g0 and p[QUALITY] >= q0) or (p[QUALITY] > q0 and p["goodput_rps"] >= g0) for p in points
     )
 
 
 def learned_router_gain() -> tuple[float | None, str]:
     """Accuracy points of learned routing over the best single model on the outcomes hold-out split, as
     `triage train-quality` recorded them in the predictor's artifact (models/artifacts/quality/meta.json)."""
-    path = ROOT / "models" / "artifacts" / "quality" / "meta.json"
+    path = REPO / "models" / "artifacts" / "quality" / "meta.json"
     if not path.exists():
-        return None, f"{path.relative_to(ROOT)} not found: run `triage train-quality`"
+        return None, f"{path.relative_to(REPO)} not found: run `triage train-quality`"
     held_out = json.loads(path.read_text()).get("metrics_heldout", {}).get("average", {}).get("prompt_weighted", {})
     if "routed_minus_best_single" not in held_out:
-        return None, f"{path.relative_to(ROOT)} has no metrics_heldout.average.prompt_weighted"
+        return None, f"{path.relative_to(REPO)} has no metrics_heldout.average.prompt_weighted"
     return (
         round(100 * float(held_out["routed_minus_best_single"]), 2),
-        f"{path.relative_to(ROOT)}: metrics_heldout.average.prompt_weighted (n={held_out.get('n')}), "
+        f"{path.relative_to(REPO)}: metrics_heldout.average.prompt_weighted (n={held_out.get('n')}), "
         f"routed {held_out.get('routed')} vs best single {held_out.get('best_single')}",
     )
 
@@ -489,16 +325,21 @@ def plot(results: dict[str, Any], path: Path) -> None:
     row = next(r for r in shared["sweep"] if r["rate"] == rate)
     ax = axes[0]
     triage = [(k, v) for k, v in row["policies"].items() if k.startswith("triage")]
-    ax.plot([v["goodput_rps"] for _, v in triage], [v["mean_quality"] for _, v in triage], "o-", label="Triage presets")
+    ax.plot(
+        [v["goodput_rps"] for _, v in triage],
+        [v[QUALITY] for _, v in triage],
+        "o-",
+        label="Triage presets",
+    )
     for k, v in triage:
-        ax.annotate(k.removeprefix("triage-"), (v["goodput_rps"], v["mean_quality"]), fontsize=8)
+        ax.annotate(k.removeprefix("triage-"), (v["goodput_rps"], v[QUALITY]), fontsize=8)
     for k, marker in (("static", "s"), ("least-busy", "^"), ("random", "x")):
         if k not in row["policies"]:
             continue
         v = row["policies"][k]
-        ax.plot(v["goodput_rps"], v["mean_quality"], marker, label=k, markersize=9)
+        ax.plot(v["goodput_rps"], v[QUALITY], marker, label=k, markersize=9)
     ax.set_xlabel(f"goodput (req/s with TTFT <= {results['config']['slo_ttft_ms']:.0f} ms)")
-    ax.set_ylabel("mean profile quality of the served model")
+    ax.set_ylabel("served quality, profile estimate (not measured)")
     ax.set_title(f"one shared GPU, {rate:g} req/s offered")
     ax.legend(fontsize=8)
     ax = axes[1]
@@ -528,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     g = parser.add_argument_group("workload")
     g.add_argument(
         "--prompts",
-        default=str(ROOT.parent / "shared" / "data" / "prompts_train.jsonl.gz"),
+        default=str(SHARED_DATA / "prompts_train.jsonl.gz"),
         help="prompts file (gzipped JSON lines with prompt and category)",
     )
     g.add_argument("--mix", default="code=0.6,chat=0.25,short=0.15", help="request class shares")
@@ -545,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         help="code model counts as saturated where static meets the SLO on fewer code requests",
     )
     g = parser.add_argument_group("output")
-    g.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"), help="profiles of coder/chat/fast")
+    g.add_argument("--config", default=str(REPO / "configs" / "demo.yaml"), help="profiles of coder/chat/fast")
     g.add_argument("--out", default=str(RESULTS / "load_routing.json"))
     g.add_argument(
         "--policies",
@@ -564,9 +405,14 @@ def main(argv: list[str] | None = None) -> int:
     slo_s = args.slo_ttft_ms / 1e3
     wall0 = time.perf_counter()
     results: dict[str, Any] = {
-        "method": "discrete-event simulation in virtual time: server/sim/latency.py's H100-calibrated latency "
-        "model and SimGPU contention, driven by the real policy objects over a real LoadBoard "
-        "(started/finished per request as the gateway does, engine gauges scraped every 1 s); no HTTP",
+        "benchmark": "load_routing",
+        "machine": machine(),
+        "method": "discrete-event simulation in virtual time: the served simulator's scheduler "
+        "(server/sim/engine.SimEngine: continuous batching, chunked prefill, KV-cache admission, the H100-calibrated "
+        "step times of server/sim/latency.py, SimGPU contention) on a VirtualClock, driven by the real policy "
+        "objects over a real LoadBoard (started/finished per request as the gateway does, engine gauges scraped "
+        "every 1 s); no HTTP",
+        "quality_column": QUALITY_COLUMN,
         "config": {
             "mix": mix,
             "rates": rates,
@@ -598,10 +444,7 @@ def main(argv: list[str] | None = None) -> int:
                     {
                         "placement": placement,
                         "rate": rate,
-                        **{
-                            k: (v["goodput_rps"], v["mean_quality"], v["ttft_p99_ms"])
-                            for k, v in row["policies"].items()
-                        },
+                        **{k: (v["goodput_rps"], v[QUALITY], v["ttft_p99_ms"]) for k, v in row["policies"].items()},
                     }
                 ),
                 flush=True,
@@ -622,8 +465,9 @@ def main(argv: list[str] | None = None) -> int:
         "separate_gpu_rate": rate_sep,
         "goodput_ratio_vs_static": round(balanced["goodput_rps"] / max(1e-9, static["goodput_rps"]), 3),
         "p99_ttft_ratio_vs_static": round(balanced["ttft_p99_ms"] / max(1e-9, static["ttft_p99_ms"]), 3),
-        "quality_delta_vs_static": round(
-            (balanced["mean_quality"] - static["mean_quality"]) / static["mean_quality"], 4
+        "quality_profile_estimate_delta_vs_static": round(
+            (balanced[QUALITY] - static[QUALITY]) / static[QUALITY],
+            4,
         ),
         "single_gpu_rate": rate_shared,
         "single_gpu_dominates_static": dominates(presets, row_shared["static"]),
@@ -640,8 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     results["wall_s"] = round(time.perf_counter() - wall0, 1)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1) + "\n")
+    write_json(out, results)
     plot(results, out.with_suffix(".png"))
     print(json.dumps({"summary": results["summary"]}))
     return 0

@@ -26,10 +26,11 @@ from typing import Any
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if __package__ in (None, ""):  # run as a file: make `benchmarks.*` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import REPO, free_port, machine, percentile, server_process, tree_cpu_s
-from loadgen import SequentialProbe, Target, chat_body, concurrent_load
+from benchmarks.common import REPO, Launch, cpu_s, free_port, machine, percentile, server_process, triage_serve
+from benchmarks.loadgen import SequentialProbe, Target, chat_body, concurrent_load
 
 LITELLM_VERSION = "1.108.7"
 MASTER_KEY = "sk-triage-bench-0000"
@@ -88,10 +89,14 @@ class Routers:
         port = free_port()
         path = self.workdir / f"triage-{classifier}-{port}.yaml"
         path.write_text(yaml.safe_dump(triage_config(engine_port, model, port, classifier)))
-        argv = [sys.executable, "-m", "server.cli", "serve", "--config", str(path), "--no-simulated"]
-        return server_process(
-            argv, f"http://127.0.0.1:{port}/ready", f"triage-{classifier}", log_dir=self.workdir, timeout_s=300
-        ), f"http://127.0.0.1:{port}"
+        launch = Launch(
+            triage_serve(path, "--no-simulated"),
+            f"http://127.0.0.1:{port}/ready",
+            f"triage-{classifier}",
+            ready_timeout_s=300,
+            log_path=self.workdir / f"triage-{classifier}.log",
+        )
+        return server_process(launch), f"http://127.0.0.1:{port}"
 
     def litellm(self, engine_port: int, model: str) -> tuple[Any, str]:
         assert self.litellm_exe is not None
@@ -109,10 +114,15 @@ class Routers:
             "--num_workers",
             "1",
         ]
-        env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-        return server_process(
-            argv, f"http://127.0.0.1:{port}/health/liveliness", "litellm", env=env, log_dir=self.workdir, timeout_s=180
-        ), f"http://127.0.0.1:{port}"
+        launch = Launch(
+            argv,
+            f"http://127.0.0.1:{port}/health/liveliness",
+            "litellm",
+            env={"LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+            ready_timeout_s=180,
+            log_path=self.workdir / "litellm.log",
+        )
+        return server_process(launch), f"http://127.0.0.1:{port}"
 
 
 def summarize_sequential(samples: dict[str, list[Any]], stream: bool) -> dict[str, Any]:
@@ -142,19 +152,21 @@ def summarize_sequential(samples: dict[str, list[Any]], stream: bool) -> dict[st
 def cpu_per_request(probe: SequentialProbe, target: Target, pid: int, body: bytes, stream: bool, count: int) -> float:
     for _ in range(50):
         probe.one(target, body, stream)
-    before = tree_cpu_s(pid)
+    before = cpu_s(pid)
     for _ in range(count):
         probe.one(target, body, stream)
-    return (tree_cpu_s(pid) - before) / count * 1e3
+    return (cpu_s(pid) - before) / count * 1e3
 
 
 def phase_zero_latency(args: argparse.Namespace, routers: Routers) -> dict[str, Any]:
     engine_port = free_port()
     engine = server_process(
-        [sys.executable, "benchmarks/fake_engine.py", "--port", str(engine_port), "--chunks", str(args.chunks)],
-        f"http://127.0.0.1:{engine_port}/health",
-        "fake-engine",
-        log_dir=routers.workdir,
+        Launch(
+            [sys.executable, "benchmarks/fake_engine.py", "--port", str(engine_port), "--chunks", str(args.chunks)],
+            f"http://127.0.0.1:{engine_port}/health",
+            "fake-engine",
+            log_path=routers.workdir / "fake-engine.log",
+        )
     )
     result: dict[str, Any] = {"engine": f"zero-latency fake, {args.chunks} streamed events per answer"}
     with engine:
@@ -244,7 +256,10 @@ def phase_simulated(args: argparse.Namespace, routers: Routers) -> dict[str, Any
         "runs": [],
     }
     body = {"fake": chat_body("sim", True, args.sim_tokens, PROMPT_512_TOKENS)}
-    with server_process(argv, f"http://127.0.0.1:{engine_port}/health", "sim-engine", log_dir=routers.workdir):
+    sim_engine = Launch(
+        argv, f"http://127.0.0.1:{engine_port}/health", "sim-engine", log_path=routers.workdir / "sim-engine.log"
+    )
+    with server_process(sim_engine):
         triage_cm, triage_url = routers.triage(engine_port, "sim")
         with triage_cm:
             targets = [Target("direct", f"http://127.0.0.1:{engine_port}", "sim"), Target("triage", triage_url, "sim")]

@@ -1,18 +1,22 @@
-"""`SimEngine`: continuous batching of simulated sequences on a shared simulated GPU.
+"""`SimEngine`: continuous batching of simulated sequences on a shared simulated GPU, on any clock.
 
-One asyncio task per engine runs the step loop: admit waiting requests (FIFO, at most `max_num_seqs` running,
-KV cache permitting), give prompt chunks to prefilling sequences within the step's token budget, sleep the
-step time from `latency.py` (times contention, slowdown and time_scale), then hand one token to every
-sequence in the step and wake their consumers. Knows nothing about HTTP, JSON or the text of tokens.
+The scheduler lives here once. Each step: admit waiting requests (FIFO, at most `max_num_seqs` running, KV
+cache permitting), give prompt chunks to prefilling sequences within the step's token budget, take the step
+time from `latency.py` (times the GPU's contention factor from `gpu.py`, the slowdown fault and time_scale),
+then hand one token to every sequence in the step and wake their consumers. The clock drives it (`clock.py`):
+the running asyncio loop for the served simulator (wall time), a `VirtualClock` for discrete-event benchmarks
+(virtual time); the engine only schedules callbacks on it. Knows nothing about HTTP, JSON or the text of
+tokens.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
+from collections.abc import Callable
 
+from server.sim.clock import Clock, Timer
 from server.sim.gpu import SimGPU
 from server.sim.latency import SHAPES, LatencyModel
 from server.sim.sequence import SeqState, Sequence
@@ -21,7 +25,7 @@ from server.sim.stats import EngineStats
 
 log = logging.getLogger(__name__)
 
-# If the loop falls this far behind its step deadlines (a busy CPU), it stops trying to catch up.
+# If the clock fires this far behind a step's deadline (a busy CPU), the engine stops trying to catch up.
 MAX_LAG_S = 0.05
 
 
@@ -34,13 +38,13 @@ class RequestTooLongError(EngineError):
 
 
 class EngineStoppedError(EngineError):
-    """The engine is stopped and takes no requests."""
+    """The engine is stopped (or not started) and takes no requests."""
 
 
 class SimEngine:
-    """Scheduler and step loop of one simulated engine; create and use it inside a running event loop."""
+    """Scheduler of one simulated engine. `clock=None`: the running asyncio loop, bound by `start()`."""
 
-    def __init__(self, spec: SimEngineSpec, gpu: SimGPU | None = None) -> None:
+    def __init__(self, spec: SimEngineSpec, gpu: SimGPU | None = None, clock: Clock | None = None) -> None:
         self.spec = spec
         self.name = spec.name
         self.faults: FaultSpec = spec.faults
@@ -53,6 +57,7 @@ class SimEngine:
         self.kv_cache_tokens = spec.kv_cache_tokens or SHAPES[spec.shape].kv_cache_tokens
         self.gpu = gpu or SimGPU(spec.gpu)
         self.stats = EngineStats()
+        self.clock: Clock | None = clock
         self._rng = random.Random(spec.seed)
         self._next_id = 0
         self._waiting: dict[int, Sequence] = {}  # FIFO by insertion order
@@ -60,38 +65,65 @@ class SimEngine:
         self._decoding: dict[int, Sequence] = {}  # first token out; one token per step
         self._frontend: dict[int, Sequence] = {}  # in the API-server delay
         self._kv_used = 0  # tokens held by running sequences: prompt + generated
-        self._work = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._step: Timer | None = None  # the end of the step in progress; None while idle
+        self._deadline_s = float("-inf")  # clock time at which the step in progress ends; -inf while idle
+        self._started = False
         self._stopped = False
+        self._watchers: list[asyncio.Future[None]] = []  # `changed()` waiters, woken on any state change
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Register on the GPU and start the step loop; call from inside the event loop."""
-        if self._task is not None:
+        """Register on the GPU and take requests; without a clock, call from inside the event loop."""
+        if self._started:
             return
+        if self.clock is None:
+            self.clock = asyncio.get_running_loop()
         self.gpu.register(self.name)
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"sim-engine-{self.name}")
+        self._started = True
 
     async def stop(self) -> None:
-        """Abort every sequence (their consumers wake with finish_reason 'abort') and end the loop."""
+        """Abort every sequence (their consumers wake with finish_reason 'abort') and stop stepping."""
+        self.close()
+
+    def close(self) -> None:
+        """`stop()` for callers without an event loop (virtual-time benchmarks)."""
         self._stopped = True
         for group in (self._frontend, self._waiting, self._prefilling, self._decoding):
             for seq in list(group.values()):
                 self._remove(seq, "abort")
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        self.gpu.unregister(self.name)
+        if self._step is not None:
+            self._step.cancel()
+            self._step = None
+        if self._started:
+            self.gpu.unregister(self.name)
+            self._started = False
+
+    def _now(self) -> float:
+        if self.clock is None or not self._started:
+            raise EngineStoppedError(f"engine '{self.name}' is not started; call start() first")
+        return self.clock.time()
 
     # ---- requests --------------------------------------------------------------------------------------
 
-    def submit(self, prompt_tokens: int, max_tokens: int | None = None, ignore_eos: bool = False) -> Sequence:
-        """Queue a request; the reply length is max_tokens with ignore_eos, else a draw around the default."""
+    def submit(
+        self,
+        prompt_tokens: int,
+        max_tokens: int | None = None,
+        ignore_eos: bool = False,
+        *,
+        output_tokens: int | None = None,
+        on_finish: Callable[[Sequence], None] | None = None,
+    ) -> Sequence:
+        """Queue a request and return its handle.
+
+        The reply is `max_tokens` long with ignore_eos, `output_tokens` long when the caller decides (a
+        benchmark replaying a workload; cut at max_tokens), else a draw around the spec's default.
+        `on_finish(seq)` runs once when the sequence ends (completed, cancelled or aborted).
+        """
         if self._stopped:
             raise EngineStoppedError(f"engine '{self.name}' is stopped")
+        now_s = self._now()
         prompt_tokens = max(1, prompt_tokens)
         room = self.spec.max_model_len - prompt_tokens
         if max_tokens is None:
@@ -105,26 +137,35 @@ class SimEngine:
             )
         if ignore_eos:
             target = max_tokens
+        elif output_tokens is not None:
+            target = max(1, min(max_tokens, output_tokens))
         else:
             draw = round(self.spec.default_output_tokens * self._rng.uniform(0.5, 1.5))
             target = max(1, min(max_tokens, draw))
-        loop = asyncio.get_running_loop()
         self._next_id += 1
-        seq = Sequence(self._next_id, prompt_tokens, max_tokens, target, loop.time(), self._cancel)
+        seq = Sequence(self._next_id, prompt_tokens, max_tokens, target, now_s, self._cancel, on_finish)
         delay_s = self.model.frontend_ms * self.spec.time_scale / 1000.0
         if delay_s > 0:
             self._frontend[seq.seq_id] = seq
-            seq._timer = loop.call_later(delay_s, self._enqueue, seq)
+            seq._timer = self._clock().call_later(delay_s, self._enqueue, seq)
         else:
             self._enqueue(seq)
         return seq
+
+    def _clock(self) -> Clock:
+        if self.clock is None:
+            raise EngineStoppedError(f"engine '{self.name}' is not started; call start() first")
+        return self.clock
 
     def _enqueue(self, seq: Sequence) -> None:
         self._frontend.pop(seq.seq_id, None)
         seq._timer = None
         seq.state = SeqState.WAITING
         self._waiting[seq.seq_id] = seq
-        self._work.set()
+        self._changed()
+        if self._step is None:  # idle: plan a step once everything due at this instant has arrived
+            clock = self._clock()
+            self._step = clock.call_at(clock.time(), self._start_step)
 
     def _cancel(self, seq: Sequence) -> None:
         self._remove(seq, "abort")
@@ -145,39 +186,47 @@ class SimEngine:
         seq.state = SeqState.FINISHED
         seq.finish_reason = reason
         self.stats.request_success_total[reason] += 1
-        now = asyncio.get_running_loop().time()
-        if reason != "abort":
-            self.stats.e2e_s.observe(now - seq.arrival_s)
+        if reason != "abort" and self.clock is not None:
+            self.stats.e2e_s.observe(self.clock.time() - seq.arrival_s)
         seq.wake()
+        self._changed()
+        if seq.on_finish is not None:
+            seq.on_finish(seq)
 
     # ---- the step loop ---------------------------------------------------------------------------------
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        deadline_s = loop.time()
-        while True:
-            if not (self._waiting or self._prefilling or self._decoding):
-                self.gpu.report(self.name, 0)
-                self._work.clear()
-                await self._work.wait()
-                deadline_s = loop.time()
-            start_s = loop.time()
-            self._admit(start_s)
-            decoding = list(self._decoding.values())  # each gets a token at the end of the step
-            prefill_tokens, first = self._plan_prefill(len(decoding))
-            running = len(self._prefilling) + len(self._decoding)
-            self.gpu.report(self.name, running)
-            factor = self.gpu.factor(self.name, self.model.contention_sensitivity)
-            step_ms = self.model.step_ms(len(decoding) + len(first), prefill_tokens)
-            deadline_s += step_ms * factor * self.faults.slowdown * self.spec.time_scale / 1000.0
-            if deadline_s < start_s - MAX_LAG_S:
-                deadline_s = start_s
-            await asyncio.sleep(max(0.0, deadline_s - loop.time()))
-            self._emit(decoding, first, loop.time(), loop.time() - start_s)
+    def _start_step(self) -> None:
+        """Plan one step and schedule its end on the clock; report idle when nothing is left to run."""
+        clock = self._clock()
+        start_s = clock.time()
+        self._admit(start_s)
+        if not (self._prefilling or self._decoding):
+            self.gpu.report(self.name, 0)
+            self._step = None
+            self._deadline_s = float("-inf")  # idle: the next step starts its own cadence
+            return
+        decoding = list(self._decoding.values())  # each gets a token at the end of the step
+        prefill_tokens, first = self._plan_prefill(len(decoding))
+        self.gpu.report(self.name, len(self._prefilling) + len(self._decoding))
+        factor = self.gpu.factor(self.name, self.model.contention_sensitivity)
+        step_ms = self.model.step_ms(len(decoding) + len(first), prefill_tokens)
+        # Back-to-back steps keep their own cadence: the next one ends a step time after the last deadline,
+        # unless the clock fell behind by more than MAX_LAG_S (then it restarts from now).
+        previous_s = self._deadline_s if self._deadline_s >= start_s - MAX_LAG_S else start_s
+        self._deadline_s = previous_s + step_ms * factor * self.faults.slowdown * self.spec.time_scale / 1000.0
+        self._step = clock.call_at(max(start_s, self._deadline_s), self._end_step, start_s, decoding, first)
+
+    def _end_step(self, start_s: float, decoding: list[Sequence], first: list[Sequence]) -> None:
+        now_s = self._clock().time()
+        self._step = None
+        self._emit(decoding, first, now_s, now_s - start_s)
+        if not self._stopped:
+            self._start_step()
 
     def _admit(self, now_s: float) -> None:
         """Move waiting sequences to running in FIFO order while capacity and KV cache allow."""
         cap = self.spec.max_num_seqs
+        admitted = False
         while self._waiting and len(self._prefilling) + len(self._decoding) < cap:
             seq = next(iter(self._waiting.values()))
             if self._kv_used + seq.prompt_tokens > self.kv_cache_tokens and (self._prefilling or self._decoding):
@@ -188,6 +237,9 @@ class SimEngine:
             self._kv_used += seq.prompt_tokens
             self._prefilling[seq.seq_id] = seq
             self.stats.queue_s.observe(now_s - seq.arrival_s)
+            admitted = True
+        if admitted:
+            self._changed()
 
     def _plan_prefill(self, n_decoding: int) -> tuple[int, list[Sequence]]:
         """Give prompt chunks within the step's token budget; return (tokens, sequences finishing prefill)."""
@@ -236,6 +288,28 @@ class SimEngine:
                 self._decoding[seq.seq_id] = seq
                 seq.progress()
         self.stats.generation_tokens_total += produced
+
+    # ---- state changes, for tests and tools ----------------------------------------------------------
+
+    def _changed(self) -> None:
+        if not self._watchers:
+            return
+        watchers, self._watchers = self._watchers, []
+        for waiter in watchers:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait_until(self, predicate: Callable[[SimEngine], bool], timeout_s: float) -> None:
+        """Return once `predicate(self)` holds, re-checked on every queue change; TimeoutError after timeout_s.
+
+        Asyncio clock only. Waits on the engine's own state changes (arrival, admission, finish, abort),
+        not on a polling interval.
+        """
+        async with asyncio.timeout(timeout_s):
+            while not predicate(self):
+                waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._watchers.append(waiter)
+                await waiter
 
     # ---- live gauges -----------------------------------------------------------------------------------
 

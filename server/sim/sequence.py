@@ -1,8 +1,9 @@
 """`Sequence`: one request inside a simulated engine, and the handle its consumer awaits tokens on.
 
 The engine's step loop moves a sequence through FRONTEND -> WAITING -> RUNNING -> FINISHED and wakes its
-consumer with one future per step at most; the consumer reads how many tokens exist, never the text. Knows
-nothing about HTTP, the latency model or the text of the tokens.
+consumer with one future per step at most (asyncio clock), or calls its `on_finish` hook (any clock); the
+consumer reads how many tokens exist, never the text. Knows nothing about HTTP, the latency model or the text
+of the tokens.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from enum import Enum
+
+from server.sim.clock import Timer
 
 
 class SeqState(Enum):
@@ -33,6 +36,7 @@ class Sequence:
         "first_token_s",
         "generated",
         "max_tokens",
+        "on_finish",
         "prefill_left",
         "prompt_tokens",
         "seq_id",
@@ -48,12 +52,13 @@ class Sequence:
         target_tokens: int,
         arrival_s: float,
         on_cancel: Callable[[Sequence], None],
+        on_finish: Callable[[Sequence], None] | None = None,
     ) -> None:
         self.seq_id = seq_id
         self.prompt_tokens = prompt_tokens
         self.max_tokens = max_tokens  # the request's limit
         self.target_tokens = target_tokens  # tokens this reply will have unless cut short
-        self.arrival_s = arrival_s  # event-loop clock (loop.time()), seconds
+        self.arrival_s = arrival_s  # the engine's clock (loop.time() or virtual), seconds
         self.admitted_s: float | None = None
         self.first_token_s: float | None = None
         self.generated = 0  # output tokens produced so far
@@ -61,8 +66,9 @@ class Sequence:
         self.state = SeqState.FRONTEND
         self.finish_reason: str | None = None  # "stop" | "length" | "abort"
         self._waiter: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None  # the front-end delay, while in FRONTEND
+        self._timer: Timer | None = None  # the front-end delay, while in FRONTEND
         self._on_cancel = on_cancel
+        self.on_finish = on_finish  # called by the engine once, after the sequence finished
         self._only_done = False  # set by wait_done: skip per-token wake-ups
 
     @property

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from benchmarks import gpu_policy_frontier as bench
-from benchmarks.load_routing import CLASSES, REJECTED, Req, make_trace
+from benchmarks.load_routing import CLASSES, QUALITY, REJECTED, Req, make_trace
 from server.classify import Classification, KeywordClassifier
 from server.config import TriageConfig, interpolate_env, load_config
 from server.telemetry.nvml import read_gpus_once
@@ -74,20 +74,22 @@ def test_score_counts_goodput_quality_and_failures() -> None:
     m = bench.score(reqs, outcomes, models, start_s, cut_s, 10.0, 1.0)
     assert m["requests"] == 6 and m["goodput_rps"] == pytest.approx(0.2)
     quality = {x.name: x.profile for x in models}
-    assert m["mean_quality"] == pytest.approx(
+    assert m[QUALITY] == pytest.approx(
         (3 * quality["coder"].quality["code"] + quality["chat"].quality["creative_writing"]) / 4, abs=1e-4
     )
     assert m["model_share"][REJECTED] == pytest.approx(2 / 6, abs=1e-4)
     assert m["errors"] == 2 and m["cut_streams"] == 2 and m["http_status"] == {"200": 5, "429": 1}
     assert m["code_slo_attainment"] == pytest.approx(0.25)  # 1 of 4 code requests within 1 s
-    assert m["ttft_p99_ms"] == pytest.approx(10000.0)  # request 3, refused: censored at the cut (14 s - 4 s)
+    # TTFTs 0.1, 0.2, 1.5, 4.1 (cut), 9.0 (error), 10.0 s (request 3, refused: censored at the cut, 14 s - 4 s);
+    # p99 interpolates between the two largest: 9.0 + 0.95 * 1.0
+    assert m["ttft_p99_ms"] == pytest.approx(9950.0)
 
 
 def _row(rate: float, static: tuple[float, float, float], **triage: tuple[float, float]) -> dict[str, object]:
     policies = {
         "static": {
             "goodput_rps": static[0],
-            "mean_quality": static[1],
+            QUALITY: static[1],
             "code_slo_attainment": static[2],
             "ttft_p99_ms": 1.0,
         }
@@ -95,7 +97,7 @@ def _row(rate: float, static: tuple[float, float, float], **triage: tuple[float,
     for name, (g, q) in triage.items():
         policies[f"triage-{name}"] = {
             "goodput_rps": g,
-            "mean_quality": q,
+            QUALITY: q,
             "code_slo_attainment": 1.0,
             "ttft_p99_ms": 1.0,
         }
