@@ -7,7 +7,8 @@ context length, health, in-flight cap) and then decides by one signal only:
   best-single   always the one model that was best on the training data
   quality-only  the highest score of a per-request quality estimate (the learned predictor), load ignored
   oracle        among the models that answer this request correctly (ground truth), the cheapest free one:
-                lowest price per token, then fewest in flight; a ceiling no real router can reach
+                free = fewer requests in flight than the engine runs at once (max_num_seqs), so it starts
+                at once; then lowest price per token, then fewest in flight; a ceiling no real router reaches
 Knows nothing about engines, time or how the signals were learned.
 """
 
@@ -124,5 +125,8 @@ class OraclePolicy(SingleSignalPolicy):
 
     def pick(self, request: RouteRequest, eligible: list[int]) -> int:
         right = self.correct(request)
-        pool = [i for i in eligible if self.models[i].name in right] or eligible  # nobody right: least busy
-        return min(pool, key=lambda i: (self.usd_per_token[i], self.in_flight(i)))
+        pool = [i for i in eligible if self.models[i].name in right] or eligible  # nobody right: any
+        free = [i for i in pool if self.in_flight(i) < self.models[i].profile.max_num_seqs]
+        if not free:  # every such engine queues: the least busy one
+            return min(pool, key=self.in_flight)
+        return min(free, key=lambda i: (self.usd_per_token[i], self.in_flight(i)))
