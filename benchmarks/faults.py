@@ -36,7 +36,16 @@ import yaml
 if __package__ in (None, ""):  # run as a file: make `benchmarks.*` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import REPO, Launch, child_env, free_port, parse_metrics, percentile, server_processes
+from benchmarks.common import (
+    REPO,
+    Launch,
+    child_env,
+    free_port,
+    parse_metrics,
+    percentile,
+    server_processes,
+    triage_serve,
+)
 
 RESULTS = REPO / "benchmarks" / "results" / "faults.json"
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]  # general_qa -> the 'fast' role
@@ -90,7 +99,7 @@ def router(workdir: Path, config: dict[str, Any]) -> Server:
     config = {**config, "server": {"port": port, "log_level": "error", **config.get("server", {})}}
     path = workdir / f"triage-{port}.yaml"
     path.write_text(yaml.safe_dump(config))
-    argv = [sys.executable, "-m", "server.cli", "serve", "--config", str(path), "--no-simulated"]
+    argv = triage_serve(path)
     log_path = workdir / f"router-{port}.log"
     # cwd: relative store paths (triage.db) land in the scenario's folder
     return Server(

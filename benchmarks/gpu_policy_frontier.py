@@ -2,7 +2,7 @@
 
 One `triage serve` on configs/gpu-frontier.yaml launches the three engines once (coder and chat 7B-shaped, fast
 1.5B-shaped; dummy weights). Engines start in minutes, so policies are compared without restarting them:
-  static   a second router, `triage serve --no-simulated`, policy `keyword`, its models' `endpoints` pointing at
+  static   a second router, `triage serve`, policy `keyword`, its models' `endpoints` pointing at
            the same engine ports (static task routing: category -> role -> model; nothing else differs)
   triage-* the first router (policy `triage`), each request naming its preset in `route.priority`
 Both routers run the same code, the same keyword classifier and the same relay, so only the decision differs.
@@ -52,7 +52,17 @@ import aiohttp
 
 from benchmarks.common import Launch, cpu_s, parse_metrics, percentile, server_process, triage_serve
 from benchmarks.gpu_throughput import environment, model_shapes, refuse_without_gpu
-from benchmarks.load_routing import CLASSES, QUALITY, REJECTED, Req, dominates, load_prompts, make_trace, summarize
+from benchmarks.load_routing import (
+    CLASSES,
+    QUALITY,
+    REJECTED,
+    Req,
+    add_workload_args,
+    dominates,
+    load_prompts,
+    make_trace,
+    summarize,
+)
 from server.classify import KeywordClassifier
 from server.config import ModelConfig, TriageConfig, interpolate_env
 
@@ -438,22 +448,16 @@ def write_yaml(config: dict[str, Any], path: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     t_start = time.monotonic()
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    g = parser.add_argument_group("workload (load_routing.py's)")
-    g.add_argument("--prompts", type=Path, default=ROOT.parent / "shared" / "data" / "prompts_train.jsonl.gz")
-    g.add_argument("--mix", default="code=0.6,chat=0.25,short=0.15", help="request class shares")
-    g.add_argument("--rates", default="auto", help="offered req/s in run order, or 'auto' (from the probe)")
-    g.add_argument("--duration", type=float, default=12.0, help="seconds of arrivals per run")
-    g.add_argument("--drain", type=float, default=4.0, help="after arrivals, longest wait for first tokens")
-    g.add_argument("--max-prompt-bytes", type=int, default=4096, help="cut longer prompts (<= max_model_len)")
-    g.add_argument("--seed", type=int, default=0)
-    g = parser.add_argument_group("scoring")
-    g.add_argument("--slo-ttft-ms", type=float, default=1000.0, help="goodput counts answers within this TTFT")
-    g.add_argument(
-        "--saturation",
-        type=float,
-        default=0.5,
-        help="static counts as saturated where fewer of its code requests meet the SLO",
+    g, scoring = add_workload_args(
+        parser,
+        rates="auto",
+        rates_help="offered req/s in run order, or 'auto' (from the probe)",
+        duration_s=12.0,
+        drain_s=4.0,
+        drain_help="after arrivals, longest wait for first tokens",
     )
+    g.add_argument("--max-prompt-bytes", type=int, default=4096, help="cut longer prompts (<= max_model_len)")
+    g = scoring
     g.add_argument("--presets", default=",".join(PRESETS), help="Triage presets to measure")
     g = parser.add_argument_group("bounds")
     g.add_argument("--budget-s", type=float, default=540.0, help="wall time from start; later rates are skipped")
@@ -538,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
         static = stack.enter_context(
             server_process(
                 Launch(
-                    triage_serve(write_yaml(static_cfg, work / "static.yaml"), "--no-simulated"),
+                    triage_serve(write_yaml(static_cfg, work / "static.yaml")),
                     urls["static"].replace("/v1/chat/completions", "/ready"),
                     "static",
                     stop_timeout_s=30,

@@ -364,26 +364,42 @@ def saturating_rate(sweep: list[dict[str, Any]], threshold: float) -> float:
     return float(sweep[-1]["rate"])
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_workload_args(
+    parser: argparse.ArgumentParser, *, rates: str, rates_help: str, duration_s: float, drain_s: float, drain_help: str
+) -> tuple[argparse._ArgumentGroup, argparse._ArgumentGroup]:
+    """The workload and scoring flags this benchmark shares with gpu_policy_frontier.py; returns both groups."""
     g = parser.add_argument_group("workload")
     g.add_argument(
         "--prompts",
-        default=str(SHARED_DATA / "prompts_train.jsonl.gz"),
+        type=Path,
+        default=SHARED_DATA / "prompts_train.jsonl.gz",
         help="prompts file (gzipped JSON lines with prompt and category)",
     )
     g.add_argument("--mix", default="code=0.6,chat=0.25,short=0.15", help="request class shares")
-    g.add_argument("--rates", default="20,40,60,70,80,90,100,110,120,140", help="offered req/s to sweep")
-    g.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals per run (virtual)")
-    g.add_argument("--drain", type=float, default=30.0, help="seconds after arrivals stop before the cut")
+    g.add_argument("--rates", default=rates, help=rates_help)
+    g.add_argument("--duration", type=float, default=duration_s, help="seconds of arrivals per run")
+    g.add_argument("--drain", type=float, default=drain_s, help=drain_help)
     g.add_argument("--seed", type=int, default=0)
-    g = parser.add_argument_group("scoring")
-    g.add_argument("--slo-ttft-ms", type=float, default=1000.0, help="goodput counts answers within this TTFT")
-    g.add_argument(
+    scoring = parser.add_argument_group("scoring")
+    scoring.add_argument("--slo-ttft-ms", type=float, default=1000.0, help="goodput counts answers within this TTFT")
+    scoring.add_argument(
         "--saturation",
         type=float,
         default=0.5,
-        help="code model counts as saturated where static meets the SLO on fewer code requests",
+        help="static routing counts as saturated where it meets the SLO on fewer code requests than this",
+    )
+    return g, scoring
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    add_workload_args(
+        parser,
+        rates="20,40,60,70,80,90,100,110,120,140",
+        rates_help="offered req/s to sweep",
+        duration_s=60.0,
+        drain_s=30.0,
+        drain_help="seconds after arrivals stop before the cut",
     )
     g = parser.add_argument_group("output")
     g.add_argument("--config", default=str(REPO / "configs" / "demo.yaml"), help="profiles of coder/chat/fast")

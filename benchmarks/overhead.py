@@ -90,7 +90,7 @@ class Routers:
         path = self.workdir / f"triage-{classifier}-{port}.yaml"
         path.write_text(yaml.safe_dump(triage_config(engine_port, model, port, classifier)))
         launch = Launch(
-            triage_serve(path, "--no-simulated"),
+            triage_serve(path),
             f"http://127.0.0.1:{port}/ready",
             f"triage-{classifier}",
             ready_timeout_s=300,

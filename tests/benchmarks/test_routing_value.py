@@ -121,3 +121,35 @@ def test_trace_covers_the_held_out_prompts_and_draws_correctness() -> None:
     assert len(heavy) == 2000 and 9.0 < heavy[-1].arrival_s < 11.0
     assert all("maths-whiz" in r.correct and "trivia-buff" not in r.correct for r in heavy)
     assert 0.45 < sum("generalist" in r.correct for r in heavy) / len(heavy) < 0.55
+
+
+def _row(rate: float, **policies: tuple[float, float]) -> dict[str, object]:
+    """policies: name -> (useful goodput, accuracy)."""
+    return {"rate": rate, "policies": {k: {"useful_goodput_rps": g, "accuracy": a} for k, (g, a) in policies.items()}}
+
+
+def test_summary_takes_each_number_where_the_issue_says() -> None:
+    base = {"best-single": (5.0, 0.50), "static": (9.0, 0.57), "random": (8.0, 0.50), "oracle": (20.0, 0.80)}
+    sweep = [
+        _row(10, **base, **{"least-busy": (8.0, 0.49), "quality-only": (10.0, 0.58), "triage-balanced": (10.0, 0.578)}),
+        _row(20, **base, **{"least-busy": (16.0, 0.49), "quality-only": (20.0, 0.58), "triage-balanced": (19.0, 0.57)}),
+        _row(40, **base, **{"least-busy": (30.0, 0.49), "quality-only": (12.0, 0.55), "triage-balanced": (33.0, 0.56)}),
+    ]
+    placements = {"shared": {"sweep": sweep, "quality_only_slo_break_rps": 20.0}}
+    s = routing_value.summarize(placements, list(routing_value.POLICIES))
+    assert s["useful_goodput_vs_best_baseline_min"] == 0.95  # 19 / 20 at 20 req/s, quality-only best there
+    assert s["useful_goodput_vs_best_baseline_min_at"] == {
+        "placement": "shared",
+        "rate": 20,
+        "baseline": "quality-only",
+    }
+    assert s["useful_goodput_vs_quality_only_overload"] == 2.75  # 33 / 12 at the highest rate
+    assert s["accuracy_gain_vs_least_busy_points_min"] == 7.0  # 0.56 - 0.49 at 40 req/s
+    assert s["accuracy_gap_to_quality_only_points_light"] == 0.2  # 0.58 - 0.578 at the lowest rate
+    assert s["useful_goodput_vs_oracle_overload"] == 1.65
+    assert s["met"] == {
+        "useful_goodput_vs_best_baseline_min": False,
+        "useful_goodput_vs_quality_only_overload": True,
+        "accuracy_gain_vs_least_busy_points_min": True,
+        "accuracy_gap_to_quality_only_points_light": True,
+    }
