@@ -354,7 +354,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         rows = data["sweep"]
         rates = [r["rate"] for r in rows]
         for kind in rows[0]["policies"]:
-            style = {"linestyle": ":", "color": "grey"} if kind == "oracle" else {}
+            style = {"linestyle": ":", "color": "black"} if kind == "oracle" else {}
             width = 2.4 if kind == "triage-balanced" else 1.2
             values = [r["policies"][kind]["useful_goodput_rps"] for r in rows]
             ax.plot(rates, values, marker=".", lw=width, label=kind, **style)
