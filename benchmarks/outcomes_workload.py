@@ -7,7 +7,8 @@ quality predictor's own held-out rule (`models/splits.heldout_mask`, seed and sh
 meta.json), so the policies are graded only on prompts the predictor never trained on; the baselines that
 learn (best single model, static per-category routing) learn on the training part. The router sees each prompt
 as the gateway would: the MiniLM classifier's category scores, complexity and embedding (computed once and
-cached), and a token estimate from its characters. Correctness is drawn per request from the file's score for
+cached; complexity from a head refit on the training part, see `complexity_from_training_part`), and a token
+estimate from its characters. Correctness is drawn per request from the file's score for
 the model it went to (the same draws for every policy at a rate: common random numbers) and never shown to a
 policy except the oracle.
 
@@ -134,17 +135,33 @@ class _Precomputed:
     dim = 384
 
 
-def classify(texts: Sequence[str], embedding: np.ndarray) -> list[Classification]:
-    """The MiniLM classifier's output per prompt from precomputed embeddings [P, 384] (its heads only)."""
+def complexity_from_training_part(embedding: np.ndarray, scores: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """[P] complexity from a head refit on the training part only, with `triage train-classifier`'s recipe.
+
+    The shipped classifier's complexity head is refit on every prompt of the RouterDC outcomes (its target, the
+    share of models that fail a prompt, is the ground truth graded here), held-out ones included. A router in
+    production has not seen the outcomes of the prompts it routes, so the benchmark does not let it either.
+    """
+    from models.train_classifier import build_parser, train_complexity_head
+
+    recipe = build_parser().parse_args([])  # the script's defaults: epochs, learning rate, seed
+    target = (1.0 - scores.mean(axis=1)).astype(np.float32)  # [P] share of models that fail
+    head = train_complexity_head(embedding[train], target[train], recipe)
+    return np.asarray(head.predict(embedding)[:, 0])
+
+
+def classify(texts: Sequence[str], embedding: np.ndarray, complexity: np.ndarray) -> list[Classification]:
+    """The MiniLM classifier's output per prompt from precomputed embeddings [P, 384] (its task head only), with
+    `complexity` [P] in place of its complexity head's."""
     from models.classifier import DEFAULT_ARTIFACT, PromptClassifier, load_task_head, read_meta
     from models.heads import HeadConfig, load_heads
     from models.task_head import TaskHeadConfig
 
     meta = read_meta(DEFAULT_ARTIFACT)  # what PromptClassifier.load reads, less the encoder
     weights = DEFAULT_ARTIFACT / "heads.safetensors"
-    complexity = load_heads(weights, {"complexity": HeadConfig.from_json(meta["heads"]["complexity"])})["complexity"]
+    heads = load_heads(weights, {"complexity": HeadConfig.from_json(meta["heads"]["complexity"])})
     task = load_task_head(weights, TaskHeadConfig.from_json(meta["heads"]["task"]))
-    classifier = PromptClassifier(_Precomputed(), task, complexity, list(meta["categories"]), meta)  # type: ignore[arg-type]
+    classifier = PromptClassifier(_Precomputed(), task, heads["complexity"], list(meta["categories"]), meta)  # type: ignore[arg-type]
     out: list[Classification] = []
     for start in range(0, len(texts), 512):
         batch = list(texts[start : start + 512])
@@ -152,7 +169,7 @@ def classify(texts: Sequence[str], embedding: np.ndarray) -> list[Classification
         for k in range(len(batch)):
             scores = {c: float(p) for c, p in zip(result.labels, result.probs[k], strict=True)}
             category = max(scores, key=scores.__getitem__)
-            out.append(Classification(category, scores, float(result.complexity[k]), result.embedding[k]))
+            out.append(Classification(category, scores, float(complexity[start + k]), result.embedding[k]))
     return out
 
 

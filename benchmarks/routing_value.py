@@ -50,6 +50,7 @@ from benchmarks.outcomes_workload import (
     best_per_category,
     best_single,
     classify,
+    complexity_from_training_part,
     make_trace,
     predicted_quality,
     prompt_tokens,
@@ -462,7 +463,9 @@ def setup(args: argparse.Namespace) -> Bench:
     heldout = heldout_mask(table.prompt_ids, table.benchmarks, split["heldout_frac"], split["seed"])
     encoder = EncoderConfig(model=predictor.meta.get("encoder_model", ""), max_tokens=int(predictor.meta["max_tokens"]))
     embedding = embed_cached(table.texts, encoder, table.cache_id, args.cache_dir)  # [P, 384]
-    work = Workload(table, heldout, classify(table.texts, embedding), [prompt_tokens(t) for t in table.texts])
+    complexity = complexity_from_training_part(embedding, table.scores, ~heldout)
+    classes = classify(table.texts, embedding, complexity)
+    work = Workload(table, heldout, classes, [prompt_tokens(t) for t in table.texts])
     shapes = parse_shapes(args.shapes, work.models, args.shape)
     profiles = {
         shape: measure_shape(
@@ -511,6 +514,9 @@ def main(argv: list[str] | None = None) -> int:
             "models": work.models,
             "prompts": {"train": int((~work.heldout).sum()), "heldout": int(work.heldout.sum())},
             "predictor": {"dir": str(bench.predictor_dir), "origin": bench.predictor_origin},
+            "classifier": "shipped MiniLM task head for categories; complexity from a head refit on the training "
+            "part with train-classifier's recipe (the shipped complexity head was refit on every outcomes prompt, "
+            "the held-out ones included)",
             "slo_ttft_ms": args.slo_ttft_ms,
             "slo": f"TTFT <= {args.slo_ttft_ms:g} ms for at least {args.slo_attainment:.0%} of requests; a request "
             "counts within the SLO if its first token came within the TTFT bound and it completed before the cut",
