@@ -292,7 +292,7 @@ def router_configs(
     triage["auth"] = {"db": str(work / "triage-auth.db")}
     static = copy.deepcopy(triage)
     static["server"]["port"] = STATIC_PORT
-    static["policy"] = {"name": "keyword", "store": None}
+    static["policy"] = {"name": "static", "store": None}
     static["auth"] = {"db": str(work / "static-auth.db")}
     for model in static["models"]:
         launch = model.pop("launch")

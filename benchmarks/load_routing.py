@@ -32,9 +32,9 @@ from server.classify import Classification, KeywordClassifier
 from server.config import ModelConfig, PolicyConfig, load_config
 from server.errors import TriageError
 from server.load import LoadBoard
-from server.policy import Decision, Policy, RouteRequest
+from server.policy import Decision, Outcome, Policy, RouteRequest
 from server.policy.eligibility import ineligible_reason, raise_no_candidate
-from server.policy.keyword import KeywordPolicy
+from server.policy.static import StaticPolicy
 from server.policy.triage import TriagePolicy
 from server.sim.gpu import SimGPU
 from server.sim.latency import SHAPES, LatencyModel
@@ -280,7 +280,7 @@ def build_models(base: list[ModelConfig], placement: str, remote: bool) -> list[
 
 def make_policy(kind: str, models: list[ModelConfig], load: LoadBoard, clock: list[float]) -> Policy:
     if kind == "static":
-        return KeywordPolicy(models, load, PolicyConfig(name="keyword"))
+        return StaticPolicy(models, load, PolicyConfig(name="static"))
     if kind == "least-busy":
         return LeastBusyPolicy(models, load, PolicyConfig())
     if kind == "random":
@@ -337,7 +337,7 @@ def simulate(
 
     def finish(req: Req) -> None:
         load.finished(req.model, req.prompt_tokens + req.max_tokens)
-        policy.observe(str(req.rid), req.model, True, req.done_s - req.arrival_s)
+        policy.observe(str(req.rid), req.model, Outcome.OK, req.done_s - req.arrival_s)
 
     while events:
         now, _, what, payload = heapq.heappop(events)
@@ -349,7 +349,7 @@ def simulate(
             request = RouteRequest(str(req.rid), req.classification, req.prompt_tokens, req.max_tokens)
             t0 = time.perf_counter()
             try:
-                decision = policy.choose(request)
+                decision = policy.commit(request, policy.choose(request))
             except TriageError:  # every model at its in-flight cap: the client gets a 429
                 req.model = REJECTED
                 continue

@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from .protocol import Priority
+
 CATEGORIES: tuple[str, ...] = (
     "code",
     "math",
@@ -306,18 +308,22 @@ class ClassifierConfig(Strict):
 
 
 class PolicyConfig(Strict):
-    name: str = Field("keyword", description="A key of server.policy.POLICIES.")
-    preset: Literal["balanced", "quality", "speed", "cost"] = "balanced"
+    name: str = Field("triage", description="A key of server.policy.POLICIES (checked at start-up).")
+    preset: Priority = Field("balanced", description="Utility weights: a key of server.policy.presets.PRESETS.")
     allow_remote: bool = Field(False, description="Default for requests that do not say.")
     explore_share: float = Field(0.02, ge=0, le=0.2, description="Share of decisions that explore (Thompson).")
-    store: str | None = Field("triage.db", description="SQLite file for decisions and feedback; null: memory.")
+    store: str | None = Field(
+        None, description="SQLite file for the decision audit log and feedback statistics; null: memory only."
+    )
     store_prompts: bool = Field(False, description="Keep prompt text in the audit log, not only its hash.")
     quality_predictor: str | None = Field(
         None,
         description="Learned per-model quality predictor: an artifact dir, or 'default' for the one "
         "shipped in models/artifacts/quality. Needs classifier.kind: minilm (embeddings).",
     )
-    options: dict[str, Any] = Field(default_factory=dict, description="Policy-specific settings.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="The policy's own settings, checked against its `Options` at start-up."
+    )
 
 
 class TriageConfig(Strict):

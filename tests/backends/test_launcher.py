@@ -362,7 +362,7 @@ def write_config(tmp_path: Path, state: Path, **env: str) -> Path:
     launch = launch_block(state, env={"FAKE_VLLM_CHILD": "1", **env}, startup_timeout_s=60)
     config = {
         "server": {"port": free_port(), "log_level": "info"},
-        "policy": {"name": "keyword"},
+        "policy": {"name": "static"},
         "models": [
             {"name": "coder", "roles": ["code"], "launch": launch},
             {"name": "chat", "roles": ["chat"], "launch": launch},

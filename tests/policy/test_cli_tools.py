@@ -12,7 +12,7 @@ from server.policy.profile_cli import ProfileError, measure, patch_profile
 from server.sim.config import specs_from_models
 from server.sim.runner import serve_engines
 from server.store import Store
-from tests.policy.policykit import policy, request
+from tests.policy.policykit import commit, policy, request
 from tests.server.conftest import free_port, sim_model
 
 CONFIG = """\
@@ -62,8 +62,8 @@ def test_decisions_lists_the_latest(tmp_path: Path, capsys: pytest.CaptureFixtur
     store = Store.open(tmp_path / "t.db")
     p = policy()
     p.attach_store(store)
-    p.choose(request("code", rid="req-a"))
-    p.choose(request("creative_writing", rid="req-b"))
+    commit(p, request("code", rid="req-a"))
+    commit(p, request("creative_writing", rid="req-b"))
     store.close()
     assert decisions_cli.main(["--db", str(tmp_path / "t.db"), "--limit", "5"]) == 0
     out = capsys.readouterr().out.splitlines()

@@ -102,7 +102,8 @@ def demo_like_config(**overrides: Any) -> TriageConfig:
         sim_model("chat", ["chat"], free_port()),
         sim_model("fast", ["fast"], free_port()),
     ]
-    data: dict[str, Any] = {"models": models}
+    # static task routing by role tags: these tests check the gateway, not the triage policy's choices
+    data: dict[str, Any] = {"models": models, "policy": {"name": "static"}}
     data.update(overrides)
     return parse_config(data)
 
