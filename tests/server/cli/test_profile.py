@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from server.cli.profile import ProfileError, measure, patch_profile
+from server.cli.profile import ProfileError, main, measure, patch_profile
 from server.config import load_config, parse_config
 from server.sim.runner import serve_engines
 from server.sim.spec import SimEngineSpec
@@ -53,3 +53,12 @@ async def test_measure_a_simulated_engine() -> None:
     assert 100 < numbers["decode_tok_per_s"] < 600
     assert numbers["peak_decode_tok_per_s"] > numbers["decode_tok_per_s"]
     assert numbers["prefill_tok_per_s"] > 0
+
+
+def test_a_launched_engine_without_a_fixed_port_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("models:\n  - name: a\n    launch: {model: m}\n")
+    assert main(["--config", str(path)]) == 2
+    assert "a: no fixed endpoint; set launch.port" in capsys.readouterr().err
