@@ -122,7 +122,7 @@ def start_router(workdir: Path, config: dict[str, Any]) -> Router:
     path = workdir / f"triage-{port}.yaml"
     path.write_text(yaml.safe_dump(config))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--config", str(path), "--no-simulated"],
+        [sys.executable, "-m", "server.cli", "serve", "--config", str(path)],
         env=_env(),
         cwd=workdir,
         stdout=subprocess.DEVNULL,

@@ -2,7 +2,7 @@
 
 One `triage serve` on configs/gpu-frontier.yaml launches the three engines once (coder and chat 7B-shaped, fast
 1.5B-shaped; dummy weights). Engines start in minutes, so policies are compared without restarting them:
-  static   a second router, `triage serve --no-simulated`, policy `keyword`, its models' `endpoints` pointing at
+  static   a second router, `triage serve`, policy `keyword`, its models' `endpoints` pointing at
            the same engine ports (static task routing: category -> role -> model; nothing else differs)
   triage-* the first router (policy `triage`), each request naming its preset in `route.priority`
 Both routers run the same code, the same keyword classifier and the same relay, so only the decision differs.
@@ -440,7 +440,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def start_router(config: dict[str, Any], path: Path, log_path: Path, *extra: str) -> subprocess.Popen[bytes]:
+def start_router(config: dict[str, Any], path: Path, log_path: Path) -> subprocess.Popen[bytes]:
     import yaml
 
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -451,7 +451,7 @@ def start_router(config: dict[str, Any], path: Path, log_path: Path, *extra: str
     }
     with log_path.open("wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--config", str(path), *extra],
+            [sys.executable, "-m", "server.cli", "serve", "--config", str(path)],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -564,9 +564,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         engines_ready_s = time.monotonic() - t_start
         print(f"engines ready {engines_ready_s:.0f} s after start", flush=True)
-        static = start_router(
-            static_cfg, work / "static.yaml", args.out_dir / "gpu_policy_frontier.static.log", "--no-simulated"
-        )
+        static = start_router(static_cfg, work / "static.yaml", args.out_dir / "gpu_policy_frontier.static.log")
         wait_ready(
             static,
             urls["static"].replace("/v1/chat/completions", "/ready"),

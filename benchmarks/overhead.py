@@ -90,7 +90,7 @@ class Routers:
         port = free_port()
         path = self.workdir / f"triage-{classifier}-{port}.yaml"
         path.write_text(yaml.safe_dump(triage_config(engine_port, model, port, classifier)))
-        argv = [sys.executable, "-m", "server.cli", "serve", "--config", str(path), "--no-simulated"]
+        argv = [sys.executable, "-m", "server.cli", "serve", "--config", str(path)]
         return server_process(
             argv, f"http://127.0.0.1:{port}/ready", f"triage-{classifier}", log_dir=self.workdir, timeout_s=300
         ), f"http://127.0.0.1:{port}"

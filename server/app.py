@@ -16,8 +16,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
 
-from .backends import build_client, build_session
-from .backends.launcher import start_launched_engines
+from .backends import build_clients, build_session, start_engines
 from .classify import Classifier, KeywordClassifier, build_classifier
 from .config import ConfigError, TriageConfig
 from .errors import InvalidRequest, MethodNotAllowed, RouteNotFound, TriageError, http_error
@@ -28,7 +27,6 @@ from .routes import attach_router
 from .safeguards import build_safeguards, start_tenancy
 from .serving import Gateway
 from .shutdown import Drain
-from .simulated import start_simulated_engines
 from .store import Store
 from .telemetry.metrics import Metrics
 from .telemetry.nvml import NvmlReader
@@ -57,27 +55,19 @@ async def start_classifier(config: TriageConfig) -> Classifier:
     return classifier
 
 
-def build_app(
-    config: TriageConfig, *, start_simulated: bool = True, middleware: Sequence[Middleware] = ()
-) -> TriageApp:
+def build_app(config: TriageConfig, *, middleware: Sequence[Middleware] = ()) -> TriageApp:
     """The app uvicorn serves; `middleware` (outermost first) wraps every route, the generating ones included."""
     check_config(config)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            if start_simulated:
-                cluster = await start_simulated_engines(config.models)
-                if cluster is not None:
-                    stack.push_async_callback(cluster.stop)
             load = LoadBoard()
             metrics = Metrics()
-            launcher = await start_launched_engines(config.models, load, metrics)  # fills `endpoints`
-            if launcher is not None:
-                stack.push_async_callback(launcher.stop)
+            engines = await start_engines(config.models, stack, load, metrics)  # kinds that Triage runs itself
             session = build_session()
             stack.push_async_callback(session.close)
-            clients = {m.name: build_client(m, session) for m in config.models}
+            clients = build_clients(config.models, engines.endpoints, session)
             classifier = await start_classifier(config)
             stack.push_async_callback(classifier.stop)
             policy = POLICIES[config.policy.name](config.models, load, config.policy)
@@ -91,7 +81,7 @@ def build_app(
             nvml = NvmlReader(
                 load,
                 metrics,
-                engine_groups=launcher.process_groups if launcher else dict,
+                engine_groups=engines.process_groups,
                 configured_gpus={m.name: m.gpu_ids for m in config.models if m.gpu and not m.remote},
             )
             await nvml.start()

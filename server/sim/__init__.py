@@ -3,6 +3,7 @@
 Modules, one job each: `spec` (settings), `latency` (calibrated step/TTFT model), `gpu` (shared-GPU
 contention), `sequence` and `engine` (continuous batching, no HTTP), `text` and `protocol` (token counts,
 OpenAI bytes), `stats` and `metrics` (vLLM-named Prometheus metrics), `app` (raw ASGI), `config` (YAML
-specs) and `runner` (uvicorn servers in one loop, `triage sim-engine`). Importing this package imports
-nothing.
+specs) and `runner` (uvicorn servers in one loop). `triage sim-engine` (server/cli/) and the gateway's `simulated`
+engine kind (server/backends/simulated.py) run it; nothing else in the gateway imports this package. Importing
+this package imports nothing.
 """
