@@ -76,6 +76,12 @@ class RateLimited(TriageError):
         super().__init__(message, code=code, headers={"retry-after": str(max(1, round(retry_after_s)))})
 
 
+class NestingTooDeep(InvalidRequest):
+    """The body nests lists and objects deeper than the router reads (see `server.privacy.walk.MAX_DEPTH`)."""
+
+    default_code = "nesting_too_deep"
+
+
 class NoEligibleModel(TriageError):
     """Every configured model was ruled out by the request's own constraints (context, allow list, ...)."""
 
