@@ -45,7 +45,7 @@ from server.privacy import PrivacyGuard
 CORPUS = REPO / "benchmarks" / "data" / "privacy_evasions.jsonl"
 RESULTS = REPO / "benchmarks" / "results" / "privacy_guard.json"
 SAMPLE_SEED, SAMPLE_SIZE = 20260101, 2000
-BODY_CHARS = 64  # characters `chat()` adds around a text (keys, role, model, one per container)
+BODY_CHARS = 128  # budget `chat()` uses around its text (keys, role, model, containers): 87 today
 ORDINARY = (
     "Summarize the meeting notes for the team: we shipped version 2.3.1 on 2024-05-12, fixed 14 bugs and "
     "planned 3 features for Q3. The key takeaway is that the password reset flow needs a token refresh. "

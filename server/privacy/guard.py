@@ -2,8 +2,9 @@
 
 `await guard.screen(body)` is what the gateway calls. A body of up to `INLINE_MAX_CHARS` characters is scanned
 on the calling thread, where the thread hop would cost more than it saves: on the 2-core dev box a 500-character
-prompt takes about 60 µs inline and 110 µs through the pool, a 4 000-character one 0.7 ms and 0.85 ms
-(`benchmarks/results/privacy_guard.json`, `inline`), and most prompts are under 4 KB. A larger body is walked
+prompt takes 56 µs inline and 134 µs through the pool, a 4 000-character one 0.70 ms and 0.86 ms, and from
+8 000 characters on the two are level (`benchmarks/results/privacy_guard.json`, `inline`); most prompts are
+under 4 KB, and 0.7 ms is as long as the event loop waits on an inline scan. A larger body is walked
 and scanned in a small dedicated thread pool, so the event loop keeps serving. The scan is pure Python and
 `re`, which hold the interpreter lock, so every step is bounded too: at most `max_scan_chars` characters,
 linear-time detectors, one `re` call per 17 KB window, and a deadline (`max_scan_ms`) checked between
