@@ -20,7 +20,7 @@ In one process, no server (the guard is pure CPU; what it costs the event loop i
 Writes benchmarks/results/privacy_guard.json (and .png) and prints its summary; `privacy_summary()` returns the
 keys `faults.py` folds into faults.json's summary.
 
-    python -m benchmarks.privacy_guard              # about a minute on two cores
+    python -m benchmarks.privacy_guard              # about 20 s on two cores
     python -m benchmarks.privacy_guard --quick      # 200 prompts, 20 000-character inputs
 """
 
@@ -357,7 +357,7 @@ def run(prompts: Path = DEFAULT_PROMPTS, quick: bool = False) -> dict[str, Any]:
 
 
 def privacy_summary(prompts: Path = DEFAULT_PROMPTS, quick: bool = False) -> dict[str, Any]:
-    """The privacy keys for faults.json's summary (runs the whole benchmark; about a minute)."""
+    """The privacy keys for faults.json's summary (runs the whole benchmark: about 20 s on two cores)."""
     return summary_of(run(prompts, quick))
 
 
