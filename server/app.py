@@ -87,6 +87,7 @@ def build_app(config: TriageConfig, *, middleware: Sequence[Middleware] = ()) ->
             await nvml.start()
             stack.push_async_callback(nvml.stop)
             safeguards = build_safeguards(config, load, metrics, app.state.drain)
+            stack.callback(safeguards.privacy.close)
             safeguards.tenancy = await start_tenancy(config, metrics, stack)
             app.state.gateway = Gateway(config, classifier, policy, clients, load, metrics, safeguards)
             log.info("triage ready: %d models, policy %s", len(config.models), config.policy.name)

@@ -317,7 +317,12 @@ class AuthConfig(Strict):
 class PrivacyConfig(Strict):
     enabled: bool = Field(True, description="Scan prompts for secrets and personal data; keep those local.")
     patterns: dict[str, str] = Field(default_factory=dict, description="Extra kind -> regex to detect.")
-    max_scan_chars: int = Field(200_000, ge=1, description="Characters scanned per prompt (head and tail).")
+    max_scan_chars: int = Field(
+        200_000, ge=1, description="Characters of text a body may hold to be scanned; a longer one is kept local."
+    )
+    max_scan_ms: float = Field(
+        250.0, gt=0, description="Time a scan may take; a body not scanned in time is kept local (fails closed)."
+    )
 
     @field_validator("patterns")
     @classmethod

@@ -102,6 +102,12 @@ class AtCapacity(RateLimited):
         super().__init__(message, retry_after_s=1.0)
 
 
+class NestingTooDeep(InvalidRequest):
+    """The body nests lists and objects deeper than the router reads (see `server.privacy.walk.MAX_DEPTH`)."""
+
+    default_code = "nesting_too_deep"
+
+
 class NoEligibleModel(TriageError):
     """Every configured model was ruled out by the request's own constraints (context, allow list, ...)."""
 

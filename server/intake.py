@@ -19,6 +19,7 @@ from .protocol import ChatCompletionRequest, CompletionRequest, RouteOptions
 
 if TYPE_CHECKING:
     from .classify import Classification
+    from .privacy import Screening
 
 Endpoint = Literal["chat", "completions"]
 UPSTREAM_PATHS: dict[Endpoint, str] = {"chat": "/chat/completions", "completions": "/completions"}
@@ -36,7 +37,7 @@ class Incoming:
     prompt_tokens: int  # estimated from characters; engines count exactly
     output_tokens: int  # max_tokens as requested, or a planning default
     # Kept by the first plan, so that planning again after a wait for capacity costs only the decision:
-    private: list[str] | None = None  # kinds of secrets or personal data the privacy guard found
+    screening: Screening | None = None  # what the privacy guard found (kinds only)
     classification: Classification | None = None
 
     @property

@@ -84,9 +84,9 @@ class Gateway:
     async def plan(self, incoming: Incoming, ids: RequestIds, tenant: Tenant = OPEN_TENANT) -> Plan:
         """Where this request would go and why; raises AtCapacity when every candidate is at its cap. Changes
         nothing; the privacy scan and the classification are kept on `incoming`, so planning again is cheap."""
-        if incoming.private is None:
-            incoming.private = self.guard.privacy.scan_payload(incoming.payload)
-        private = incoming.private
+        if incoming.screening is None:  # off the event loop for large bodies; fails closed (kept local)
+            incoming.screening = await self.guard.privacy.screen(incoming.payload)
+        private = list(incoming.screening.kinds)
         if incoming.model != "auto":
             return self._plan_named(incoming, tenant, private)
         t0 = time.perf_counter()
@@ -174,6 +174,8 @@ class Gateway:
         if plan.route_request is not None:
             metrics.classify_seconds.observe(plan.classify_ms / 1e3)
             metrics.child(metrics.decisions, plan.category, plan.model.name).inc()
+        if incoming.screening is not None:
+            metrics.privacy_scan_seconds.observe(incoming.screening.elapsed_s)
         for kind in plan.private:
             metrics.privacy_findings.labels(kind).inc()
         return plan
