@@ -69,7 +69,10 @@ class Incoming:
 
     def upstream_body(self, upstream_model: str) -> bytes:
         self.payload["model"] = upstream_model
-        return orjson.dumps(self.payload)
+        try:
+            return orjson.dumps(self.payload)
+        except orjson.JSONEncodeError as exc:  # nesting orjson will not write (255 levels): the client's doing
+            raise InvalidRequest(f"the request body cannot be relayed: {exc}; flatten its nesting") from None
 
 
 def receive(raw: bytes, endpoint: Endpoint, default_model: str | None = None) -> Incoming:
