@@ -18,13 +18,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from server.cli.profile import measure
 from server.sim.runner import serve_engines
 from server.sim.spec import SimEngineSpec
-
-try:  # issue 11 moves the CLIs out of server/policy/
-    from server.policy.profile_cli import measure
-except ImportError:  # pragma: no cover - the new home
-    from server.cli.profile import measure  # type: ignore[import-not-found,no-redef]
 
 PROFILE_FIELDS = ("base_ttft_ms", "prefill_tok_per_s", "decode_tok_per_s", "peak_decode_tok_per_s")
 

@@ -2,7 +2,7 @@
 
 One `triage serve` on configs/gpu-frontier.yaml launches the three engines once (coder and chat 7B-shaped, fast
 1.5B-shaped; dummy weights). Engines start in minutes, so policies are compared without restarting them:
-  static   a second router, `triage serve`, policy `keyword`, its models' `endpoints` pointing at
+  static   a second router, `triage serve`, policy `static`, its models' `endpoints` pointing at
            the same engine ports (static task routing: category -> role -> model; nothing else differs)
   triage-* the first router (policy `triage`), each request naming its preset in `route.priority`
 Both routers run the same code, the same keyword classifier and the same relay, so only the decision differs.
@@ -304,7 +304,7 @@ def router_configs(
     triage["auth"] = {"db": str(work / "triage-auth.db")}
     static = copy.deepcopy(triage)
     static["server"]["port"] = STATIC_PORT
-    static["policy"] = {"name": "keyword", "store": None}
+    static["policy"] = {"name": "static", "store": None}
     static["auth"] = {"db": str(work / "static-auth.db")}
     for model in static["models"]:
         launch = model.pop("launch")

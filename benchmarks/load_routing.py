@@ -36,12 +36,12 @@ if __package__ in (None, ""):  # run as a file: make `benchmarks.*` importable
 
 from benchmarks.baselines import LeastBusyPolicy, RandomPolicy
 from benchmarks.common import REPO, RESULTS, SHARED_DATA, machine, percentile, write_json
-from benchmarks.policy_shim import STATIC
 from benchmarks.simrun import REJECTED, Cluster, RemoteSpeed, Shot, replay
 from server.classify import Classification, KeywordClassifier
 from server.config import ModelConfig, PolicyConfig, load_config
 from server.load import LoadBoard
 from server.policy import Policy, RouteRequest
+from server.policy.static import StaticPolicy
 from server.policy.triage import TriagePolicy
 from server.sim.spec import SimEngineSpec
 
@@ -171,7 +171,7 @@ def build_models(base: list[ModelConfig], placement: str, remote: bool) -> list[
 
 def make_policy(kind: str, models: list[ModelConfig], load: LoadBoard) -> Policy:
     if kind == "static":
-        return STATIC(models, load, PolicyConfig(name=STATIC.name))
+        return StaticPolicy(models, load, PolicyConfig(name="static"))
     if kind == "least-busy":
         return LeastBusyPolicy(models, load, PolicyConfig())
     if kind == "random":

@@ -66,6 +66,8 @@ def triage_config(engine_port: int, model: str, port: int, classifier: str) -> d
     return {
         "server": {"host": "127.0.0.1", "port": port, "log_level": "warning"},
         "classifier": {"kind": classifier, "impl": "eager"},
+        # static routing, as the results so far were measured (the single-model `auto` decision is trivial)
+        "policy": {"name": "static"},
         "models": [
             {
                 "name": model,

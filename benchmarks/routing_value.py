@@ -56,13 +56,13 @@ from benchmarks.outcomes_workload import (
     prompt_tokens,
     route_request,
 )
-from benchmarks.policy_shim import STATIC
 from benchmarks.simrun import REJECTED, Cluster, Shot, latency_summary, replay, within_slo
 from server.classify import Classification
 from server.config import CATEGORIES, ModelConfig, PolicyConfig, Profile
 from server.load import LoadBoard
 from server.policy import Policy
 from server.policy.learned import LearnedQuality
+from server.policy.static import StaticPolicy
 from server.policy.triage import TriagePolicy
 from server.sim.spec import SimEngineSpec
 
@@ -135,7 +135,7 @@ def make_policy(kind: str, bench: Bench, models: list[ModelConfig], load: LoadBo
         return BestSinglePolicy(models, load, PolicyConfig(), bench.single)
     if kind == "static":
         roles = {c: f"best:{c}" for c in bench.static_map}
-        return STATIC(models, load, PolicyConfig(name=STATIC.name, options={"category_roles": roles}))
+        return StaticPolicy(models, load, PolicyConfig(name="static", options={"category_roles": roles}))
     if kind == "least-busy":
         return LeastBusyPolicy(models, load, PolicyConfig())
     if kind == "random":

@@ -22,10 +22,9 @@ from functools import partial
 from typing import Any
 
 from benchmarks.common import percentile
-from benchmarks.policy_shim import Outcome, commit, observe
 from server.errors import TriageError
 from server.load import LoadBoard
-from server.policy import Policy, RouteRequest
+from server.policy import Outcome, Policy, RouteRequest
 from server.sim.clock import VirtualClock
 from server.sim.engine import RequestTooLongError, SimEngine
 from server.sim.gpu import SimGPU
@@ -101,7 +100,7 @@ def replay(
         if outcome is Outcome.OK:
             served[i].done_s = now_s
         load.finished(model, tokens)
-        observe(policy, str(shots[i].rid), model, outcome, now_s - shots[i].arrival_s)
+        policy.observe(str(shots[i].rid), model, outcome, now_s - shots[i].arrival_s)
 
     def engine_done(i: int, model: str, tokens: int, seq: SimSequence) -> None:
         if seq.first_token_s is not None:
@@ -115,7 +114,7 @@ def replay(
         request = shot.request
         t0 = time.perf_counter()
         try:
-            decision = commit(policy, request, policy.choose(request))
+            decision = policy.commit(request, policy.choose(request))
         except TriageError:  # every model at its in-flight cap (429) or none eligible: the client is refused
             served[i].outcome = Outcome.REFUSED.value
             return

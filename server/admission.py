@@ -2,8 +2,8 @@
 then a 429 with Retry-After. Nothing queues without bound: at most `max_waiting` requests wait, each at most
 `admission_wait_s`, so memory stays flat under sustained overload.
 
-Two gates: `enter()` takes one of `server.max_in_flight` global slots (a `Ticket`, released when the answer or
-its stream ends); `choose()` runs a policy decision and, when every eligible model is at its own
+Two gates: `enter()` takes one of `server.max_in_flight` global slots (a `Ticket`, released by the request's
+`Relay` when it closes); `when_room()` runs a routing plan and, when every eligible model is at its own
 `max_in_flight` cap, waits (bounded) for some model to finish a request and decides again. Knows nothing
 about HTTP, engines or how a model is chosen. Single event loop: no locks.
 """
@@ -14,17 +14,17 @@ import asyncio
 import collections
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from .errors import RateLimited
+from .errors import AtCapacity, RateLimited
 from .telemetry.metrics import Metrics
 
 T = TypeVar("T")
 
 
 class Ticket:
-    """One global slot; `release()` is idempotent, and a ticket dropped unreleased releases itself."""
+    """One global slot, owned by one `Relay`; `release()` is idempotent."""
 
     __slots__ = ("_admission",)
 
@@ -35,17 +35,6 @@ class Ticket:
         admission, self._admission = self._admission, None
         if admission is not None:
             admission._release()
-
-    def __del__(self) -> None:  # a stream the server never started: its generator never runs `finally`
-        self.release()
-
-    async def guard(self, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """`stream`, releasing the slot when it ends, fails or is closed."""
-        try:
-            async for chunk in stream:
-                yield chunk
-        finally:
-            self.release()
 
 
 class Admission:
@@ -108,13 +97,13 @@ class Admission:
             self._freed.set()
             self._freed = None
 
-    async def choose(self, decide: Callable[[], T]) -> T:
-        """`decide()`, retried while it raises `RateLimited` (all candidates at their cap), within the wait."""
+    async def when_room(self, plan: Callable[[], Awaitable[T]]) -> T:
+        """`await plan()`, retried while it raises `AtCapacity` (all candidates at their cap), within the wait."""
         deadline_s = time.monotonic() + self.wait_s
         while True:
             try:
-                return decide()
-            except RateLimited:
+                return await plan()
+            except AtCapacity:
                 remaining_s = deadline_s - time.monotonic()
                 if remaining_s <= 0:
                     self.metrics.admission_rejected.labels("model_cap").inc()

@@ -1,32 +1,32 @@
-"""Builds the FastAPI app: its lifespan wires config → engines → classifier → policy → gateway, and the one
-place where typed errors become OpenAI-shaped responses.
+"""Builds the app uvicorn runs: the FastAPI app (its lifespan wires config → engines → classifier → policy →
+gateway), behind the front door and the middleware stack, with FastAPI's own errors mapped through
+`errors.http_error` like every other.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware import Middleware
 
-from .backends import build_client, build_session
-from .backends.launcher import start_launched_engines
+from .backends import build_clients, build_session, start_engines
 from .classify import Classifier, KeywordClassifier, build_classifier
 from .config import ConfigError, TriageConfig
-from .errors import TriageError, error_body
-from .fastpath import HotPathApp
+from .errors import InvalidRequest, MethodNotAllowed, RouteNotFound, TriageError, http_error
+from .frontdoor import TriageApp
 from .load import LoadBoard
 from .policy import POLICIES
 from .routes import attach_router
 from .safeguards import build_safeguards, start_tenancy
 from .serving import Gateway
 from .shutdown import Drain
-from .simulated import start_simulated_engines
 from .store import Store
 from .telemetry.metrics import Metrics
 from .telemetry.nvml import NvmlReader
@@ -39,6 +39,7 @@ def check_config(config: TriageConfig) -> None:
     """Start-up checks that need the registries (the schema itself is checked in config.py)."""
     if config.policy.name not in POLICIES:
         raise ConfigError(f"policy.name: unknown policy '{config.policy.name}'; use one of: {', '.join(POLICIES)}")
+    POLICIES[config.policy.name].options_of(config.policy)  # ConfigError names a bad policy.options key
 
 
 async def start_classifier(config: TriageConfig) -> Classifier:
@@ -54,24 +55,19 @@ async def start_classifier(config: TriageConfig) -> Classifier:
     return classifier
 
 
-def build_app(config: TriageConfig, *, start_simulated: bool = True) -> HotPathApp:
+def build_app(config: TriageConfig, *, middleware: Sequence[Middleware] = ()) -> TriageApp:
+    """The app uvicorn serves; `middleware` (outermost first) wraps every route, the generating ones included."""
     check_config(config)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            if start_simulated:
-                cluster = await start_simulated_engines(config.models)
-                if cluster is not None:
-                    stack.push_async_callback(cluster.stop)
             load = LoadBoard()
             metrics = Metrics()
-            launcher = await start_launched_engines(config.models, load, metrics)  # fills `endpoints`
-            if launcher is not None:
-                stack.push_async_callback(launcher.stop)
+            engines = await start_engines(config.models, stack, load, metrics)  # kinds that Triage runs itself
             session = build_session()
             stack.push_async_callback(session.close)
-            clients = {m.name: build_client(m, session) for m in config.models}
+            clients = build_clients(config.models, engines.endpoints, session)
             classifier = await start_classifier(config)
             stack.push_async_callback(classifier.stop)
             policy = POLICIES[config.policy.name](config.models, load, config.policy)
@@ -85,12 +81,13 @@ def build_app(config: TriageConfig, *, start_simulated: bool = True) -> HotPathA
             nvml = NvmlReader(
                 load,
                 metrics,
-                engine_groups=launcher.process_groups if launcher else dict,
+                engine_groups=engines.process_groups,
                 configured_gpus={m.name: m.gpu_ids for m in config.models if m.gpu and not m.remote},
             )
             await nvml.start()
             stack.push_async_callback(nvml.stop)
             safeguards = build_safeguards(config, load, metrics, app.state.drain)
+            stack.callback(safeguards.privacy.close)
             safeguards.tenancy = await start_tenancy(config, metrics, stack)
             app.state.gateway = Gateway(config, classifier, policy, clients, load, metrics, safeguards)
             log.info("triage ready: %d models, policy %s", len(config.models), config.policy.name)
@@ -105,15 +102,21 @@ def build_app(config: TriageConfig, *, start_simulated: bool = True) -> HotPathA
     app.state.drain = Drain(config.server.drain_s)  # SIGTERM reaches it through shutdown.DrainingServer
     attach_router(app)
     install_error_handlers(app)
-    return HotPathApp(app)
+    return TriageApp(app, middleware)
 
 
-def _error_response(request: Request, status: int, body: bytes, headers: dict[str, str] | None = None) -> Response:
-    out = dict(headers or {})
+def _error_response(request: Request, exc: BaseException) -> Response:
+    error = http_error(exc, f"{request.method} {request.url.path}")
+    headers = dict(error.headers)
     request_id = getattr(request.state, "request_id", None)
     if request_id:
-        out["x-triage-request-id"] = request_id
-    return Response(body, status_code=status, media_type="application/json", headers=out)
+        headers["x-triage-request-id"] = request_id
+    return Response(error.body, status_code=error.status, media_type="application/json", headers=headers)
+
+
+def _route_list(app: FastAPI) -> str:
+    """Every API route, from the OpenAPI schema (which declares the front door's routes too)."""
+    return ", ".join(sorted(app.openapi().get("paths", {})))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -122,34 +125,27 @@ def install_error_handlers(app: FastAPI) -> None:
         gateway = getattr(request.app.state, "gateway", None)
         if gateway is not None:
             gateway.metrics.errors.labels(exc.type).inc()
-        return _error_response(request, exc.status, exc.body(), exc.headers)
+        return _error_response(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    async def http_exception(request: Request, exc: StarletteHTTPException) -> Response:
+        where = f"{request.method} {request.url.path}"
+        error: TriageError
         if exc.status_code == 404:
-            message = f"no route {request.method} {request.url.path}; the API lives under /v1"
+            error = RouteNotFound(f"no route {where}; the routes are: {_route_list(request.app)}")
         elif exc.status_code == 405:
-            message = f"method {request.method} is not allowed on {request.url.path}"
+            allowed = dict(exc.headers or {}).get("allow", "")
+            error = MethodNotAllowed(f"method {request.method} is not allowed on {request.url.path}; use {allowed}")
+            error.headers = dict(exc.headers or {})
         else:
-            message = str(exc.detail)
-        return _error_response(
-            request, exc.status_code, error_body(message, "invalid_request_error"), dict(exc.headers or {})
-        )
+            error = TriageError(str(exc.detail))
+            error.status = exc.status_code
+        return _error_response(request, error)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        return _error_response(
-            request, 400, error_body(f"invalid request: {exc.errors()[0]['msg']}", "invalid_request_error")
-        )
+        return _error_response(request, InvalidRequest(f"invalid request: {exc.errors()[0]['msg']}"))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return _error_response(
-            request,
-            500,
-            error_body(
-                f"internal error in the router ({type(exc).__name__}); this is a bug, please report it",
-                "internal_error",
-            ),
-        )
+        return _error_response(request, exc)

@@ -16,11 +16,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializeAsAny,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+
+from .protocol import Priority
 
 CATEGORIES: tuple[str, ...] = (
     "code",
@@ -37,7 +40,7 @@ CATEGORIES: tuple[str, ...] = (
 )
 RESERVED_MODEL_NAMES = frozenset({"auto"})
 MAX_GPU_SHARE = 0.95  # launched engines' gpu_memory_utilization summed per GPU; the rest: CUDA contexts, classifier
-LAUNCHER_OWNED_FLAGS = {  # `vllm serve` flag -> the config key that sets it
+SUPERVISOR_OWNED_FLAGS = {  # `vllm serve` flag -> the config key that sets it
     "--host": "launch.host",
     "--port": "launch.port",
     "--served-model-name": "the model's served_name",
@@ -146,9 +149,9 @@ class LaunchConfig(Strict):
     def _no_owned_flags(cls, value: list[str]) -> list[str]:
         for arg in value:
             flag = arg.split("=", 1)[0]
-            if flag in LAUNCHER_OWNED_FLAGS:
+            if flag in SUPERVISOR_OWNED_FLAGS:
                 raise ValueError(
-                    f"'{flag}' is set by the launcher; use {LAUNCHER_OWNED_FLAGS[flag]} instead of extra_args"
+                    f"'{flag}' is set by Triage's supervisor; use {SUPERVISOR_OWNED_FLAGS[flag]} instead of extra_args"
                 )
         return value
 
@@ -164,8 +167,10 @@ class LaunchConfig(Strict):
 
 class ModelConfig(Strict):
     name: str = Field(min_length=1, description="The name clients use; 'auto' is reserved.")
-    kind: Literal["vllm", "openai"] = Field(
-        "vllm", description="Engine adapter: 'vllm' (also SGLang/llama.cpp-compatible) or plain 'openai'."
+    kind: str = Field(
+        "vllm",
+        description="Engine kind, a key of server.backends.ENGINE_KINDS: 'vllm' (also SGLang/llama.cpp), 'openai' "
+        "(any OpenAI-compatible API) or 'simulated' (Triage's own simulator, started in-process).",
     )
     # `launch` comes before `endpoints` so that the endpoints check can see it (fields validate in order).
     launch: LaunchConfig | None = Field(None, description="Start and supervise the engine process here.")
@@ -184,13 +189,47 @@ class ModelConfig(Strict):
     max_in_flight: int = Field(512, ge=1, description="Router-side cap on concurrent requests to this model.")
     timeouts: Timeouts = Field(default_factory=Timeouts)
     profile: Profile = Field(default_factory=Profile)
-    simulated: dict[str, Any] | None = Field(
-        None, description="Run a simulated engine for this model (server/sim); keys of SimEngineSpec."
+    # Last, so that its check sees the fields it fills gaps from (name, endpoints, gpu, context_length).
+    simulated: SerializeAsAny[BaseModel] | None = Field(
+        None,
+        validate_default=True,
+        description="kind: simulated only: the simulated engine's settings (keys of server.sim.spec.SimEngineSpec; "
+        "port, gpu and max_model_len default to the model's endpoint, gpu and context_length).",
     )
 
     @property
     def upstream_name(self) -> str:
         return self.served_name or self.name
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        from .backends import ENGINE_KINDS  # not at the top: backends imports this module
+
+        if value not in ENGINE_KINDS:
+            raise ValueError(f"unknown engine kind '{value}'; use one of: {', '.join(ENGINE_KINDS)}")
+        return value
+
+    @field_validator("simulated", mode="before")
+    @classmethod
+    def _kind_settings(cls, value: Any, info: ValidationInfo) -> BaseModel | None:
+        """A kind's own block (the key named like the kind), typed by that kind's settings model.
+
+        The kind's module is imported here only when the model names it: `server.sim` loads for simulated models.
+        """
+        block, kind = str(info.field_name), info.data.get("kind")
+        if kind != block:
+            if value is not None and kind is not None:  # kind None: it was invalid, and its own error says why
+                raise ValueError(f"this block configures kind '{block}'; set kind: {block} or drop it")
+            return None
+        if "name" not in info.data or "endpoints" not in info.data:
+            return None  # the model is invalid already, and those fields' own errors say why
+        from .backends import engine_kind  # not at the top: backends imports this module
+
+        settings = engine_kind(block).settings
+        if settings is None:
+            raise ValueError(f"kind '{kind}' takes no '{block}:' block")
+        return settings({**info.data, block: value})
 
     @field_validator("name")
     @classmethod
@@ -218,8 +257,6 @@ class ModelConfig(Strict):
         launch = self.launch
         if launch is None:
             return self
-        if self.simulated is not None:
-            raise ValueError(f"model '{self.name}' has both launch and simulated; keep one")
         if self.kind != "vllm":
             raise ValueError(f"model '{self.name}': launched engines are vLLM, so kind must be 'vllm'")
         if launch.max_model_len is not None and launch.max_model_len < self.context_length:
@@ -229,7 +266,7 @@ class ModelConfig(Strict):
                 "refuses. Lower context_length or raise max_model_len"
             )
         if launch.port != "auto":
-            self.endpoints = [launch.endpoint(launch.port)]  # 'auto': the launcher fills this in at start
+            self.endpoints = [launch.endpoint(launch.port)]  # 'auto': known once the supervisor has started it
         return self
 
     @property
@@ -280,7 +317,12 @@ class AuthConfig(Strict):
 class PrivacyConfig(Strict):
     enabled: bool = Field(True, description="Scan prompts for secrets and personal data; keep those local.")
     patterns: dict[str, str] = Field(default_factory=dict, description="Extra kind -> regex to detect.")
-    max_scan_chars: int = Field(200_000, ge=1, description="Characters scanned per prompt (head and tail).")
+    max_scan_chars: int = Field(
+        200_000, ge=1, description="Characters of text a body may hold to be scanned; a longer one is kept local."
+    )
+    max_scan_ms: float = Field(
+        250.0, gt=0, description="Time a scan may take; a body not scanned in time is kept local (fails closed)."
+    )
 
     @field_validator("patterns")
     @classmethod
@@ -306,18 +348,22 @@ class ClassifierConfig(Strict):
 
 
 class PolicyConfig(Strict):
-    name: str = Field("keyword", description="A key of server.policy.POLICIES.")
-    preset: Literal["balanced", "quality", "speed", "cost"] = "balanced"
+    name: str = Field("triage", description="A key of server.policy.POLICIES (checked at start-up).")
+    preset: Priority = Field("balanced", description="Utility weights: a key of server.policy.presets.PRESETS.")
     allow_remote: bool = Field(False, description="Default for requests that do not say.")
     explore_share: float = Field(0.02, ge=0, le=0.2, description="Share of decisions that explore (Thompson).")
-    store: str | None = Field("triage.db", description="SQLite file for decisions and feedback; null: memory.")
+    store: str | None = Field(
+        None, description="SQLite file for the decision audit log and feedback statistics; null: memory only."
+    )
     store_prompts: bool = Field(False, description="Keep prompt text in the audit log, not only its hash.")
     quality_predictor: str | None = Field(
         None,
         description="Learned per-model quality predictor: an artifact dir, or 'default' for the one "
         "shipped in models/artifacts/quality. Needs classifier.kind: minilm (embeddings).",
     )
-    options: dict[str, Any] = Field(default_factory=dict, description="Policy-specific settings.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="The policy's own settings, checked against its `Options` at start-up."
+    )
 
 
 class TriageConfig(Strict):
@@ -410,21 +456,7 @@ def parse_config(data: Any, source: str = "config") -> TriageConfig:
     except ValidationError as exc:
         problems = "; ".join(f"{_location(e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"{source}: {problems}") from None
-    _check_simulated(config, source)
     return config
-
-
-def _check_simulated(config: TriageConfig, source: str) -> None:
-    """Validate `simulated:` blocks now, so a typo fails start-up with the model named, not later."""
-    from .sim.config import SimConfigError, specs_from_models
-
-    for i, model in enumerate(config.models):
-        if model.simulated is None:
-            continue
-        try:
-            specs_from_models([model.model_dump()])
-        except SimConfigError as exc:
-            raise ConfigError(f"{source}: models[{i}].simulated: {exc}") from None
 
 
 def load_config(path: str | Path) -> TriageConfig:

@@ -1,12 +1,18 @@
 """Typed errors for the request path and their one mapping to OpenAI's error shape.
 
-Every failure a client can see is one of these classes. Handlers raise them early; `app.py` turns them into
-`{"error": {"message", "type", "param", "code"}}` with the class's HTTP status. Nothing here knows about routing.
+Every failure a client can see is one of these classes. Handlers raise them early; `http_error()` is the one
+place that turns any exception into `{"error": {"message", "type", "param", "code"}}` with the class's HTTP
+status (an unexpected exception becomes a 500 that says it is a bug). Nothing here knows about routing.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+
 import orjson
+
+log = logging.getLogger(__name__)
 
 
 class TriageError(Exception):
@@ -46,6 +52,18 @@ class Forbidden(TriageError):
     default_code = "forbidden"
 
 
+class RouteNotFound(TriageError):
+    status = 404
+    type = "invalid_request_error"
+    default_code = "unknown_route"
+
+
+class MethodNotAllowed(TriageError):
+    status = 405
+    type = "invalid_request_error"
+    default_code = "method_not_allowed"
+
+
 class ModelNotFound(TriageError):
     status = 404
     type = "invalid_request_error"
@@ -74,6 +92,20 @@ class RateLimited(TriageError):
 
     def __init__(self, message: str, *, retry_after_s: float = 1.0, code: str | None = None) -> None:
         super().__init__(message, code=code, headers={"retry-after": str(max(1, round(retry_after_s)))})
+
+
+class AtCapacity(RateLimited):
+    """Every model that could serve the request is at its in-flight cap: a real request waits (bounded) for one
+    to finish and is decided again; a dry run reports it as a 429."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry_after_s=1.0)
+
+
+class NestingTooDeep(InvalidRequest):
+    """The body nests lists and objects deeper than the router reads (see `server.privacy.walk.MAX_DEPTH`)."""
+
+    default_code = "nesting_too_deep"
 
 
 class NoEligibleModel(TriageError):
@@ -123,3 +155,19 @@ class EngineError(TriageError):
 
 def error_body(message: str, etype: str, param: str | None = None, code: str | None = None) -> bytes:
     return orjson.dumps({"error": {"message": message, "type": etype, "param": param, "code": code}})
+
+
+@dataclass(frozen=True, slots=True)
+class HttpError:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def http_error(exc: BaseException, where: str = "") -> HttpError:
+    """The HTTP answer for any exception raised while serving `where` (e.g. "POST /v1/chat/completions")."""
+    if isinstance(exc, TriageError):
+        return HttpError(exc.status, exc.headers, exc.body())
+    log.error("unexpected error on %s", where or "a request", exc_info=exc)
+    message = f"internal error in the router ({type(exc).__name__}); this is a bug, please report it"
+    return HttpError(500, {}, error_body(message, "internal_error"))

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The one list of weight preset names (config `policy.preset`, a request's `route.priority`); their weights are
+# server.policy.presets.PRESETS.
 Priority = Literal["balanced", "quality", "speed", "cost"]
 
 

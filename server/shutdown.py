@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from types import FrameType
 
 import uvicorn
@@ -25,7 +24,8 @@ GRACE_S = 5.0  # uvicorn's own deadline is drain_s plus this: time to send the e
 
 
 class Drain:
-    """Shared by the server (which starts it) and the gateway (which checks it on each request and chunk)."""
+    """Shared by the server (which starts it), the gateway (which checks it on each request) and each relay
+    (which ends its stream once `expired`)."""
 
     def __init__(self, drain_s: float) -> None:
         self.drain_s = drain_s
@@ -50,22 +50,6 @@ class Drain:
                 code="shutting_down",
                 headers={"retry-after": "1"},
             )
-
-    async def guard(self, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """`stream`, ended with an error event and [DONE] if the drain deadline passes first."""
-        try:
-            async for chunk in stream:
-                yield chunk
-                if self.expired:
-                    error = EngineUnavailable(
-                        "Triage shut down before this stream finished; retry the request", code="shutting_down"
-                    )
-                    yield b"data: " + error.body() + b"\n\ndata: [DONE]\n\n"
-                    return
-        finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
 
 
 class DrainingServer(uvicorn.Server):

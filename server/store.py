@@ -15,6 +15,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
-    request_id  TEXT PRIMARY KEY,
+    request_id  TEXT PRIMARY KEY,       -- minted by the router, never the client's
     ts          REAL NOT NULL,          -- unix seconds
     category    TEXT NOT NULL,
     complexity  REAL NOT NULL,
@@ -36,9 +37,11 @@ CREATE TABLE IF NOT EXISTS decisions (
     explored    INTEGER NOT NULL,
     overflow    INTEGER NOT NULL,
     candidates  TEXT NOT NULL,          -- JSON list of {model, score, eligible, reason, terms...}
-    outcome     TEXT,                   -- ok | error, once the request finished
+    outcome     TEXT,                   -- ok | engine_failure | refused | cancelled, once the request finished
     latency_s   REAL,
-    feedback    REAL                    -- the client's score, if it sent one
+    feedback    REAL,                   -- the client's score, if it sent one (at most once)
+    client_request_id TEXT,             -- the client's x-request-id, as sent
+    key_id      TEXT                    -- the API key that made the request (NULL in open mode)
 );
 CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts);
 CREATE TABLE IF NOT EXISTS outcome_stats (
@@ -50,13 +53,16 @@ CREATE TABLE IF NOT EXISTS outcome_stats (
     PRIMARY KEY (category, model)
 );
 """
+ADDED_COLUMNS = {"client_request_id": "TEXT", "key_id": "TEXT"}  # columns stores made before 0.2 lack
 
+# A request id is minted by the router and unique, so a second insert of one id is a bug, never a client's doing:
+# OR IGNORE keeps the first row rather than letting anything overwrite an audit row.
 _INSERT_DECISION = (
-    "INSERT OR REPLACE INTO decisions (request_id, ts, category, complexity, prompt_hash, prompt, "
-    "model, reason, preset, explored, overflow, candidates) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    "INSERT OR IGNORE INTO decisions (request_id, ts, category, complexity, prompt_hash, prompt, model, reason, "
+    "preset, explored, overflow, candidates, client_request_id, key_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 _SET_OUTCOME = "UPDATE decisions SET outcome = ?, latency_s = ? WHERE request_id = ?"
-_SET_FEEDBACK = "UPDATE decisions SET feedback = ? WHERE request_id = ?"
+_SET_FEEDBACK = "UPDATE decisions SET feedback = ? WHERE request_id = ? AND feedback IS NULL"
 _SET_STATS = (
     "INSERT INTO outcome_stats (category, model, successes, failures, updated) VALUES (?,?,?,?,?) "
     "ON CONFLICT (category, model) DO UPDATE SET successes = excluded.successes, "
@@ -64,7 +70,26 @@ _SET_STATS = (
 )
 
 
-Item = tuple[str, tuple[Any, ...]]  # (kind, row): decision | outcome | feedback | stats
+@dataclass(frozen=True, slots=True)
+class DecisionRow:
+    """One committed routing decision, as the audit log keeps it."""
+
+    request_id: str
+    client_request_id: str | None
+    key_id: str | None
+    ts: float  # unix seconds
+    category: str
+    complexity: float
+    prompt: str  # hashed in the writer thread; kept only with keep_prompts
+    model: str
+    reason: str
+    preset: str
+    explored: bool
+    overflow: bool
+    candidates: list[dict[str, Any]]
+
+
+Item = tuple[str, Any]  # (kind, row): decision (a DecisionRow) | outcome | feedback | stats (tuples)
 
 
 class StoreError(RuntimeError):
@@ -73,11 +98,22 @@ class StoreError(RuntimeError):
 
 def _connect(path: str) -> sqlite3.Connection:
     try:
-        return connect(path, SCHEMA)
+        conn = connect(path, SCHEMA)
+        add_missing_columns(conn)
+        return conn
     except (sqlite3.Error, OSError) as exc:
         raise StoreError(
             f"cannot open the store {path}: {exc}; check the directory exists and is writable, or set policy.store"
         ) from None
+
+
+def add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Bring a store made by an older Triage up to the current schema (adds columns; never drops data)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(decisions)")}
+    for column, kind in ADDED_COLUMNS.items():
+        if column not in have:
+            conn.execute(f"ALTER TABLE decisions ADD COLUMN {column} {kind}")
+            log.info("store: added column decisions.%s (store made by an older Triage)", column)
 
 
 class Store:
@@ -108,30 +144,14 @@ class Store:
 
     # -- writes (non-blocking) ------------------------------------------------------------------------
 
-    def _put(self, kind: str, row: tuple[Any, ...]) -> None:
+    def _put(self, kind: str, row: Any) -> None:
         self._writer.put((kind, row))
 
-    def record_decision(
-        self,
-        request_id: str,
-        ts: float,
-        category: str,
-        complexity: float,
-        prompt: str,
-        model: str,
-        reason: str,
-        preset: str,
-        explored: bool,
-        overflow: bool,
-        candidates: list[dict[str, Any]],
-    ) -> None:
-        self._put(
-            "decision",
-            (request_id, ts, category, complexity, prompt, model, reason, preset, explored, overflow, candidates),
-        )
+    def record_decision(self, row: DecisionRow) -> None:
+        self._put("decision", row)
 
-    def record_outcome(self, request_id: str, ok: bool, latency_s: float) -> None:
-        self._put("outcome", ("ok" if ok else "error", latency_s, request_id))
+    def record_outcome(self, request_id: str, outcome: str, latency_s: float) -> None:
+        self._put("outcome", (str(outcome), latency_s, request_id))
 
     def record_feedback(self, request_id: str, score: float) -> None:
         self._put("feedback", (score, request_id))
@@ -150,22 +170,23 @@ class Store:
             else:
                 conn.execute(_SET_STATS, row)
 
-    def _decision_row(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
-        request_id, ts, category, complexity, prompt, model, reason, preset, explored, overflow, cands = row
-        digest = hashlib.sha256(prompt.encode("utf-8", "replace")).hexdigest()
+    def _decision_row(self, row: DecisionRow) -> tuple[Any, ...]:
+        digest = hashlib.sha256(row.prompt.encode("utf-8", "replace")).hexdigest()
         return (
-            request_id,
-            ts,
-            category,
-            complexity,
+            row.request_id,
+            row.ts,
+            row.category,
+            row.complexity,
             digest,
-            prompt if self.keep_prompts else None,
-            model,
-            reason,
-            preset,
-            int(explored),
-            int(overflow),
-            json.dumps(cands, separators=(",", ":")),
+            row.prompt if self.keep_prompts else None,
+            row.model,
+            row.reason,
+            row.preset,
+            int(row.explored),
+            int(row.overflow),
+            json.dumps(row.candidates, separators=(",", ":")),
+            row.client_request_id,
+            row.key_id,
         )
 
     def flush(self, timeout_s: float = 5.0) -> None:
@@ -182,12 +203,12 @@ class Store:
         rows = self._reader.execute("SELECT category, model, successes, failures FROM outcome_stats")
         return [(str(c), str(m), float(s), float(f)) for c, m, s, f in rows]
 
-    def lookup(self, request_id: str) -> tuple[str, str] | None:
-        """(category, model) of a logged decision, or None."""
+    def lookup(self, request_id: str) -> tuple[str, str, str | None, bool] | None:
+        """(category, model, key id, whether feedback was given) of a logged decision, or None."""
         row = self._reader.execute(
-            "SELECT category, model FROM decisions WHERE request_id = ?", (request_id,)
+            "SELECT category, model, key_id, feedback IS NOT NULL FROM decisions WHERE request_id = ?", (request_id,)
         ).fetchone()
-        return (str(row[0]), str(row[1])) if row else None
+        return (str(row[0]), str(row[1]), row[2], bool(row[3])) if row else None
 
     def latest(self, limit: int = 20) -> list[dict[str, Any]]:
         cursor = self._reader.execute("SELECT * FROM decisions ORDER BY ts DESC LIMIT ?", (limit,))

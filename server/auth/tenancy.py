@@ -2,9 +2,11 @@
 
 `Tenancy.authenticate(header)` checks a bearer key against the in-memory table of active key hashes (reloaded
 from the store every few seconds, so `triage keys revoke` takes effect without a restart). `admit()` enforces
-requests and tokens per minute (token buckets) and the daily local-token budget; `restrict()` narrows a
-request's routing options to the key's models and remote permission (and drops remote once the daily dollar
-budget is spent); `charge()` books an answered request. In open mode every caller is `OPEN_TENANT`.
+requests and tokens per minute (token buckets); `restrict()` narrows a request's routing options to the key's
+models and remote permission (and drops remote once the daily dollar budget is spent); `reserve()` holds a
+request's estimated tokens against the daily budget before any work, counting what requests still open have
+reserved, so concurrent requests cannot overrun it; `settle()` books what was used and frees the rest. In open
+mode every caller is `OPEN_TENANT`.
 Knows nothing about HTTP frameworks, routing or engines.
 """
 
@@ -55,6 +57,8 @@ class Tenant:
     day: str = ""
     used_tokens: int = 0  # local tokens this UTC day
     used_usd: float = 0.0  # remote dollars this UTC day
+    reserved_tokens: int = 0  # held by this key's open requests, not yet booked
+    reserved_usd: float = 0.0
 
     @property
     def key_id(self) -> str | None:
@@ -70,6 +74,17 @@ class Tenant:
 
 
 OPEN_TENANT = Tenant(None)
+
+
+@dataclass(slots=True)
+class Reservation:
+    """What one open request holds against its key's daily budget; settled once."""
+
+    tenant: Tenant
+    request_id: str
+    tokens: int
+    usd: float
+    settled: bool = False
 
 
 class Tenancy:
@@ -154,7 +169,7 @@ class Tenancy:
         return self._tenants[record.id]
 
     def admit(self, tenant: Tenant, tokens: int) -> None:
-        """Rate limits and the local-token budget, before any work; raises RateLimited."""
+        """Requests and tokens per minute, before any work; raises RateLimited (the daily budget: `reserve`)."""
         key = tenant.key
         if key is None:
             return
@@ -168,14 +183,6 @@ class Tenancy:
                 raise RateLimited(
                     f"key {key.id} is over its limit of {bucket.rate_per_min:g} {what} per minute", retry_after_s=wait_s
                 )
-        self._roll_day(tenant)
-        if key.daily_tokens is not None and tenant.used_tokens + tokens > key.daily_tokens:
-            self.metrics.auth_rejected.labels("daily_budget").inc()
-            raise RateLimited(
-                f"key {key.id} has used {tenant.used_tokens} of its {key.daily_tokens} local tokens today (UTC)",
-                retry_after_s=_seconds_to_midnight(),
-                code="insufficient_quota",
-            )
 
     def restrict(self, tenant: Tenant, options: RouteOptions) -> RouteOptions:
         """The request's routing options narrowed to what the key allows; 403 if nothing is left."""
@@ -208,9 +215,42 @@ class Tenancy:
                 param="model",
             )
 
-    def charge(self, tenant: Tenant, request_id: str, model: ModelConfig, tokens: int) -> None:
+    def reserve(self, tenant: Tenant, request_id: str, model: ModelConfig, tokens: int) -> Reservation | None:
+        """Hold `tokens` (and their price on a remote model) against the key's daily budgets; raises RateLimited
+        when what is used plus what open requests hold plus this would exceed one. None in open mode."""
         key = tenant.key
         if key is None:
+            return None
+        self._roll_day(tenant)
+        usd = tokens * model.profile.usd_per_1m_tokens / 1e6 if model.remote else 0.0
+        if (
+            not model.remote
+            and key.daily_tokens is not None
+            and tenant.used_tokens + tenant.reserved_tokens + tokens > key.daily_tokens
+        ):
+            self.metrics.auth_rejected.labels("daily_budget").inc()
+            raise RateLimited(
+                f"key {key.id} has used {tenant.used_tokens} and holds {tenant.reserved_tokens} in open requests of "
+                f"its {key.daily_tokens} local tokens today (UTC); this request needs up to {tokens}",
+                retry_after_s=_seconds_to_midnight() if tenant.reserved_tokens == 0 else 1.0,
+                code="insufficient_quota",
+            )
+        if model.remote:
+            tenant.reserved_usd += usd
+        else:
+            tenant.reserved_tokens += tokens
+        return Reservation(tenant, request_id, 0 if model.remote else tokens, usd)
+
+    def settle(self, reservation: Reservation, model: ModelConfig | None, tokens: int) -> None:
+        """Free the reservation and book `tokens` used on `model` (the model that answered; None: nothing ran)."""
+        if reservation.settled:
+            return
+        reservation.settled = True
+        tenant = reservation.tenant
+        tenant.reserved_tokens -= reservation.tokens
+        tenant.reserved_usd -= reservation.usd
+        key = tenant.key
+        if key is None or model is None or tokens <= 0:
             return
         self._roll_day(tenant)
         usd = tokens * model.profile.usd_per_1m_tokens / 1e6 if model.remote else 0.0
@@ -219,7 +259,7 @@ class Tenancy:
         else:
             tenant.used_tokens += tokens
         if self.ledger is not None:
-            self.ledger.record(request_id, key.id, model.name, model.remote, tokens, usd)
+            self.ledger.record(reservation.request_id, key.id, model.name, model.remote, tokens, usd)
 
     def _roll_day(self, tenant: Tenant) -> None:
         day = utc_day()

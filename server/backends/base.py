@@ -1,8 +1,9 @@
 """Engine clients: one object per configured model that relays requests to its endpoint(s).
 
-`EngineClient` owns the wire details of one engine kind — URLs, auth, per-phase timeouts, error bodies, how
-load is read — so `serving.py` never branches on engine quirks. Subclasses live one per file and register in
-`ENGINE_CLIENTS`. Nothing here chooses models.
+`EngineClient` owns the wire details of one dialect — URLs, auth, per-phase timeouts, error bodies, how load is
+read — so `serving.py` never branches on engine quirks. Subclasses live one per file, each beside the engine kind
+that uses it (`kind.py`). A client is given its endpoints: they come from the config or from whatever started the
+engine. Nothing here chooses models or starts engines.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ class UpstreamStream:
         self.model = model
         self.between_tokens_s = between_tokens_s
         self._buffer = b""
-        self.ended = False  # set by whoever releases the stream's accounting (serving.py)
 
     async def next_events(self) -> bytes:
         """Bytes of the next complete events ('' at the end); raises EngineTimeout on a long silence."""
@@ -75,12 +75,14 @@ class UpstreamStream:
 class EngineClient(ABC):
     """Relays OpenAI requests for one model to the least busy of its endpoints."""
 
-    kind: str
-
-    def __init__(self, model: ModelConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(self, model: ModelConfig, endpoints: list[str], session: aiohttp.ClientSession) -> None:
+        """`endpoints`: the engine's OpenAI base URLs, e.g. ["http://127.0.0.1:8001/v1"]; at least one."""
+        if not endpoints:
+            raise ValueError(f"model '{model.name}' has no endpoint to send requests to")
         self.model = model
+        self.endpoints = list(endpoints)
         self.session = session
-        self.in_flight = dict.fromkeys(model.endpoints, 0)
+        self.in_flight = dict.fromkeys(self.endpoints, 0)
         timeouts = model.timeouts
         self.stream_timeout = aiohttp.ClientTimeout(
             total=timeouts.total_s,

@@ -1,14 +1,22 @@
-"""vLLM (and the simulated engine, which speaks the same dialect): `/health` and `/metrics` gauges.
+"""The vLLM kind (also SGLang and llama.cpp's server): its client, and `launch:` blocks started by the supervisor.
 
 vLLM serves the OpenAI API under `/v1` and its own `/health` and Prometheus `/metrics` at the root. Gauges are
-summed across label sets (one per engine core / model name) and across this model's endpoints.
+summed across label sets (one per engine core / model name) and across this model's endpoints. The simulated
+engine speaks the same dialect, so its kind uses `VllmClient` too. Process management lives in `supervisor.py`.
 """
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
+
 import aiohttp
 
+from ..config import ModelConfig
+from ..load import LoadBoard
+from ..supervisor import Supervisor
+from ..telemetry.metrics import Metrics
 from .base import EngineClient, EngineStats
+from .kind import EngineKind, StartedEngines
 
 _GAUGES = {
     b"vllm:num_requests_running": "running",
@@ -40,10 +48,8 @@ def parse_vllm_metrics(text: bytes) -> EngineStats:
 
 
 class VllmClient(EngineClient):
-    kind = "vllm"
-
     async def health(self) -> bool:
-        for endpoint in self.model.endpoints:
+        for endpoint in self.endpoints:
             try:
                 async with self.session.get(root_of(endpoint) + "/health", timeout=_PROBE_TIMEOUT) as r:
                     if r.status == 200:
@@ -54,7 +60,7 @@ class VllmClient(EngineClient):
 
     async def stats(self) -> EngineStats | None:
         total: EngineStats | None = None
-        for endpoint in self.model.endpoints:
+        for endpoint in self.endpoints:
             try:
                 async with self.session.get(root_of(endpoint) + "/metrics", timeout=_PROBE_TIMEOUT) as r:
                     if r.status != 200:
@@ -71,3 +77,19 @@ class VllmClient(EngineClient):
                     max(total.kv_cache_usage, stats.kv_cache_usage),
                 )
         return total
+
+
+async def start_launched(
+    models: list[ModelConfig], stack: AsyncExitStack, load: LoadBoard, metrics: Metrics
+) -> StartedEngines:
+    """Start a supervised `vllm serve` for each model with a `launch:` block (the others run elsewhere)."""
+    launched = [m for m in models if m.launch is not None]
+    if not launched:
+        return StartedEngines()
+    supervisor = Supervisor(launched, load, metrics)
+    endpoints = await supervisor.start()  # stops what it started and raises LaunchError on any failure
+    stack.push_async_callback(supervisor.stop)
+    return StartedEngines(endpoints, supervisor.process_groups)
+
+
+KIND = EngineKind(name="vllm", client=VllmClient, provision=start_launched)

@@ -10,7 +10,7 @@ import time
 from typing import NoReturn
 
 from ..config import ModelConfig
-from ..errors import EngineUnavailable, NoEligibleModel, RateLimited
+from ..errors import AtCapacity, EngineUnavailable, NoEligibleModel
 from ..load import EngineLoad
 from .base import Candidate, RouteRequest
 
@@ -50,9 +50,7 @@ def raise_no_candidate(candidates: list[Candidate]) -> NoReturn:
     details = "; ".join(f"{c.model}: {c.reason}" for c in candidates)
     reasons = [c.reason for c in candidates]
     if any(r.startswith(AT_CAP) for r in reasons):
-        raise RateLimited(
-            f"every model that could serve this request is at capacity ({details}); retry later", retry_after_s=1.0
-        )
+        raise AtCapacity(f"every model that could serve this request is at capacity ({details}); retry later")
     if any(r.startswith(UNHEALTHY) for r in reasons):
         raise EngineUnavailable(f"no healthy engine can serve this request ({details})")
     raise NoEligibleModel(

@@ -12,23 +12,29 @@ delay this request would add to co-located engines (`latency.py`), and cost is d
 Local first: the best local model that meets the latency target (predicted TTFT within `ttft_target_ms`,
 and total within the request's `max_latency_ms`) wins. When none does, or none is healthy, and remote is
 allowed, the best remote provider takes the request (overflow); otherwise the best local one does, and the
-reason says the target will be missed. On `explore_share` of decisions a near-best candidate is drawn by
-Thompson sampling instead. Every decision goes to the store's audit log. Knows nothing about HTTP.
+reason says the target will be missed.
+
+`choose()` is pure, so `/v1/route` can explain a decision without touching anything. `commit()`, for requests
+that run, draws exploration (on `explore_share` of them a near-best local candidate is drawn by Thompson
+sampling instead), remembers the decision for feedback and writes its audit row. Knows nothing about HTTP.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from ..config import CATEGORIES, ConfigError, ModelConfig, PolicyConfig
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..config import CATEGORIES, ModelConfig, PolicyConfig
 from ..load import LoadBoard
-from ..store import Store
-from .base import Candidate, Decision, Policy, RouteRequest
+from ..store import DecisionRow, Store
+from .base import Candidate, Decision, Outcome, Policy, RouteRequest
 from .eligibility import ineligible_reason, raise_no_candidate
 from .explore import PRIOR_STRENGTH, Explorer, OutcomeStats
 from .latency import OUTPUT_FILL, LatencyPredictor
@@ -37,29 +43,28 @@ from .presets import resolve_weights
 
 log = logging.getLogger(__name__)
 
-# policy.options keys, their defaults and meaning
-DEFAULT_OPTIONS: dict[str, Any] = {
-    "latency_scale_s": 2.0,  # latency at which the latency penalty is w_l * ln 2
-    "cost_scale_usd": 1e-4,  # cost that costs w_c utility
-    "usd_per_gpu_hour": 2.0,  # prices local GPU time against remote dollars
-    "ttft_target_ms": 1000.0,  # a local model predicted slower than this to first token misses the target
-    "neighbour_weight": 0.25,  # weight of the delay a request adds to co-located engines' requests
-    "implicit_weight": 0.5,  # failures counted per error or timeout (feedback counts 1 per request)
-    "prior_strength": PRIOR_STRENGTH,  # pseudo-observations behind each profile quality number
-    "explore_margin": 0.1,  # utility gap within which a candidate may be explored
-    "seed": None,  # exploration RNG seed (tests)
-    "remember": 100_000,  # recent decisions kept in memory for feedback without a store lookup
-}
 
+class TriageOptions(BaseModel):
+    """`policy.options` of the triage policy."""
 
-def _options(settings: PolicyConfig) -> dict[str, Any]:
-    unknown = set(settings.options) - set(DEFAULT_OPTIONS)
-    if unknown:
-        raise ConfigError(
-            f"policy.options: unknown key(s) {', '.join(sorted(unknown))} for the triage policy; "
-            f"known: {', '.join(DEFAULT_OPTIONS)}"
-        )
-    return {**DEFAULT_OPTIONS, **settings.options}
+    model_config = ConfigDict(extra="forbid")
+
+    latency_scale_s: float = Field(2.0, gt=0, description="Latency at which the latency penalty is w_l * ln 2.")
+    cost_scale_usd: float = Field(1e-4, gt=0, description="Cost that costs w_c utility.")
+    usd_per_gpu_hour: float = Field(2.0, ge=0, description="Prices local GPU time against remote dollars.")
+    ttft_target_ms: float = Field(
+        1000.0, gt=0, description="A local model predicted slower than this to first token misses the target."
+    )
+    neighbour_weight: float = Field(
+        0.25, ge=0, description="Weight of the delay a request adds to co-located engines' requests."
+    )
+    implicit_weight: float = Field(
+        0.5, ge=0, description="Failures counted per engine failure (client feedback counts 1 per request)."
+    )
+    prior_strength: float = Field(PRIOR_STRENGTH, gt=0, description="Pseudo-observations behind each profile number.")
+    explore_margin: float = Field(0.1, ge=0, description="Utility gap within which a candidate may be explored.")
+    seed: int | None = Field(None, description="Exploration RNG seed (tests).")
+    remember: int = Field(100_000, ge=1, description="Recent decisions kept in memory for feedback lookups.")
 
 
 def _usd_per_token(model: ModelConfig, usd_per_gpu_hour: float) -> float:
@@ -75,25 +80,27 @@ def _usd_per_token(model: ModelConfig, usd_per_gpu_hour: float) -> float:
 
 class TriagePolicy(Policy):
     name: ClassVar[str] = "triage"
+    Options: ClassVar[type[BaseModel]] = TriageOptions
     uses_store: ClassVar[bool] = True
 
     def __init__(self, models: list[ModelConfig], load: LoadBoard, settings: PolicyConfig) -> None:
         super().__init__(models, load, settings)
-        opts = _options(settings)
-        self.latency_scale_s = float(opts["latency_scale_s"])
-        self.cost_scale_usd = float(opts["cost_scale_usd"])
-        self.overflow_ttft_s = float(opts["ttft_target_ms"]) / 1e3
-        self.neighbour_weight = float(opts["neighbour_weight"])
-        self.implicit_weight = float(opts["implicit_weight"])
-        self.remember = int(opts["remember"])
+        opts: TriageOptions = self.options_of(settings)
+        self.latency_scale_s = opts.latency_scale_s
+        self.cost_scale_usd = opts.cost_scale_usd
+        self.overflow_ttft_s = opts.ttft_target_ms / 1e3
+        self.neighbour_weight = opts.neighbour_weight
+        self.implicit_weight = opts.implicit_weight
+        self.remember = opts.remember
         self.predictor = LatencyPredictor(models, load)
-        self.stats = OutcomeStats(float(opts["prior_strength"]))
-        self.explorer = Explorer(settings.explore_share, float(opts["explore_margin"]), opts["seed"])
+        self.stats = OutcomeStats(opts.prior_strength)
+        self.explorer = Explorer(settings.explore_share, opts.explore_margin, opts.seed)
         # quality[i][category]: the profile's number, or its default, for every known category
         self.quality = [{c: m.profile.quality.get(c, m.profile.quality_default) for c in CATEGORIES} for m in models]
         self.quality_default = [m.profile.quality_default for m in models]
-        self.usd_per_token = [_usd_per_token(m, float(opts["usd_per_gpu_hour"])) for m in models]
-        self.recent: OrderedDict[str, tuple[str, str]] = OrderedDict()  # request id -> (category, model)
+        self.usd_per_token = [_usd_per_token(m, opts.usd_per_gpu_hour) for m in models]
+        self.index = {m.name: i for i, m in enumerate(models)}
+        self.recent: OrderedDict[str, Booked] = OrderedDict()  # request id -> what feedback needs
         self.store: Store | None = None
         self.clock: Callable[[], float] = time.monotonic  # the LoadBoard's clock; simulations swap in theirs
         self._no_learned: list[float | None] = [None] * len(models)
@@ -184,16 +191,10 @@ class TriagePolicy(Policy):
         for group in (local_ok, local_slow, remote):
             group.sort(key=_score, reverse=True)
         overflow = False
-        explored = False
         if local_ok:
             chosen = local_ok[0]
             reason = self._explain(category, preset, chosen, local_ok + local_slow)
-            if self.explorer.should_explore() and len(local_ok) > 1:
-                chosen = self._explore(local_ok, category, quality_weight)
-                explored = chosen is not local_ok[0]
-                if explored:
-                    reason = f"{category}: exploring {chosen.model} (Thompson sampling, near-best); {preset}"
-            ranked = [chosen, *(c for c in local_ok + local_slow if c is not chosen), *remote]
+            ranked = [*local_ok, *local_slow, *remote]
         elif remote:
             chosen, overflow = remote[0], True
             why = self._miss_reason(local_slow, max_latency_s) if local_slow else "no healthy local model"
@@ -208,27 +209,45 @@ class TriagePolicy(Policy):
             ranked = local_slow
         else:
             raise_no_candidate(candidates)
-        self._remember(request, chosen.model, reason, preset, explored, overflow, candidates)
         return Decision(
             chosen.model,
             reason,
             candidates,
             fallbacks=[c.model for c in ranked if c is not chosen],
             overflow=overflow,
-            explored=explored,
+            preset=preset,
+            explorable=[c.model for c in local_ok] if len(local_ok) > 1 else [],
+            quality_weight=quality_weight,
         )
 
-    def _explore(self, pool: list[Candidate], category: str, quality_weight: float) -> Candidate:
+    # -- commit: exploration and memory, for requests that run -------------------------------------------
+
+    def commit(self, request: RouteRequest, decision: Decision) -> Decision:
+        """On `explore_share` of real requests a near-best local candidate drawn by Thompson sampling replaces
+        the best; then the decision is remembered (for feedback) and written to the audit log."""
+        if decision.explorable and self.explorer.should_explore():
+            decision = self._explore(decision, request.classification.category)
+        self._remember(request, decision)
+        return decision
+
+    def _explore(self, decision: Decision, category: str) -> Decision:
+        by_model = {c.model: c for c in decision.candidates}
+        pool = [by_model[m] for m in decision.explorable]
         best = _score(pool[0])
         near = [c for c in pool if _score(c) >= best - self.explorer.margin]
         if len(near) < 2:
-            return pool[0]
+            return decision
         options = []
         for k, c in enumerate(near):
-            i = next(j for j, m in enumerate(self.models) if m.name == c.model)
+            i = self.index[c.model]
             alpha, beta = self.stats.beta(category, c.model, self.quality[i].get(category, self.quality_default[i]))
-            options.append((k, _score(c), quality_weight * c.terms["quality"], alpha, beta))
-        return near[self.explorer.pick(options)]
+            options.append((k, _score(c), decision.quality_weight * c.terms["quality"], alpha, beta))
+        chosen = near[self.explorer.pick(options)]
+        if chosen.model == decision.model:
+            return decision
+        reason = f"{category}: exploring {chosen.model} (Thompson sampling, near-best); {decision.preset}"
+        fallbacks = [decision.model, *(m for m in decision.fallbacks if m != chosen.model)]
+        return dataclasses.replace(decision, model=chosen.model, reason=reason, fallbacks=fallbacks, explored=True)
 
     def _explain(self, category: str, preset: str, chosen: Candidate, eligible: list[Candidate]) -> str:
         t = chosen.terms
@@ -255,39 +274,38 @@ class TriagePolicy(Policy):
 
     # -- memory, feedback, outcomes --------------------------------------------------------------------
 
-    def _remember(
-        self,
-        request: RouteRequest,
-        model: str,
-        reason: str,
-        preset: str,
-        explored: bool,
-        overflow: bool,
-        candidates: list[Candidate],
-    ) -> None:
-        category = request.classification.category
-        self.recent[request.request_id] = (category, model)
+    def _remember(self, request: RouteRequest, decision: Decision) -> None:
+        cls = request.classification
+        self.recent[request.request_id] = Booked(cls.category, decision.model, request.key_id)
         if len(self.recent) > self.remember:
             self.recent.popitem(last=False)
         if self.store is not None:
             self.store.record_decision(
-                request.request_id,
-                time.time(),
-                category,
-                request.classification.complexity,
-                request.prompt_text,
-                model,
-                reason,
-                preset,
-                explored,
-                overflow,
-                [c.as_dict() for c in candidates],
+                DecisionRow(
+                    request_id=request.request_id,
+                    client_request_id=request.client_request_id,
+                    key_id=request.key_id,
+                    ts=time.time(),
+                    category=cls.category,
+                    complexity=cls.complexity,
+                    prompt=request.prompt_text,
+                    model=decision.model,
+                    reason=decision.reason,
+                    preset=decision.preset,
+                    explored=decision.explored,
+                    overflow=decision.overflow,
+                    candidates=[c.as_dict() for c in decision.candidates],
+                )
             )
 
-    def _lookup(self, request_id: str) -> tuple[str, str] | None:
+    def _lookup(self, request_id: str) -> Booked | None:
         found = self.recent.get(request_id)
         if found is None and self.store is not None:
-            found = self.store.lookup(request_id)
+            row = self.store.lookup(request_id)
+            if row is not None:  # cached, so that a second rating before the first is written is refused too
+                found = self.recent[request_id] = Booked(*row)
+                if len(self.recent) > self.remember:
+                    self.recent.popitem(last=False)
         return found
 
     def _learn(self, category: str, model: str, successes: float, failures: float) -> None:
@@ -295,24 +313,34 @@ class TriagePolicy(Policy):
         if self.store is not None:
             self.store.save_stats(category, model, total_s, total_f)
 
-    def feedback(self, request_id: str, score: float) -> bool:
+    def feedback(self, request_id: str, score: float, key_id: str | None = None) -> bool:
         found = self._lookup(request_id)
-        if found is None:
-            return False
-        category, model = found
-        self._learn(category, model, score, 1.0 - score)
+        if found is None or found.key_id != key_id or found.rated:
+            return False  # unknown, a dry run, another key's request, or rated already: it moves nothing
+        found.rated = True
+        self._learn(found.category, found.model, score, 1.0 - score)
         if self.store is not None:
             self.store.record_feedback(request_id, score)
         return True
 
-    def observe(self, request_id: str, model: str, ok: bool, latency_s: float) -> None:
+    def observe(self, request_id: str, model: str, outcome: Outcome, latency_s: float) -> None:
         if self.store is not None:
-            self.store.record_outcome(request_id, ok, latency_s)
-        if ok or self.implicit_weight <= 0.0:
-            return
+            self.store.record_outcome(request_id, outcome, latency_s)
+        if outcome is not Outcome.ENGINE_FAILURE or self.implicit_weight <= 0.0:
+            return  # a refusal is the request's fault and a cancellation the client's: the model did no wrong
         found = self.recent.get(request_id)
         if found is not None:
-            self._learn(found[0], model, 0.0, self.implicit_weight)
+            self._learn(found.category, model, 0.0, self.implicit_weight)
+
+
+@dataclasses.dataclass(slots=True)
+class Booked:
+    """What feedback on a committed request needs."""
+
+    category: str
+    model: str
+    key_id: str | None
+    rated: bool = False  # feedback counts once per request
 
 
 def _score(candidate: Candidate) -> float:

@@ -1,4 +1,4 @@
-"""Where simulated engine specs come from: a `sim_engines:` YAML, or the `simulated:` keys of Triage models.
+"""Where simulated engine specs come from: a `sim_engines:` YAML, or Triage models of `kind: simulated`.
 
 Turns dicts into validated `SimEngineSpec`s with errors that name the model or entry. Knows nothing about
 running engines; `${ENV}` interpolation of the main config is not applied here.
@@ -6,6 +6,7 @@ running engines; `${ENV}` interpolation of the main config is not applied here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,39 +31,45 @@ def _port_from_url(url: str, model: str) -> tuple[str, int]:
     return parts.hostname, parts.port
 
 
-def specs_from_models(models: list[dict[str, Any]]) -> list[SimEngineSpec]:
-    """Specs for the models that carry a `simulated:` mapping; the others are skipped.
+def spec_for_model(model: Mapping[str, Any]) -> SimEngineSpec:
+    """The spec of one Triage model of kind `simulated` (a mapping of its config keys).
 
-    Per model: name = served_name or name; port and host from simulated.port or the first endpoint
-    (`endpoints[0]`, or `base_url`); gpu from simulated.gpu, else the model's `gpu`; max_model_len from
-    simulated, else the model's `context_length`.
+    Its `simulated:` settings (a mapping, a `SimEngineSpec`, or absent for all defaults) are completed from the
+    model: name = served_name or name; port and host from simulated.port or the first endpoint (`endpoints[0]`,
+    or `base_url`); gpu from simulated.gpu, else the model's `gpu`; max_model_len from simulated, else the model's
+    `context_length`.
     """
-    specs: list[SimEngineSpec] = []
-    for i, model in enumerate(models):
-        sim = model.get("simulated")
-        if sim is None:
-            continue
-        label = str(model.get("name", f"#{i}"))
-        if not isinstance(sim, dict):
-            raise SimConfigError(f"model '{label}': 'simulated' must be a mapping of SimEngineSpec keys")
-        data: dict[str, Any] = dict(sim)
-        data.setdefault("name", model.get("served_name") or model.get("name"))
-        if "port" not in data:
-            endpoints = model.get("endpoints") or ([model["base_url"]] if model.get("base_url") else [])
-            if not endpoints:
-                raise SimConfigError(f"model '{label}': give simulated.port or an endpoint URL with a port")
-            host, port = _port_from_url(str(endpoints[0]), label)
-            data["port"] = port
-            data.setdefault("host", host)
-        if model.get("gpu") is not None:
-            data.setdefault("gpu", model["gpu"])
-        if model.get("context_length") is not None:
-            data.setdefault("max_model_len", model["context_length"])
-        try:
-            specs.append(SimEngineSpec.model_validate(data))
-        except ValidationError as exc:
-            raise SimConfigError(f"model '{label}': invalid simulated engine: {exc}") from exc
-    return specs
+    label = str(model.get("name", "?"))
+    sim = model.get("simulated")
+    if isinstance(sim, SimEngineSpec):
+        sim = sim.model_dump()
+    if sim is None:
+        sim = {}
+    if not isinstance(sim, dict):
+        raise SimConfigError(f"model '{label}': 'simulated' must be a mapping of SimEngineSpec keys")
+    data: dict[str, Any] = dict(sim)
+    data.setdefault("name", model.get("served_name") or model.get("name"))
+    if "port" not in data:
+        endpoints = model.get("endpoints") or ([model["base_url"]] if model.get("base_url") else [])
+        if not endpoints:
+            raise SimConfigError(f"model '{label}': give simulated.port or an endpoint URL with a port")
+        host, port = _port_from_url(str(endpoints[0]), label)
+        data["port"] = port
+        data.setdefault("host", host)
+    if model.get("gpu") is not None:
+        data.setdefault("gpu", model["gpu"])
+    if model.get("context_length") is not None:
+        data.setdefault("max_model_len", model["context_length"])
+    try:
+        return SimEngineSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'simulated'}: {e['msg']}" for e in exc.errors())
+        raise SimConfigError(f"model '{label}': invalid simulated engine: {problems}") from exc
+
+
+def specs_from_models(models: list[dict[str, Any]]) -> list[SimEngineSpec]:
+    """Specs of the models of `kind: simulated` (see `spec_for_model`); the others are skipped."""
+    return [spec_for_model(m) for m in models if m.get("kind") == "simulated"]
 
 
 def specs_from_yaml(path: str | Path) -> list[SimEngineSpec]:
@@ -88,5 +95,5 @@ def specs_from_yaml(path: str | Path) -> list[SimEngineSpec]:
     else:
         raise SimConfigError(f"'{path}' has neither 'sim_engines:' nor a 'models:' list")
     if not specs:
-        raise SimConfigError(f"'{path}' defines no simulated engines (no model has a 'simulated:' mapping)")
+        raise SimConfigError(f"'{path}' defines no simulated engines (no model has kind: simulated)")
     return specs

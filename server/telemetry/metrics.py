@@ -56,6 +56,9 @@ class Metrics:
         self.decisions = Counter(
             "triage_decisions", "Routing decisions by category and chosen model.", ["category", "model"], registry=r
         )
+        self.dry_runs = Counter(
+            "triage_dry_runs", "POST /v1/route decisions explained (they run nothing and change nothing).", registry=r
+        )
         self.errors = Counter("triage_errors", "Errors returned to clients, by type.", ["type"], registry=r)
         self.engine_healthy = Gauge(
             "triage_engine_healthy", "1 when the model's engine passes its checks.", ["model"], registry=r

@@ -192,7 +192,7 @@ class NvmlReader:
             self.metrics.gpu_memory_total.labels(r.gpu).set(r.memory_total_bytes)
             on_gpu = engines.setdefault(r.gpu, set())
             for pid, used_bytes in r.processes.items():
-                # vLLM's GPU work runs in a child (EngineCore), which shares its launcher-made process group.
+                # vLLM's GPU work runs in a child (EngineCore), which shares its supervisor-made process group.
                 model = groups.get(pid) or groups.get(process_group(pid) or -1)
                 if model is not None:
                     on_gpu.add(model)

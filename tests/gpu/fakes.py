@@ -1,4 +1,4 @@
-"""A fake `vllm serve` process (tests/backends/fake_vllm.py) for the GPU benchmarks' CPU-side tests."""
+"""A fake `vllm serve` process (tests/server/fake_vllm.py) for the GPU benchmarks' CPU-side tests."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from server.backends.launcher import free_port
+from server.supervisor import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,7 +23,7 @@ def fake_vllm(served_name: str) -> Iterator[str]:
     process = subprocess.Popen(
         [
             sys.executable,
-            str(REPO / "tests" / "backends" / "fake_vllm.py"),
+            str(REPO / "tests" / "server" / "fake_vllm.py"),
             "serve",
             "m",
             "--port",

@@ -127,7 +127,7 @@ def test_router_configs_share_the_launched_engines(tmp_path: Path) -> None:
     triage_raw, static_raw = bench.router_configs(base, tmp_path / "models", tmp_path, 300.0)
     triage = TriageConfig.model_validate(interpolate_env(triage_raw))
     static = TriageConfig.model_validate(interpolate_env(static_raw))
-    assert triage.policy.name == "triage" and static.policy.name == "keyword"
+    assert triage.policy.name == "triage" and static.policy.name == "static"
     assert triage.policy.store is None and static.policy.store is None
     assert static.server.port == bench.STATIC_PORT != triage.server.port
     assert [m.endpoints for m in static.models] == [m.endpoints for m in triage.models]

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.backends.launcher import session_processes
+from server.supervisor import session_processes
 from server.telemetry.nvml import GIB, read_gpus_once
 
 REPO = Path(__file__).resolve().parents[2]
@@ -221,7 +221,7 @@ def test_live_vllm_metrics_and_nvml(triage: Triage) -> None:
 
 
 def test_killed_engine_is_routed_around_and_restarted(triage: Triage) -> None:
-    # from the launcher's log line, not /proc/PID/cmdline: vLLM retitles its processes (setproctitle)
+    # from the supervisor's log line, not /proc/PID/cmdline: vLLM retitles its processes (setproctitle)
     leader = int(re.findall(r"started engine for chat, pid (\d+)", triage.log_tail(10**7))[-1])
     assert leader in triage.engine_leaders()
     os.killpg(leader, signal.SIGKILL)  # the whole engine, workers too, as an OOM kill or a driver fault would

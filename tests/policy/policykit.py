@@ -8,7 +8,7 @@ from typing import Any
 from server.classify import Classification
 from server.config import ModelConfig, PolicyConfig, load_config
 from server.load import LoadBoard
-from server.policy import RouteRequest
+from server.policy import Decision, RouteRequest
 from server.policy.triage import TriagePolicy
 from server.protocol import RouteOptions
 
@@ -61,3 +61,8 @@ def busy(load: LoadBoard, model: str, in_flight: int, tokens_each: int = 700) ->
     state = load.engine(model)
     state.in_flight = in_flight
     state.in_flight_tokens = in_flight * tokens_each
+
+
+def commit(p: TriagePolicy, r: RouteRequest) -> Decision:
+    """What the gateway does for a request that runs: the pure choice, then commit (exploration, audit)."""
+    return p.commit(r, p.choose(r))

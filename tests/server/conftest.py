@@ -46,9 +46,19 @@ class RunningTriage:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
 
 
+def served_elsewhere(config: TriageConfig) -> TriageConfig:
+    """`config` as seen by a router that does not start its simulated engines: each becomes the vLLM engine it
+    imitates (same dialect), at the same endpoints."""
+    models = [
+        m.model_copy(update={"kind": "vllm", "simulated": None}) if m.kind == "simulated" else m for m in config.models
+    ]
+    return config.model_copy(update={"models": models})
+
+
 @contextmanager
 def run_triage(config: TriageConfig, start_simulated: bool = True) -> Iterator[RunningTriage]:
-    app = build_app(config, start_simulated=start_simulated)
+    """Serve `config`; with `start_simulated=False` its simulated engines run elsewhere (`simthread.sim_engines`)."""
+    app = build_app(config if start_simulated else served_elsewhere(config))
     port = free_port()
     uv_config = uvicorn.Config(
         app,
@@ -71,7 +81,7 @@ def run_triage(config: TriageConfig, start_simulated: bool = True) -> Iterator[R
 
     thread = threading.Thread(target=serve, name="triage-test-server", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 90  # MiniLM start-up takes seconds, more on a busy machine
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("triage test server did not start")
@@ -88,6 +98,7 @@ def sim_model(name: str, roles: list[str], port: int, **simulated: Any) -> dict[
     sim.update(simulated)
     return {
         "name": name,
+        "kind": "simulated",
         "roles": roles,
         "endpoints": [f"http://127.0.0.1:{port}/v1"],
         "gpu": "0",
@@ -102,7 +113,8 @@ def demo_like_config(**overrides: Any) -> TriageConfig:
         sim_model("chat", ["chat"], free_port()),
         sim_model("fast", ["fast"], free_port()),
     ]
-    data: dict[str, Any] = {"models": models}
+    # static task routing by role tags: these tests check the gateway, not the triage policy's choices
+    data: dict[str, Any] = {"models": models, "policy": {"name": "static"}}
     data.update(overrides)
     return parse_config(data)
 

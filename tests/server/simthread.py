@@ -1,5 +1,5 @@
 """Simulated engines in their own thread and event loop, apart from the router, so a test can kill, restart
-and fault them while Triage (started with `start_simulated=False`) keeps running."""
+and fault them while Triage (`run_triage(config, start_simulated=False)`) keeps running."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from server.config import TriageConfig
-from server.sim.config import specs_from_models
 from server.sim.runner import SimCluster, serve_engines
-from server.sim.spec import FaultSpec
+from server.sim.spec import FaultSpec, SimEngineSpec
 
 
 class SimThread:
@@ -40,7 +39,7 @@ class SimThread:
 
 @contextmanager
 def sim_engines(config: TriageConfig) -> Iterator[SimThread]:
-    specs = specs_from_models([m.model_dump() for m in config.models if m.simulated is not None])
+    specs = [m.simulated for m in config.models if isinstance(m.simulated, SimEngineSpec)]
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="sim-engines", daemon=True)
     thread.start()

@@ -11,7 +11,7 @@ import pytest
 
 from server.admission import Admission
 from server.config import parse_config
-from server.errors import RateLimited
+from server.errors import AtCapacity, RateLimited
 from server.telemetry.metrics import Metrics
 
 from .conftest import free_port, run_triage, sim_model
@@ -35,13 +35,6 @@ async def test_slots_wait_and_reject() -> None:
     assert admission.in_flight == 0 and not admission._waiters
 
 
-async def test_dropped_ticket_releases_itself() -> None:
-    admission = Admission(max_in_flight=1, wait_s=0.0, max_waiting=0, metrics=Metrics())
-    ticket = await admission.enter()
-    del ticket
-    assert admission.in_flight == 0
-
-
 async def test_cancelled_waiter_leaves_no_trace() -> None:
     admission = Admission(max_in_flight=1, wait_s=5.0, max_waiting=4, metrics=Metrics())
     held = await admission.enter()
@@ -54,13 +47,13 @@ async def test_cancelled_waiter_leaves_no_trace() -> None:
     assert admission.in_flight == 0 and not admission._waiters
 
 
-async def test_choose_waits_for_a_model_slot() -> None:
+async def test_when_room_waits_for_a_model_slot() -> None:
     admission = Admission(max_in_flight=8, wait_s=1.0, max_waiting=8, metrics=Metrics())
     full = [True]
 
-    def decide() -> str:
+    async def decide() -> str:
         if full[0]:
-            raise RateLimited("at cap")
+            raise AtCapacity("at cap")
         return "model"
 
     async def free_later() -> None:
@@ -69,11 +62,24 @@ async def test_choose_waits_for_a_model_slot() -> None:
         admission.model_finished()
 
     freeing = asyncio.ensure_future(free_later())
-    assert await admission.choose(decide) == "model"
+    assert await admission.when_room(decide) == "model"
     await freeing
     full[0] = True
+    with pytest.raises(AtCapacity):
+        await Admission(8, 0.05, 8, Metrics()).when_room(decide)
+
+
+async def test_when_room_does_not_wait_on_other_rate_limits() -> None:
+    calls = 0
+
+    async def decide() -> str:
+        nonlocal calls
+        calls += 1
+        raise RateLimited("key over its limit")
+
     with pytest.raises(RateLimited):
-        await Admission(8, 0.05, 8, Metrics()).choose(decide)
+        await Admission(8, 1.0, 8, Metrics()).when_room(decide)
+    assert calls == 1
 
 
 def test_overload_gets_only_successes_and_429s() -> None:

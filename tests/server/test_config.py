@@ -17,7 +17,7 @@ MODEL = {"name": "chat", "endpoints": ["http://127.0.0.1:8001/v1"]}
 def test_demo_config_loads() -> None:
     config = load_config(Path(__file__).parents[2] / "configs" / "demo.yaml")
     assert [m.name for m in config.models] == ["coder", "chat", "fast"]
-    assert all(m.simulated for m in config.models)
+    assert all(m.kind == "simulated" and m.simulated for m in config.models)
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,8 @@ def two_fast_models(**first_sim: Any) -> dict[str, Any]:
     backup = sim_model("backup", ["chat"], free_port())
     for m in (primary, backup):
         m["timeouts"] = {"first_token_s": 1.0, "between_tokens_s": 0.5, "total_s": 2.0}
-    return {"models": [primary, backup], "breaker": {"failures": 1000}}  # keep both candidates in play
+    # keep both candidates in play; static routing sends general_qa to the 'fast' role (primary) first
+    return {"models": [primary, backup], "breaker": {"failures": 1000}, "policy": {"name": "static"}}
 
 
 @pytest.fixture

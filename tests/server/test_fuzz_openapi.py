@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
+from server.sim.spec import SimEngineSpec
+
 from .conftest import RunningTriage, demo_like_config, run_triage
 
 EXAMPLES = int(os.environ.get("TRIAGE_FUZZ_EXAMPLES", "150"))
@@ -33,8 +35,8 @@ MODELS = [None, "auto", "auto", "coder", "chat", "fast"]  # None: keep the gener
 def fuzzed() -> Iterator[RunningTriage]:
     config = demo_like_config()
     for model in config.models:
-        assert model.simulated is not None
-        model.simulated["time_scale"] = 0.005  # generation is not what is under test here
+        assert isinstance(model.simulated, SimEngineSpec)
+        model.simulated.time_scale = 0.005  # generation is not what is under test here
     with run_triage(config) as running:
         yield running
 

@@ -10,7 +10,9 @@ import httpx
 import openai
 import pytest
 
+from server.auth import OPEN_TENANT
 from server.config import parse_config
+from server.relay import RequestIds
 
 from .conftest import RunningTriage, free_port, run_triage, sim_model
 
@@ -119,13 +121,15 @@ def test_unknown_fields_are_relayed_not_rejected(triage: RunningTriage) -> None:
     assert completion.choices[0].message.content
 
 
-def test_client_request_id_is_echoed(triage: RunningTriage) -> None:
-    response = httpx.post(
-        triage.base_url + "/v1/chat/completions",
-        headers={"x-request-id": "abc-123"},
-        json={"model": "fast", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
-    )
-    assert response.headers["x-triage-request-id"] == "abc-123"
+def test_client_request_id_is_echoed_but_ours_is_minted(triage: RunningTriage) -> None:
+    body = {"model": "fast", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    first = httpx.post(triage.base_url + "/v1/chat/completions", headers={"x-request-id": "abc-123"}, json=body)
+    again = httpx.post(triage.base_url + "/v1/chat/completions", headers={"x-request-id": "abc-123"}, json=body)
+    assert first.headers["x-request-id"] == again.headers["x-request-id"] == "abc-123"  # what the SDKs read
+    ours = {first.headers["x-triage-request-id"], again.headers["x-triage-request-id"]}
+    assert len(ours) == 2 and "abc-123" not in ours
+    plain = httpx.post(triage.base_url + "/v1/chat/completions", json=body)
+    assert plain.headers["x-request-id"] == plain.headers["x-triage-request-id"]
 
 
 def test_health_ready_and_metrics(triage: RunningTriage) -> None:
@@ -224,11 +228,11 @@ def test_stream_abandoned_before_relay_starts_releases_engine_and_accounting(rea
     )
 
     async def open_and_abandon() -> int:
-        reply = await gateway.generate("chat", raw, time.perf_counter(), "abandon-test")
+        relay = gateway.relay("chat", RequestIds.mint(), OPEN_TENANT, time.perf_counter())
+        await gateway.serve(relay, raw)
         in_flight = gateway.load.engine("chat").in_flight
-        assert reply.abandon is not None
-        reply.abandon()
-        reply.abandon()  # idempotent
+        await relay.aclose()
+        await relay.aclose()  # idempotent
         return in_flight
 
     admitted_before = gateway.guard.admission.in_flight

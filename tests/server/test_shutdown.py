@@ -84,3 +84,5 @@ def test_sigterm_drains_a_real_server(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+        if proc.stderr is not None:
+            proc.stderr.close()

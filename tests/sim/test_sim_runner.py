@@ -1,33 +1,17 @@
-"""Specs from config files, cluster bookkeeping, and the `triage sim-engine` entry point."""
+"""Specs from config files and cluster bookkeeping (the `triage sim-engine` command: tests/server/cli/)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from pydantic import ValidationError
 
 from server.sim.config import SimConfigError, specs_from_models, specs_from_yaml
-from server.sim.runner import SimClusterError, main, serve_engines
+from server.sim.runner import SimClusterError, serve_engines
 from server.sim.spec import FaultSpec, SimEngineSpec
 from tests.sim.simkit import StartCluster, spec
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def test_spec_validation_messages() -> None:
@@ -47,14 +31,16 @@ def test_specs_from_models() -> None:
     models: list[dict[str, Any]] = [
         {
             "name": "coder",
+            "kind": "simulated",
             "endpoints": ["http://127.0.0.1:8101/v1"],
             "gpu": "g1",
             "context_length": 4096,
             "simulated": {"shape": "qwen2.5-7b", "max_num_seqs": 64},
         },
-        {"name": "remote", "endpoints": ["https://api.example.com/v1"]},  # no simulated: skipped
+        {"name": "remote", "endpoints": ["https://api.example.com/v1"]},  # another kind: skipped
         {
             "name": "chat",
+            "kind": "simulated",
             "served_name": "qwen-small",
             "base_url": "http://127.0.0.1:8102/v1",
             "simulated": {"shape": "qwen2.5-0.5b", "port": 9000},
@@ -64,9 +50,11 @@ def test_specs_from_models() -> None:
     assert (a.name, a.port, a.gpu, a.max_model_len, a.max_num_seqs) == ("coder", 8101, "g1", 4096, 64)
     assert (b.name, b.port, b.gpu, b.shape) == ("qwen-small", 9000, "gpu0", "qwen2.5-0.5b")
     with pytest.raises(SimConfigError, match="no explicit port"):
-        specs_from_models([{"name": "x", "endpoints": ["http://127.0.0.1/v1"], "simulated": {}}])
+        specs_from_models([{"name": "x", "kind": "simulated", "endpoints": ["http://127.0.0.1/v1"]}])
     with pytest.raises(SimConfigError, match="model 'x'"):
-        specs_from_models([{"name": "x", "endpoints": ["http://127.0.0.1:1/v1"], "simulated": {"shape": "?"}}])
+        specs_from_models(
+            [{"name": "x", "kind": "simulated", "endpoints": ["http://127.0.0.1:1/v1"], "simulated": {"shape": "?"}}]
+        )
 
 
 def test_specs_from_yaml(tmp_path: Path) -> None:
@@ -78,7 +66,7 @@ def test_specs_from_yaml(tmp_path: Path) -> None:
     a, b = specs_from_yaml(direct)
     assert a.shape == "tiny-fast" and b.faults.error_rate == 0.5
     triage = tmp_path / "triage.yaml"
-    triage.write_text("models:\n  - name: m\n    endpoints: [http://127.0.0.1:8301/v1]\n    simulated: {}\n")
+    triage.write_text("models:\n  - name: m\n    kind: simulated\n    endpoints: [http://127.0.0.1:8301/v1]\n")
     assert specs_from_yaml(triage)[0].port == 8301
     (tmp_path / "empty.yaml").write_text("models: []\n")
     with pytest.raises(SimConfigError, match="no simulated engines"):
@@ -93,52 +81,6 @@ async def test_cluster_names(start_cluster: StartCluster) -> None:
     assert cluster.base_url("c").startswith("http://127.0.0.1:")
     with pytest.raises(SimClusterError, match="no simulated engine 'z'"):
         cluster.port("z")
-
-
-def test_main_runs_for_a_while() -> None:
-    port = _free_port()
-    assert main(["--name", "m", "--port", str(port), "--shape", "tiny-fast", "--run-for-s", "0.2"]) == 0
-    assert main(["--name", "m"]) == 2  # no port
-
-
-def test_cli_stops_on_sigterm() -> None:
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "server.sim.runner",
-            "--name",
-            "m",
-            "--port",
-            str(port),
-            "--shape",
-            "tiny-fast",
-            "--run-for-s",
-            "20",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # printed once every engine listens
-        assert f"127.0.0.1:{port}/v1" in line
-        r = httpx.post(f"http://127.0.0.1:{port}/v1/completions", json={"prompt": "hi", "max_tokens": 2})
-        assert r.status_code == 200
-        t0 = time.perf_counter()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
-        assert time.perf_counter() - t0 < 5
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 async def test_port_in_use(start_cluster: StartCluster) -> None:

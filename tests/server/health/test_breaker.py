@@ -60,7 +60,9 @@ def test_board_publishes_open_breaker_to_load_and_metrics() -> None:
 def test_failing_engine_is_routed_around_once_its_breaker_opens() -> None:
     failing = sim_model("flaky", ["fast"], free_port(), faults={"error_rate": 1.0})
     healthy = sim_model("steady", ["chat"], free_port())
-    config = parse_config({"models": [failing, healthy], "breaker": {"failures": 3, "cooldown_s": 60}})
+    config = parse_config(
+        {"models": [failing, healthy], "breaker": {"failures": 3, "cooldown_s": 60}, "policy": {"name": "static"}}
+    )
     question = [{"role": "user", "content": "What is the capital of France?"}]  # general_qa -> 'fast' role
     body = {"model": "auto", "max_tokens": 2, "messages": question}
     with run_triage(config) as triage:

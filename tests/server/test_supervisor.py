@@ -1,4 +1,4 @@
-"""The engine launcher against a fake `vllm serve` (fake_vllm.py): argv, health wait, restart, no orphans."""
+"""The engine supervisor against a fake `vllm serve` (fake_vllm.py): argv, health wait, restart, no orphans."""
 
 from __future__ import annotations
 
@@ -17,17 +17,17 @@ import httpx
 import pytest
 import yaml
 
-from server.backends.launcher import (
-    Launcher,
+from server.config import ConfigError, ModelConfig, Profile, gpu_shares, load_config, parse_config
+from server.load import LoadBoard
+from server.supervisor import (
     LaunchError,
+    Supervisor,
     build_argv,
     build_env,
     free_port,
     session_processes,
     with_parent_death_signal,
 )
-from server.config import ConfigError, ModelConfig, Profile, gpu_shares, load_config, parse_config
-from server.load import LoadBoard
 from server.telemetry.metrics import Metrics
 from tests.telemetry.fake_pynvml import FakeGpu, install
 
@@ -228,22 +228,23 @@ def test_fixed_port_derives_the_endpoint() -> None:
 async def test_starts_engines_on_free_ports_and_stops_them(state: Path) -> None:
     models = [model("coder", state, extra_args=["--load-format", "dummy"]), model("chat", state)]
     load = LoadBoard()
-    launcher = Launcher(models, load, health_poll_s=0.05)
-    await launcher.start()
+    supervisor = Supervisor(models, load, health_poll_s=0.05)
+    endpoints = await supervisor.start()
     try:
-        ports = [int(m.endpoints[0].rsplit(":", 1)[1].split("/")[0]) for m in models]
+        assert all(m.endpoints == [] for m in models)  # the config is left alone: start() returns the endpoints
+        ports = [int(endpoints[m.name][0].rsplit(":", 1)[1].split("/")[0]) for m in models]
         assert len(set(ports)) == 2
         async with httpx.AsyncClient() as client:
             for m in models:
-                listed = (await client.get(m.endpoints[0] + "/models")).json()
+                listed = (await client.get(endpoints[m.name][0] + "/models")).json()
                 assert listed["data"][0]["id"] == m.name
         seen = {r["argv"][r["argv"].index("--served-model-name") + 1]: r["argv"] for r in records(state)}
         assert seen["coder"] == build_argv(models[0], ports[0])[2:]  # minus interpreter and script
         assert seen["coder"][-2:] == ["--load-format", "dummy"]
-        assert set(launcher.process_groups()) == {"coder", "chat"}
+        assert set(supervisor.process_groups()) == {"coder", "chat"}
         assert all(load.engine(m.name).healthy for m in models)
     finally:
-        await launcher.stop()
+        await supervisor.stop()
     assert not [pid for pid in all_pids(state) if alive(pid)]
 
 
@@ -254,7 +255,7 @@ async def test_health_wait_times_out_with_a_clear_message(state: Path) -> None:
         match=r"did not answer http://127\.0\.0\.1:\d+/health within 0\.6 s "
         r"\(launch\.startup_timeout_s\)",
     ) as caught:
-        await Launcher([m], LoadBoard(), health_poll_s=0.05).start()
+        await Supervisor([m], LoadBoard(), health_poll_s=0.05).start()
     assert "[slow] INFO:     Application startup complete." in str(caught.value)
     assert records(state) and not [pid for pid in all_pids(state) if alive(pid)]
 
@@ -263,7 +264,7 @@ async def test_engine_that_dies_while_starting_shows_its_output(state: Path) -> 
     good = model("good", state)
     bad = model("bad", state, env={"FAKE_VLLM_EXIT_AT_ONCE": "1"})
     with pytest.raises(LaunchError, match=r"engine for 'bad' exited with code 1 while starting") as caught:
-        await Launcher([good, bad], LoadBoard(), health_poll_s=0.05).start()
+        await Supervisor([good, bad], LoadBoard(), health_poll_s=0.05).start()
     assert "CUDA out of memory (pretend)" in str(caught.value)
     assert not [pid for pid in all_pids(state) if alive(pid)]  # the healthy one was stopped too
 
@@ -271,18 +272,18 @@ async def test_engine_that_dies_while_starting_shows_its_output(state: Path) -> 
 async def test_missing_command_is_a_launch_error(state: Path) -> None:
     m = model("x", state, command=["no-such-vllm-binary", "serve"])
     with pytest.raises(LaunchError, match="'no-such-vllm-binary' is not an executable on PATH"):
-        await Launcher([m], LoadBoard()).start()
+        await Supervisor([m], LoadBoard()).start()
 
 
 @linux_only
 async def test_stop_kills_workers_and_engines_that_ignore_sigterm(state: Path) -> None:
     m = model("stubborn", state, stop_timeout_s=0.5, env={"FAKE_VLLM_CHILD": "1", "FAKE_VLLM_IGNORE_SIGTERM": "1"})
-    launcher = Launcher([m], LoadBoard(), health_poll_s=0.05)
-    await launcher.start()
+    supervisor = Supervisor([m], LoadBoard(), health_poll_s=0.05)
+    await supervisor.start()
     (record,) = records(state)
     assert alive(record["pid"]) and alive(record["child"])
     t0 = time.monotonic()
-    await launcher.stop()
+    await supervisor.stop()
     assert time.monotonic() - t0 < 5
     assert not alive(record["pid"]) and not alive(record["child"])
     assert session_processes(record["pid"]) == []
@@ -304,8 +305,8 @@ async def test_crash_marks_unhealthy_restarts_with_backoff_and_recovers(state: P
         },
     )
     load, metrics = LoadBoard(), Metrics()
-    launcher = Launcher([m], load, metrics, health_poll_s=0.05)
-    await launcher.start()
+    supervisor = Supervisor([m], load, metrics, health_poll_s=0.05)
+    await supervisor.start()
     try:
         first = records(state)[0]
         await async_wait_until(lambda: not load.engine("coder").healthy, 5, "the crash to be noticed")
@@ -315,9 +316,9 @@ async def test_crash_marks_unhealthy_restarts_with_backoff_and_recovers(state: P
         await async_wait_until(lambda: load.engine("coder").healthy, 10, "the restarted engine's health")
         assert not alive(first["pid"]) and not alive(first["child"])  # the dead leader's worker was killed
         assert metrics.registry.get_sample_value("triage_engine_restarts_total", {"model": "coder"}) == 1
-        assert launcher.process_groups()["coder"] == records(state)[1]["pid"]
+        assert supervisor.process_groups()["coder"] == records(state)[1]["pid"]
     finally:
-        await launcher.stop()
+        await supervisor.stop()
 
 
 async def test_gives_up_after_max_restarts(state: Path) -> None:
@@ -328,14 +329,14 @@ async def test_gives_up_after_max_restarts(state: Path) -> None:
         env={"FAKE_VLLM_CRASH_AFTER_S": "0.2"},
     )
     load = LoadBoard()
-    launcher = Launcher([m], load, health_poll_s=0.05)
-    await launcher.start()
+    supervisor = Supervisor([m], load, health_poll_s=0.05)
+    await supervisor.start()
     try:
         await async_wait_until(lambda: "gave up" in load.engine("flaky").unhealthy_reason, 10, "giving up")
         assert "gave up after 1 restarts" in load.engine("flaky").unhealthy_reason
         assert len(records(state)) == 2 and not load.engine("flaky").healthy
     finally:
-        await launcher.stop()
+        await supervisor.stop()
 
 
 # -- memory check against (fake) NVML ----------------------------------------------------------------------
@@ -351,7 +352,7 @@ async def test_memory_check_names_models_and_numbers(state: Path, monkeypatch: p
         r"need 40\.0 GiB \(coder 0\.3 = 24\.0 GiB, fast 0\.2 = 16\.0 GiB\); "
         r"held by pid 4242 \(69\.0 GiB\)",
     ):
-        await Launcher(models, LoadBoard()).start()
+        await Supervisor(models, LoadBoard()).start()
     assert records(state) == []  # refused before starting anything
 
 
@@ -362,7 +363,7 @@ def write_config(tmp_path: Path, state: Path, **env: str) -> Path:
     launch = launch_block(state, env={"FAKE_VLLM_CHILD": "1", **env}, startup_timeout_s=60)
     config = {
         "server": {"port": free_port(), "log_level": "info"},
-        "policy": {"name": "keyword"},
+        "policy": {"name": "static"},
         "models": [
             {"name": "coder", "roles": ["code"], "launch": launch},
             {"name": "chat", "roles": ["chat"], "launch": launch},

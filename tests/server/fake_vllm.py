@@ -143,7 +143,7 @@ def main() -> int:
             time.sleep(0.05)
         if not stop.is_set() and crash_after_s < LIFETIME_S:
             print("ERROR fake vllm: engine core died (pretend)", flush=True)
-            os._exit(3)  # like a real crash: no cleanup, the child is left for the launcher to kill
+            os._exit(3)  # like a real crash: no cleanup, the child is left for the supervisor to kill
         return 0
     finally:
         server.shutdown()

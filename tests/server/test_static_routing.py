@@ -34,7 +34,7 @@ def test_keyword_classifier(text: str, category: str) -> None:
 def _policy(**policy: object):  # type: ignore[no-untyped-def]
     config = parse_config(
         {
-            "policy": {"name": "keyword", **policy},
+            "policy": {"name": "static", **policy},
             "models": [
                 {"name": "coder", "roles": ["code"], "endpoints": ["http://127.0.0.1:1/v1"], "max_in_flight": 2},
                 {"name": "chat", "roles": ["chat"], "endpoints": ["http://127.0.0.1:2/v1"], "capabilities": ["tools"]},
@@ -50,7 +50,7 @@ def _policy(**policy: object):  # type: ignore[no-untyped-def]
         }
     )
     load = LoadBoard()
-    return POLICIES["keyword"](config.models, load, config.policy), load
+    return POLICIES["static"](config.models, load, config.policy), load
 
 
 def _request(text: str, **kwargs: object) -> RouteRequest:

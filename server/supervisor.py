@@ -1,11 +1,11 @@
 """Starts, supervises and stops the engine processes that `launch:` blocks ask for: one `vllm serve` per model.
 
-`Launcher.start()` assigns ports, checks that the engines' memory shares fit each GPU's free memory (NVML), then
+`Supervisor.start()` assigns ports, checks that the engines' memory shares fit each GPU's free memory (NVML), then
 starts the engines one after another — vLLM sizes its KV cache from the memory it sees free, so they must not
-overlap — and waits for each `/health`. Engine output goes to the log line by line as `[model] ...`. A crashed
-engine is marked unhealthy in the `LoadBoard` (the policy routes around it), restarted with exponential backoff,
-and marked healthy once `/health` passes. `stop()` ends every engine's whole process group: SIGTERM, then SIGKILL
-after a grace period.
+overlap — waits for each `/health`, and returns where each engine listens (the config is never changed). Engine
+output goes to the log line by line as `[model] ...`. A crashed engine is marked unhealthy in the `LoadBoard` (the
+policy routes around it), restarted with exponential backoff, and marked healthy once `/health` passes. `stop()`
+ends every engine's whole process group: SIGTERM, then SIGKILL after a grace period.
 
 No orphans, whatever ends Triage:
 - clean exit, SIGTERM or SIGINT: uvicorn runs the lifespan's shutdown, which calls `stop()`; during the minutes
@@ -14,7 +14,8 @@ No orphans, whatever ends Triage:
   Triage dies, and vLLM takes its own workers down. It is set by a small exec trampoline rather than
   `preexec_fn`, which CPython documents as unsafe in a process with threads (ours has NVML and executor threads).
 
-Knows nothing about routing or request relaying; it only tells the `LoadBoard` when an engine is down or back.
+Knows nothing about routing, request relaying or engine clients; it only tells the `LoadBoard` when an engine is
+down or back. The vLLM engine kind (`backends/vllm.py`) runs it as its provisioner.
 """
 
 from __future__ import annotations
@@ -38,11 +39,10 @@ from pathlib import Path
 
 import aiohttp
 
-from ..config import ModelConfig, gpu_shares
-from ..load import LoadBoard
-from ..telemetry.metrics import Metrics
-from ..telemetry.nvml import GIB, read_gpus_once
-from .vllm import root_of
+from .config import ModelConfig, gpu_shares
+from .load import LoadBoard
+from .telemetry.metrics import Metrics
+from .telemetry.nvml import GIB, read_gpus_once
 
 log = logging.getLogger(__name__)
 engine_log = logging.getLogger(__name__ + ".output")  # engine stdout/stderr; silence it on its own if noisy
@@ -73,7 +73,7 @@ def default_command() -> list[str]:
 
 
 def build_argv(model: ModelConfig, port: int) -> list[str]:
-    """The engine's command line: `<command> MODEL --host .. --port .. [launcher flags] [extra_args]`."""
+    """The engine's command line: `<command> MODEL --host .. --port .. [flags set from the config] [extra_args]`."""
     launch = model.launch
     if launch is None:
         raise ValueError(f"model '{model.name}' has no launch block")
@@ -166,14 +166,22 @@ class Engine:
         return self.model.name
 
     @property
+    def endpoint(self) -> str:
+        """OpenAI base URL of the engine, e.g. http://127.0.0.1:8001/v1 (once a port is assigned)."""
+        launch = self.model.launch
+        if launch is None:
+            raise ValueError(f"model '{self.name}' has no launch block")
+        return launch.endpoint(self.port)
+
+    @property
     def health_url(self) -> str:
-        return root_of(self.model.endpoints[0]) + "/health"
+        return self.endpoint.removesuffix("/v1") + "/health"
 
     def last_output(self) -> str:
         return "\n".join(f"  [{self.name}] {line}" for line in self.tail) or "  (no output)"
 
 
-class Launcher:
+class Supervisor:
     """Owns the launched engines of one Triage process."""
 
     def __init__(
@@ -197,8 +205,10 @@ class Launcher:
 
     # -- start -------------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start every engine and wait until all are healthy; on any failure stop them all and raise."""
+    async def start(self) -> dict[str, list[str]]:
+        """Start every engine and wait until all are healthy; model -> [its engine's OpenAI base URL].
+
+        On any failure stop them all and raise (LaunchError says why)."""
         starting = asyncio.ensure_future(self._start_all())
         try:
             with _cancel_on_signals(starting) as received:
@@ -217,6 +227,7 @@ class Launcher:
                 log.error("%s", exc)
             await self.stop()
             raise
+        return {name: [engine.endpoint] for name, engine in self.engines.items()}
 
     async def _start_all(self) -> None:
         self._session = aiohttp.ClientSession()
@@ -232,7 +243,7 @@ class Launcher:
                 "engine for %s healthy after %.0f s at %s",
                 engine.name,
                 time.monotonic() - t0,
-                engine.model.endpoints[0],
+                engine.endpoint,
             )
         for engine in self.engines.values():
             engine.supervisor = asyncio.create_task(self._supervise(engine), name=f"supervise-{engine.name}")
@@ -250,7 +261,6 @@ class Launcher:
                         break
                     port = free_port(launch.connect_host)
                 taken.add(port)
-                engine.model.endpoints = [launch.endpoint(port)]
             else:
                 port = launch.port
             engine.port = port
@@ -517,14 +527,3 @@ def _cancel_on_signals(task: asyncio.Future[None]) -> Iterator[list[int]]:
     finally:
         for signum, before in previous.items():
             signal.signal(signum, before)
-
-
-async def start_launched_engines(
-    models: list[ModelConfig], load: LoadBoard, metrics: Metrics | None = None
-) -> Launcher | None:
-    """Start the engines of the models with a `launch` block (None when there are none); raises LaunchError."""
-    if not any(m.launch is not None for m in models):
-        return None
-    launcher = Launcher(models, load, metrics)
-    await launcher.start()
-    return launcher

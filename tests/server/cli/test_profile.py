@@ -1,4 +1,4 @@
-"""`triage profile` (YAML patching, a live measurement of a simulated engine) and `triage decisions`."""
+"""`triage profile`: YAML patching that keeps comments, and a live measurement of a simulated engine."""
 
 from __future__ import annotations
 
@@ -6,13 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from server.cli.profile import ProfileError, main, measure, patch_profile
 from server.config import load_config, parse_config
-from server.policy import decisions_cli
-from server.policy.profile_cli import ProfileError, measure, patch_profile
-from server.sim.config import specs_from_models
 from server.sim.runner import serve_engines
-from server.store import Store
-from tests.policy.policykit import policy, request
+from server.sim.spec import SimEngineSpec
 from tests.server.conftest import free_port, sim_model
 
 CONFIG = """\
@@ -46,7 +43,7 @@ def test_patch_profile_replaces_inserts_and_keeps_comments(tmp_path: Path) -> No
 
 async def test_measure_a_simulated_engine() -> None:
     config = parse_config({"models": [sim_model("x", ["chat"], free_port(), time_scale=1.0)]})
-    cluster = await serve_engines(specs_from_models([m.model_dump() for m in config.models]))
+    cluster = await serve_engines([m.simulated for m in config.models if isinstance(m.simulated, SimEngineSpec)])
     try:
         numbers = await measure(cluster.base_url("x"), "x", repeats=2, concurrency=8, timeout_s=30)
     finally:
@@ -58,14 +55,10 @@ async def test_measure_a_simulated_engine() -> None:
     assert numbers["prefill_tok_per_s"] > 0
 
 
-def test_decisions_lists_the_latest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    store = Store.open(tmp_path / "t.db")
-    p = policy()
-    p.attach_store(store)
-    p.choose(request("code", rid="req-a"))
-    p.choose(request("creative_writing", rid="req-b"))
-    store.close()
-    assert decisions_cli.main(["--db", str(tmp_path / "t.db"), "--limit", "5"]) == 0
-    out = capsys.readouterr().out.splitlines()
-    assert len(out) == 2 and "req-b" in out[0] and "chat" in out[0] and "req-a" in out[1]
-    assert decisions_cli.main(["--db", str(tmp_path / "missing.db")]) == 2
+def test_a_launched_engine_without_a_fixed_port_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("models:\n  - name: a\n    launch: {model: m}\n")
+    assert main(["--config", str(path)]) == 2
+    assert "a: no fixed endpoint; set launch.port" in capsys.readouterr().err

@@ -1,14 +1,18 @@
 """Static task routing: each category goes to a model whose role tags name it, least busy first.
 
 The baseline Triage is measured against, and what semantic routers do: task fit, blind to load except as a
-tie-break. The category -> role map is `options.category_roles` (defaults below); a category whose role no
-eligible model has falls back to the least busy eligible local model.
+tie-break. The category -> role map is `policy.options.category_roles` (defaults below); a category whose role
+no eligible model has falls back to the least busy eligible local model. Pure: nothing to commit or learn.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..config import CATEGORIES, ModelConfig, PolicyConfig
+from ..load import LoadBoard
 from .base import Candidate, Decision, Policy, RouteRequest
 from .eligibility import ineligible_reason, raise_no_candidate
 
@@ -27,11 +31,29 @@ DEFAULT_CATEGORY_ROLES: dict[str, str] = {
 }
 
 
-class KeywordPolicy(Policy):
-    name: ClassVar[str] = "keyword"
+class StaticOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    category_roles: dict[str, str] = Field(
+        default_factory=dict, description="Category -> role tag; overrides the defaults for the categories named."
+    )
+
+    def model_post_init(self, context: object) -> None:
+        unknown = set(self.category_roles) - set(CATEGORIES)
+        if unknown:
+            raise ValueError(f"category_roles: unknown categories {sorted(unknown)}; use {', '.join(CATEGORIES)}")
+
+
+class StaticPolicy(Policy):
+    name: ClassVar[str] = "static"
+    Options: ClassVar[type[BaseModel]] = StaticOptions
+
+    def __init__(self, models: list[ModelConfig], load: LoadBoard, settings: PolicyConfig) -> None:
+        super().__init__(models, load, settings)
+        self.roles = {**DEFAULT_CATEGORY_ROLES, **self.options_of(settings).category_roles}
 
     def choose(self, request: RouteRequest) -> Decision:
-        roles = {**DEFAULT_CATEGORY_ROLES, **self.settings.options.get("category_roles", {})}
+        roles = self.roles
         wanted = roles.get(request.classification.category, "chat")
         candidates: list[Candidate] = []
         for model in self.models:

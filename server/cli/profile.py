@@ -150,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     for model in config.models:
         if model.remote or (wanted is not None and model.name not in wanted):
             continue
+        if not model.endpoints:  # a launch block with port: auto; only the running `triage serve` knows the port
+            print(f"triage profile: {model.name}: no fixed endpoint; set launch.port", file=sys.stderr)
+            return 2
         try:
             results[model.name] = asyncio.run(
                 measure(model.endpoints[0], model.upstream_name, repeats, concurrency, args.timeout, model.api_key)
