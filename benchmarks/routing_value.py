@@ -39,23 +39,11 @@ import numpy as np
 if __package__ in (None, ""):  # run as a file: make `benchmarks.*` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import outcomes_workload as workload
 from benchmarks.baselines import BestSinglePolicy, LeastBusyPolicy, OraclePolicy, QualityOnlyPolicy, RandomPolicy
 from benchmarks.common import REPO, RESULTS, SHARED_DATA, machine, write_json
 from benchmarks.engine_profile import PROFILE_FIELDS, measure_shape
-from benchmarks.outcomes_workload import (
-    DEFAULT_LENGTH,
-    OUTPUT_LENGTHS,
-    Request,
-    Workload,
-    best_per_category,
-    best_single,
-    classify,
-    complexity_from_training_part,
-    make_trace,
-    predicted_quality,
-    prompt_tokens,
-    route_request,
-)
+from benchmarks.outcomes_workload import Request, Workload
 from benchmarks.simrun import REJECTED, Cluster, Shot, latency_summary, replay, within_slo
 from server.classify import Classification
 from server.config import CATEGORIES, ModelConfig, PolicyConfig, Profile
@@ -211,7 +199,7 @@ def run(kind: str, placement: str, bench: Bench, trace: list[Request]) -> dict[s
     policy = make_policy(kind, bench, models, load, trace)
     if isinstance(policy, TriagePolicy):
         policy.clock = cluster.clock.time
-    shots = [Shot(r.rid, r.arrival_s, route_request(work, r), r.output_tokens) for r in trace]
+    shots = [Shot(r.rid, r.arrival_s, workload.route_request(work, r), r.output_tokens) for r in trace]
     span_s = trace[-1].arrival_s
     end_s = span_s + bench.args.drain
     served = replay(policy, load, cluster, shots, end_s, bench.args.scrape_s)
@@ -235,7 +223,7 @@ def run(kind: str, placement: str, bench: Bench, trace: list[Request]) -> dict[s
 
 
 def trace_at(bench: Bench, rate: float) -> list[Request]:
-    return make_trace(bench.work, rate, bench.args.duration, bench.args.seed + round(rate * 10))
+    return workload.make_trace(bench.work, rate, bench.args.duration, bench.args.seed + round(rate * 10))
 
 
 def find_break_rate(bench: Bench, placement: str) -> float:
@@ -463,9 +451,9 @@ def setup(args: argparse.Namespace) -> Bench:
     heldout = heldout_mask(table.prompt_ids, table.benchmarks, split["heldout_frac"], split["seed"])
     encoder = EncoderConfig(model=predictor.meta.get("encoder_model", ""), max_tokens=int(predictor.meta["max_tokens"]))
     embedding = embed_cached(table.texts, encoder, table.cache_id, args.cache_dir)  # [P, 384]
-    complexity = complexity_from_training_part(embedding, table.scores, ~heldout)
-    classes = classify(table.texts, embedding, complexity)
-    work = Workload(table, heldout, classes, [prompt_tokens(t) for t in table.texts])
+    complexity = workload.complexity_from_training_part(embedding, table.scores, ~heldout)
+    classes = workload.classify(table.texts, embedding, complexity)
+    work = Workload(table, heldout, classes, [workload.prompt_tokens(t) for t in table.texts])
     shapes = parse_shapes(args.shapes, work.models, args.shape)
     profiles = {
         shape: measure_shape(
@@ -474,11 +462,13 @@ def setup(args: argparse.Namespace) -> Bench:
         for shape in sorted(set(shapes.values()))
     }
     print(json.dumps({"profiles": {s: {k: p[k] for k in PROFILE_FIELDS} for s, p in profiles.items()}}), flush=True)
-    static_map = best_per_category(work)
-    static_map = {c: static_map.get(c, best_single(work)) for c in CATEGORIES}
-    probs = predicted_quality(predictor, work)
+    static_map = workload.best_per_category(work)
+    static_map = {c: static_map.get(c, workload.best_single(work)) for c in CATEGORIES}
+    probs = workload.predicted_quality(predictor, work)
     quality = probs[:, [predictor.models.index(m) for m in work.models]]
-    return Bench(work, shapes, profiles, predictor_dir, origin, probs, quality, best_single(work), static_map, args)
+    return Bench(
+        work, shapes, profiles, predictor_dir, origin, probs, quality, workload.best_single(work), static_map, args
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -532,10 +522,10 @@ def main(argv: list[str] | None = None) -> int:
             "rate_factors": args.rate_factors,
             "predictor_precomputed_max_abs_diff": check_precomputed(bench),
             "output_lengths": {
-                **{key: vars(m) for key, m in OUTPUT_LENGTHS},
-                "default": vars(DEFAULT_LENGTH),
+                **{key: vars(m) for key, m in workload.OUTPUT_LENGTHS},
+                "default": vars(workload.DEFAULT_LENGTH),
             },
-            "best_single": bench.single,
+            "workload.best_single": bench.single,
             "static_category_to_model": bench.static_map,
             "policies": args.policies,
         },
