@@ -10,6 +10,10 @@ from server.sim.spec import SimEngineSpec
 
 StartCluster = Callable[..., Awaitable[SimCluster]]
 
+# Bound on waiting for an engine state change (`SimEngine.wait_until`). Tests wait on the engine's own change
+# notifications, so this is only the deadline after which a test fails; a loaded box may be slow.
+WAIT_S = 10.0
+
 
 def spec(name: str = "sim-a", **kw: Any) -> SimEngineSpec:
     """A fast test engine on a free port unless told otherwise."""

@@ -80,23 +80,6 @@ def test_full_engine_queues_in_fifo_order() -> None:
     assert first[0] == first[1] < first[2] < first[3]  # type: ignore[operator]
 
 
-def test_neighbours_stretch_steps_by_the_contention_formula() -> None:
-    model = LatencyModel.from_shape("qwen2.5-7b")
-    busy_for: dict[str, float] = {}
-    for placement in ("apart", "shared"):
-        clock = VirtualClock()
-        gpu = SimGPU("g")
-        a = _engine(clock, gpu, "a")
-        b = _engine(clock, gpu if placement == "shared" else SimGPU("g2"), "b")
-        for engine in (a, b):
-            for _ in range(64):
-                engine.submit(16, 100, output_tokens=100)
-        clock.run_until(60.0, max_events=100_000)
-        busy_for[placement] = a.stats.e2e_s.sum / 64
-    # with a saturated neighbour every step of `a` takes (1 + sensitivity) as long
-    assert busy_for["shared"] / busy_for["apart"] == pytest.approx(1 + model.contention_sensitivity, rel=0.02)
-
-
 async def test_same_schedule_on_the_asyncio_clock() -> None:
     """The wall-clock engine runs the same scheduler: the order of completions matches the virtual clock's."""
     orders: list[list[int]] = []

@@ -8,8 +8,10 @@ import time
 import httpx
 import pytest
 
+from server.sim.clock import VirtualClock
+from server.sim.engine import SimEngine
 from server.sim.spec import FaultSpec
-from tests.sim.simkit import StartCluster, spec
+from tests.sim.simkit import WAIT_S, StartCluster, spec
 
 PROMPT = {"prompt": "abcd", "max_tokens": 50, "ignore_eos": True}
 
@@ -65,20 +67,20 @@ async def test_faults_change_at_runtime(start_cluster: StartCluster, client: htt
     assert (await client.post(base + "/completions", json=PROMPT)).status_code == 200
 
 
-async def test_slowdown_stretches_steps(start_cluster: StartCluster, client: httpx.AsyncClient) -> None:
-    cluster = await start_cluster(spec(time_scale=2.0))
-    url = cluster.base_url("sim-a") + "/completions"
-
-    async def timed() -> float:
-        t0 = time.perf_counter()
-        r = await client.post(url, json=PROMPT)
-        assert r.status_code == 200
-        return time.perf_counter() - t0
-
-    normal = await timed()
-    cluster.set_faults("sim-a", FaultSpec(slowdown=3.0))
-    slow = await timed()
-    assert slow > 2.0 * normal
+def test_slowdown_stretches_steps() -> None:
+    """On a virtual clock: the same request takes exactly `slowdown` times as long once the fault is set."""
+    clock = VirtualClock()
+    engine = SimEngine(spec(time_scale=2.0), clock=clock)
+    engine.start()
+    took: list[float] = []
+    for slowdown in (1.0, 3.0):
+        engine.faults = FaultSpec(slowdown=slowdown)  # what POST /sim/faults does
+        seq = engine.submit(8, 40, ignore_eos=True)
+        clock.run_until(clock.time() + 10.0, max_events=10_000)
+        assert seq.done and seq.finish_reason == "length"
+        took.append(engine.stats.e2e_s.sum - sum(took))
+    frontend_s = engine.model.frontend_ms * 2.0 / 1e3  # the API-server delay is not a step: no slowdown
+    assert took[1] - frontend_s == pytest.approx(3.0 * (took[0] - frontend_s))
 
 
 async def test_kill_resets_connections(start_cluster: StartCluster, client: httpx.AsyncClient) -> None:
@@ -94,7 +96,7 @@ async def test_kill_resets_connections(start_cluster: StartCluster, client: http
         return n
 
     stream = asyncio.create_task(read_all())
-    await asyncio.sleep(0.1)
+    await cluster.engines["a"].wait_until(lambda e: e.num_running == 1, timeout_s=WAIT_S)  # streaming now
     await cluster.kill_engine("a")
     with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
         await asyncio.wait_for(stream, 2)
@@ -122,7 +124,7 @@ async def test_graceful_stop_ends_streams(start_cluster: StartCluster, client: h
                 lines.append(line)
 
     stream = asyncio.create_task(read_all())
-    await asyncio.sleep(0.1)
+    await cluster.engines["sim-a"].wait_until(lambda e: e.num_running == 1, timeout_s=WAIT_S)  # streaming now
     await cluster.stop_engine("sim-a")
     await asyncio.wait_for(stream, 3)
     assert any('"ServiceUnavailableError"' in x for x in lines)
