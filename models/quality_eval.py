@@ -15,6 +15,7 @@ This module knows nothing about which scorers exist or which one ships.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from models.calibration import Method
-from models.data import OutcomeTable, load_outcomes
-from models.embed_cache import embed_cached
+from models.data import DEFAULT_OUTCOMES, OutcomeTable, load_outcomes
+from models.embed_cache import DEFAULT_CACHE_DIR, embed_cached
 from models.encoder import EncoderConfig
 from models.quality_cv import Fitter, choose_calibration, heldout_report, routing_gain
 from models.scorers import TrainSet
@@ -56,6 +57,16 @@ class OutcomeSplit:
             "n_heldout": int(self.heldout.sum()),
             "inner_folds": int(self.folds.max()) + 1,
         }
+
+
+def add_split_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data-and-split flags shared by train-quality and the experiment (same defaults = same split)."""
+    g = parser.add_argument_group("data and split")
+    g.add_argument("--outcomes", type=Path, default=DEFAULT_OUTCOMES, help="outcomes file (.jsonl[.gz])")
+    g.add_argument("--heldout-frac", type=float, default=0.2, help="share of each benchmark held out")
+    g.add_argument("--folds", type=int, default=5, help="inner folds on the training part (selection, calibration)")
+    g.add_argument("--seed", type=int, default=0, help="split hash seed (inner folds use seed + 1)")
+    g.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="embedding cache directory")
 
 
 def prepare(

@@ -37,13 +37,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.data import DEFAULT_OUTCOMES, REPO_ROOT
-from models.embed_cache import DEFAULT_CACHE_DIR
+from models.data import REPO_ROOT
 from models.encoder import EncoderConfig
 from models.quality_cv import Fitter
 from models.quality_eval import (
     InnerResult,
     OutcomeSplit,
+    add_split_arguments,
     benchmark_references,
     heldout_eval,
     inner_scores,
@@ -99,12 +99,7 @@ ENSEMBLES: dict[str, tuple[str, ...]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m models.quality_experiment", description=__doc__.splitlines()[0])
-    g = p.add_argument_group("data and split")
-    g.add_argument("--outcomes", type=Path, default=DEFAULT_OUTCOMES, help="outcomes file (.jsonl[.gz])")
-    g.add_argument("--heldout-frac", type=float, default=0.2, help="share of each benchmark held out")
-    g.add_argument("--folds", type=int, default=5, help="inner ID folds on the training part")
-    g.add_argument("--seed", type=int, default=0, help="split hash seed and training seed")
-    g.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="embedding cache directory")
+    add_split_arguments(p)
     g = p.add_argument_group("runtime")
     g.add_argument("--max-tokens", type=int, default=256, help="encoder token budget (must match serving)")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="encoder device")

@@ -30,12 +30,10 @@ import numpy as np
 import torch
 
 from models.calibration import Method, reliability
-from models.data import DEFAULT_OUTCOMES
-from models.embed_cache import DEFAULT_CACHE_DIR
 from models.encoder import EncoderConfig
 from models.quality import DEFAULT_QUALITY_ARTIFACT, QualityPredictor
 from models.quality_cv import Fitter
-from models.quality_eval import heldout_eval, inner_scores, pick_calibration, prepare
+from models.quality_eval import add_split_arguments, heldout_eval, inner_scores, pick_calibration, prepare
 from models.scorers import spec_name
 
 logger = logging.getLogger(__name__)
@@ -46,12 +44,7 @@ SHIPPED_SPEC: dict[str, Any] = {"kind": "knn", "k": 100, "local": 0.5, "group_po
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="triage train-quality", description=__doc__.splitlines()[0])
-    g = p.add_argument_group("data and split")
-    g.add_argument("--outcomes", type=Path, default=DEFAULT_OUTCOMES, help="outcomes file (.jsonl[.gz])")
-    g.add_argument("--heldout-frac", type=float, default=0.2, help="share of each benchmark held out")
-    g.add_argument("--folds", type=int, default=5, help="inner folds for calibration (training part only)")
-    g.add_argument("--seed", type=int, default=0, help="split hash seed")
-    g.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="embedding cache directory")
+    add_split_arguments(p)
     g = p.add_argument_group("encoder")
     g.add_argument("--max-tokens", type=int, default=256, help="token budget per prompt incl. [CLS]/[SEP]")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="encoder device")
