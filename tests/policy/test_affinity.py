@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.config import ModelConfig
+import httpx
+
+from server.config import ModelConfig, parse_config
 from server.inspect_request import estimate_prompt_tokens, message_prefixes
 from server.load import LoadBoard
 from server.policy import Outcome, RouteRequest
 from server.policy.affinity import AffinityMap
 from server.protocol import ChatCompletionRequest
 from tests.policy.policykit import busy, commit, policy, request, trio
+from tests.server.conftest import free_port, run_triage, sim_model
 
 
 def test_the_map_finds_the_longest_prefix_each_model_served() -> None:
@@ -133,3 +136,29 @@ def test_route_options_still_bind(board: LoadBoard) -> None:
     p = policy(twins(), board)
     commit(p, turn(TURN_1, "t1", models=["b"]))
     assert p.choose(turn(TURN_2, "t2", models=["a"])).model == "a"  # the request's allow list is a rule
+
+
+def test_through_the_gateway_an_agent_loop_stays_on_its_engine() -> None:
+    """Real HTTP: intake hashes the messages, commit books the engine, the next step of the loop finds it."""
+    twin = {"shape": "qwen2.5-7b", "max_num_seqs": 64}
+    models = [{**sim_model(name, ["chat"], free_port(), **twin), "capabilities": ["tools"]} for name in ("a", "b")]
+    config = parse_config({"models": models, "policy": {"name": "triage", "explore_share": 0.0}})
+    tools = [{"type": "function", "function": {"name": "read", "parameters": {"type": "object"}}}]
+    step_1 = [{"role": "system", "content": "You are a coding agent. " * 100}, {"role": "user", "content": "Fix it."}]
+    call = {"id": "c1", "type": "function", "function": {"name": "read", "arguments": "{}"}}
+    step_2 = [*step_1, {"role": "assistant", "content": None, "tool_calls": [call]}]
+    step_2.append({"role": "tool", "tool_call_id": "c1", "content": "def f(): ..."})
+    with run_triage(config) as triage:
+
+        def ask(messages: list[dict[str, Any]], **route: Any) -> httpx.Response:
+            body = {"model": "auto", "max_tokens": 4, "messages": messages, "tools": tools}
+            response = httpx.post(triage.base_url + "/v1/chat/completions", json={**body, **route}, timeout=30)
+            assert response.status_code == 200, response.text
+            return response
+
+        assert ask(step_1, route={"models": ["b"]}).headers["x-triage-model"] == "b"
+        follow_up = ask(step_2)
+        assert follow_up.headers["x-triage-model"] == "b"
+        assert "continues the conversation" in follow_up.headers["x-triage-reason"]
+        other = [{"role": "system", "content": "You are a poet."}, {"role": "user", "content": "A haiku."}]
+        assert ask(other).headers["x-triage-model"] == "a"  # another conversation: no history, the tie's first
