@@ -9,6 +9,7 @@ scoring.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import NoReturn
 
 from ..config import CAPABILITY_NEEDS, ModelConfig
@@ -48,13 +49,16 @@ def ineligible_reason(
     return None
 
 
-def raise_no_candidate(candidates: list[Candidate], request: RouteRequest, models: list[ModelConfig]) -> NoReturn:
+def raise_no_candidate(
+    candidates: list[Candidate], request: RouteRequest | None = None, models: Sequence[ModelConfig] = ()
+) -> NoReturn:
     """No candidate is eligible: say whether that is the config's, the request's, capacity's or health's fault.
 
-    `candidates` and `models` are in config order, one candidate per model."""
+    `candidates` and `models` are in config order, one candidate per model; without `request` and `models` no
+    capability is checked against the config."""
     details = "; ".join(f"{c.model}: {c.reason}" for c in candidates)
     declared = {cap for m in models for cap in m.capabilities}
-    unserved = sorted(request.needs - declared)
+    unserved = sorted(request.needs - declared) if request is not None and models else []
     if unserved:
         # the first model ruled out only by the capability (it passed the allow lists), else the first one
         i = next((k for k, c in enumerate(candidates) if c.reason.startswith(LACKS)), 0)
