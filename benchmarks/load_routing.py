@@ -336,7 +336,7 @@ def simulate(
                 push(step[0], "step", (engine, step[1]))
 
     def finish(req: Req) -> None:
-        load.finished(req.model, req.prompt_tokens + req.max_tokens)
+        load.finished(req.model, req.prompt_tokens, req.max_tokens)
         policy.observe(str(req.rid), req.model, Outcome.OK, req.done_s - req.arrival_s)
 
     while events:
@@ -355,7 +355,7 @@ def simulate(
                 continue
             decide_us.append((time.perf_counter() - t0) * 1e6)
             req.model = decision.model
-            load.started(req.model, req.prompt_tokens + req.max_tokens)
+            load.started(req.model, req.prompt_tokens, req.max_tokens)
             engine = engines.get(req.model)
             if engine is None:  # remote: elastic, the profile's idle speed
                 assert remote_profile is not None
@@ -434,7 +434,8 @@ def summarize(
 def micro_benchmark(base_models: list[ModelConfig], n: int = 20_000) -> dict[str, float]:
     """Decision cost of the triage policy alone, three models, one busy engine, no store."""
     load = LoadBoard()
-    load.engine("coder").in_flight, load.engine("coder").in_flight_tokens = 300, 300 * 700
+    for _ in range(300):
+        load.started("coder", 450, 250)
     policy = TriagePolicy(build_models(base_models, "shared", False), load, PolicyConfig(name="triage"))
     cls = KeywordClassifier().classify_now("Write a Python function that merges two sorted lists.")
     request = RouteRequest("r", cls, 40, 512)

@@ -43,11 +43,14 @@ def check_config(config: TriageConfig) -> None:
 
 
 async def start_classifier(config: TriageConfig) -> Classifier:
-    """Load and warm the configured classifier; never fail start-up over it (fall back to keywords)."""
+    """Load and warm the configured classifier. A classifier that cannot load falls back to keywords (logged);
+    one whose categories are not the router's fails start-up (`ConfigError`)."""
     classifier = build_classifier(config.classifier)
     t0 = time.perf_counter()
     try:
         await classifier.start()
+    except ConfigError:
+        raise  # wrong categories: routing on them would be silently wrong, unlike routing on keywords
     except (ImportError, OSError, RuntimeError, ValueError) as exc:
         log.error("classifier '%s' failed to load (%s); falling back to keyword rules", config.classifier.kind, exc)
         classifier = KeywordClassifier()

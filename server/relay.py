@@ -102,7 +102,8 @@ class Relay:
         self.outcome = Outcome.CANCELLED  # until the answer is complete, a close means the client left
         self.ticket: Ticket | None = None
         self.reservation: Reservation | None = None
-        self.tokens = 0  # what the reservation and the load accounting count for this request
+        self.prompt_tokens = 0  # estimated prompt tokens: the load accounting's prefill work
+        self.output_tokens = 0  # requested output tokens: its decode work
         self._first = b""
         self._attempt: _Attempt | None = None
         self._last_model: ModelConfig | None = None  # the model of the latest attempt, whom usage is booked on
@@ -113,6 +114,11 @@ class Relay:
     @property
     def request_id(self) -> str:
         return self.ids.request_id
+
+    @property
+    def tokens(self) -> int:
+        """What the budget reservation counts: prompt and output tokens together."""
+        return self.prompt_tokens + self.output_tokens
 
     # -- attempts until the first byte -------------------------------------------------------------------
 
@@ -269,7 +275,7 @@ class Relay:
         attempt = self._attempt = _Attempt(model, time.perf_counter())
         self._last_model = model
         gateway = self.gateway
-        gateway.load.started(model.name, self.tokens)
+        gateway.load.started(model.name, self.prompt_tokens, self.output_tokens)
         gateway.metrics.child(gateway.metrics.in_flight, model.name).inc()
         return attempt
 
@@ -281,7 +287,7 @@ class Relay:
         gateway = self.gateway
         name = attempt.model.name
         elapsed_s = time.perf_counter() - self.received_s
-        gateway.load.finished(name, self.tokens)
+        gateway.load.finished(name, self.prompt_tokens, self.output_tokens)
         gateway.guard.admission.model_finished()
         metrics = gateway.metrics
         metrics.child(metrics.in_flight, name).dec()

@@ -111,6 +111,7 @@ class Gateway:
             prompt_text="" if private else text,  # nothing the guard flagged reaches the store, not even a hash
             key_id=tenant.key_id,
             client_request_id=ids.client_request_id,
+            prefixes=incoming.prefixes(),
         )
         try:
             decision = self.policy.choose(route_request)
@@ -168,7 +169,7 @@ class Gateway:
         """Book the plan for a request that will run; returns the plan it runs (exploration may change it)."""
         guard = self.guard
         relay.ticket = await guard.admission.enter()
-        relay.tokens = incoming.tokens
+        relay.prompt_tokens, relay.output_tokens = incoming.prompt_tokens, incoming.output_tokens
         relay.reservation = guard.tenancy.reserve(relay.tenant, relay.request_id, plan.model, incoming.tokens)
         if plan.decision is not None and plan.route_request is not None:
             decision = self.policy.commit(plan.route_request, plan.decision)

@@ -29,6 +29,7 @@ class EngineStats:
     running: int
     waiting: int
     kv_cache_usage: float  # [0, 1]
+    kv_cache_tokens: int = 0  # KV-cache capacity of one engine core, in tokens; 0: not published
 
 
 class UpstreamStream:

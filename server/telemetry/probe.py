@@ -1,4 +1,4 @@
-"""Background reader of engine health and queue gauges, about once a second, into the `LoadBoard`.
+"""Background reader of engine health, queue and KV-cache gauges, about once a second, into the `LoadBoard`.
 
 Engine metrics lag; router-side counters in `LoadBoard` are the fresh part. A model whose health check fails
 is marked unhealthy (the policy routes around it) until a check passes again.
@@ -61,6 +61,7 @@ class EngineProbe:
         if healthy:
             stats = await client.stats()
             if stats is not None:
-                self.load.record_scrape(name, stats.running, stats.waiting, stats.kv_cache_usage)
+                self.load.record_scrape(name, stats.running, stats.waiting, stats.kv_cache_usage, stats.kv_cache_tokens)
                 self.metrics.engine_waiting.labels(name).set(stats.waiting)
                 self.metrics.engine_running.labels(name).set(stats.running)
+                self.metrics.engine_kv_cache_usage.labels(name).set(stats.kv_cache_usage)
