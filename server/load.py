@@ -19,6 +19,7 @@ class EngineLoad:
     engine_running: int = 0  # vllm:num_requests_running at the last scrape
     engine_waiting: int = 0  # vllm:num_requests_waiting at the last scrape
     kv_cache_usage: float = 0.0  # vllm:kv_cache_usage_perc, [0, 1]
+    generation_tok_per_s: float = 0.0  # output tokens/s over the last two scrapes (vllm:generation_tokens_total)
     scraped_at_s: float = 0.0  # time.monotonic() of the last successful scrape
     consecutive_failures: int = 0
     unhealthy_reason: str = ""

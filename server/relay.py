@@ -29,6 +29,7 @@ from .auth.tenancy import Reservation
 from .backends import UpstreamStream
 from .classify import Classification
 from .config import ModelConfig
+from .console.recent import Recorded
 from .errors import ClientDisconnected, EngineError, EngineTimeout, EngineUnavailable, TriageError
 from .intake import Endpoint, Incoming
 from .policy import Decision, Outcome, RouteRequest
@@ -103,6 +104,9 @@ class Relay:
         self.ticket: Ticket | None = None
         self.reservation: Reservation | None = None
         self.tokens = 0  # what the reservation and the load accounting count for this request
+        self.recorded: Recorded | None = None  # the console's entry for it, set at commit, finished at close
+        self.first_byte_s: float | None = None  # perf_counter() when the answer's first byte was ready
+        self.last_outcome: Outcome | None = None  # how the latest attempt ended
         self._first = b""
         self._attempt: _Attempt | None = None
         self._last_model: ModelConfig | None = None  # the model of the latest attempt, whom usage is booked on
@@ -202,6 +206,7 @@ class Relay:
 
     def _observe_overhead(self, attempt: _Attempt, back_s: float) -> None:
         """Router time: receipt until the engine request went out, plus the engine's answer until now."""
+        self.first_byte_s = back_s
         overhead_s = (attempt.started_s - self.received_s) + (time.perf_counter() - back_s)
         self.gateway.metrics.overhead_seconds.observe(overhead_s)
         self.headers["x-triage-overhead-ms"] = f"{overhead_s * 1e3:.3f}"
@@ -278,6 +283,7 @@ class Relay:
         attempt, self._attempt = self._attempt, None
         if attempt is None:
             return
+        self.last_outcome = outcome
         gateway = self.gateway
         name = attempt.model.name
         elapsed_s = time.perf_counter() - self.received_s
@@ -310,6 +316,15 @@ class Relay:
                 self.gateway.guard.tenancy.settle(self.reservation, self._last_model, used)
             if self.ticket is not None:
                 self.ticket.release()
+            if self.recorded is not None:
+                self._finish_record(self.recorded)
+
+    def _finish_record(self, recorded: Recorded) -> None:
+        """Tell the console's ring how the request ended: names and floats, nothing serialised."""
+        model = self._last_model.name if self._last_model is not None else recorded.planned
+        ttft_s = None if self.first_byte_s is None else self.first_byte_s - self.received_s
+        outcome = self.last_outcome or self.outcome
+        self.gateway.recent.finish(recorded, outcome.value, model, ttft_s, time.perf_counter() - self.received_s)
 
 
 def _error_event(exc: TriageError) -> bytes:

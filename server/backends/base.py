@@ -29,6 +29,7 @@ class EngineStats:
     running: int
     waiting: int
     kv_cache_usage: float  # [0, 1]
+    generation_tokens: float = 0.0  # vllm:generation_tokens_total, a counter (tokens since the engine started)
 
 
 class UpstreamStream:

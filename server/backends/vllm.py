@@ -23,6 +23,7 @@ _GAUGES = {
     b"vllm:num_requests_waiting": "waiting",
     b"vllm:kv_cache_usage_perc": "kv",
     b"vllm:gpu_cache_usage_perc": "kv",  # name before vLLM 0.10
+    b"vllm:generation_tokens_total": "generated",  # a counter: the probe turns it into tokens/s
 }
 _PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
 
@@ -32,7 +33,7 @@ def root_of(endpoint: str) -> str:
 
 
 def parse_vllm_metrics(text: bytes) -> EngineStats:
-    values = {"running": 0.0, "waiting": 0.0, "kv": 0.0}
+    values = {"running": 0.0, "waiting": 0.0, "kv": 0.0, "generated": 0.0}
     for line in text.splitlines():
         if not line.startswith(b"vllm:"):
             continue
@@ -44,7 +45,7 @@ def parse_vllm_metrics(text: bytes) -> EngineStats:
             except (IndexError, ValueError):
                 continue
             values[key] = max(values[key], value) if key == "kv" else values[key] + value
-    return EngineStats(int(values["running"]), int(values["waiting"]), values["kv"])
+    return EngineStats(int(values["running"]), int(values["waiting"]), values["kv"], values["generated"])
 
 
 class VllmClient(EngineClient):
@@ -75,6 +76,7 @@ class VllmClient(EngineClient):
                     total.running + stats.running,
                     total.waiting + stats.waiting,
                     max(total.kv_cache_usage, stats.kv_cache_usage),
+                    total.generation_tokens + stats.generation_tokens,
                 )
         return total
 
