@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..auth import Tenancy
 from ..config import ServerConfig
-from ..errors import Forbidden
+from ..errors import Forbidden, Unauthorized
 
 
 def authorize(tenancy: Tenancy, server: ServerConfig, authorization: str | None) -> None:
@@ -27,7 +27,10 @@ def authorize(tenancy: Tenancy, server: ServerConfig, authorization: str | None)
             "set auth.mode: keys and use an admin key (triage keys create NAME --admin)",
             code="console_forbidden",
         )
-    tenant = tenancy.authenticate(authorization)  # 401 without a valid key
+    try:
+        tenant = tenancy.authenticate(authorization)
+    except Unauthorized as exc:
+        raise Unauthorized(f"{exc.message}; the console needs an admin key (triage keys create NAME --admin)") from None
     key = tenant.key
     if key is None or not key.admin:
         raise Forbidden(

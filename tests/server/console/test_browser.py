@@ -21,6 +21,7 @@ import httpx
 import pytest
 import yaml
 
+from server.auth.keys import KeyStore
 from server.config import TriageConfig, parse_config
 
 from ..conftest import RunningTriage, free_port, run_triage
@@ -202,3 +203,38 @@ def test_console_live_under_load(demo: tuple[RunningTriage, SimThread], browser:
         shutil.copyfile(shot, target)
     assert load.statuses.get(200, 0) > 20, load.statuses
     assert errors == []
+
+
+@pytest.mark.slow
+def test_console_with_keys_asks_for_an_admin_key(browser: Any, tmp_path: Path) -> None:
+    db = str(tmp_path / "triage.db")
+    store = KeyStore.open(db)
+    admin, _ = store.create("ops", admin=True)
+    user, _ = store.create("team")
+    store.close()
+    config = demo_config()
+    config.auth.mode, config.auth.db = "keys", db
+    with run_triage(config) as running:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+        page.goto(running.base_url + "/dashboard")
+        wait_until(page, "#key-form:not([hidden])", 10)
+        assert "admin" in page.inner_text("#key-message")
+
+        page.fill("#key-input", user)  # an ordinary key is refused, and the page says why
+        page.click("#key-form button[type=submit]")
+        page.wait_for_function("document.querySelector('#key-message').textContent.includes('not an admin key')")
+
+        page.fill("#key-input", admin)
+        page.click("#key-form button[type=submit]")
+        wait_until(page, '#engines tr[data-model="chat"][data-healthy="true"]', 10)
+        assert page.locator("#conn").get_attribute("data-state") == "live"
+        headers = {"authorization": f"Bearer {admin}"}
+        body = {"model": "auto", "max_tokens": 8, "messages": [{"role": "user", "content": PROMPTS[0]}]}
+        assert httpx.post(running.base_url + "/v1/chat/completions", json=body, headers=headers).status_code == 200
+        wait_until(page, "#decisions tbody tr", 5)
+        # The browser logs each refused fetch (401 without a key, 403 for the ordinary one) as a failed resource:
+        # those are the only errors allowed.
+        assert all("401" in e or "403" in e for e in errors), errors
