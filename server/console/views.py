@@ -49,7 +49,8 @@ def engine_views(
                 "waiting": state.engine_waiting,
                 "kv_cache_usage": round(state.kv_cache_usage, 4),
                 "scraped_age_s": None if scraped_age_s is None else round(scraped_age_s, 1),
-                "stale": scraped_age_s is None or scraped_age_s > STALE_SCRAPE_S,
+                # an engine failing its health check is not scraped: its last gauges no longer say anything
+                "stale": not state.healthy or scraped_age_s is None or scraped_age_s > STALE_SCRAPE_S,
                 "ttft_p50_ms": _ms(windows.ttft_p50_s(model.name)),
                 "tokens_per_s": round(state.generation_tok_per_s, 1),
             }

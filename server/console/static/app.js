@@ -342,7 +342,7 @@ function renderDecisions() {
         el("td", {}, d.category),
         el("td", { class: "num" }, fmt(d.complexity, 2)),
         el("td", {}, d.model, d.model !== d.planned ? el("span", { class: "muted" }, " (planned " + d.planned + ")") : null),
-        el("td", { class: "reason" }, d.reason),
+        el("td", { class: "reason", title: d.reason }, d.reason),
         el("td", { class: "num" }, fmt(d.ttft_ms, 0, " ms")),
         el("td", { class: "num" }, fmt(d.latency_ms, 0, " ms")),
         el("td", { class: "status-" + status }, d.status),
