@@ -108,12 +108,13 @@ async def stream(request: Request, since: int = Query(0, ge=0)) -> Response:
 
 
 async def _events(console: Console, authorization: str | None, since: int) -> AsyncIterator[bytes]:
-    """A snapshot per tick, bounded in time; access is checked again each tick (a revoked key stops it)."""
+    """A snapshot per tick, bounded in time; access is checked again each tick (a revoked key stops it), and the
+    stream ends when the router starts draining (so that it never holds a shutdown up)."""
     gateway = console.gateway
     loop = asyncio.get_running_loop()
     end_s = loop.time() + STREAM_MAX_S
     version = since
-    while True:
+    while not gateway.guard.drain.draining:
         try:
             authorize(gateway.guard.tenancy, gateway.config.server, authorization)
         except TriageError as exc:

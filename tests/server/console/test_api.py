@@ -134,3 +134,17 @@ def test_a_revoked_admin_key_ends_the_stream(keyed: tuple[RunningTriage, KeyStor
             if time.monotonic() > deadline:
                 break
     assert events[0] == "event: state" and events[-1] == "event: denied"
+
+
+def test_the_stream_ends_when_the_router_drains() -> None:
+    with run_triage(demo_like_config()) as running:
+        events = []
+        deadline = time.monotonic() + 15
+        with httpx.stream("GET", running.base_url + "/dashboard/api/stream", timeout=10) as response:
+            for line in response.iter_lines():
+                if line.startswith("event:"):
+                    events.append(line)
+                    if len(events) == 1:
+                        running.loop.call_soon_threadsafe(running.gateway.guard.drain.begin)
+                assert time.monotonic() < deadline, "the console stream outlived the drain"
+        assert events[0] == "event: state" and len(events) <= 3
