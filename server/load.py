@@ -23,6 +23,7 @@ class EngineLoad:
     engine_waiting: int = 0  # vllm:num_requests_waiting at the last scrape
     kv_cache_usage: float = 0.0  # vllm:kv_cache_usage_perc, [0, 1]
     kv_cache_tokens: int = 0  # KV-cache capacity (vllm:cache_config_info num_gpu_blocks x block_size); 0: unknown
+    generation_tok_per_s: float = 0.0  # output tokens/s over the last two scrapes (vllm:generation_tokens_total)
     scraped_at_s: float = 0.0  # time.monotonic() of the last successful scrape
     unhealthy_reason: str = ""
     breaker_open_until_s: float = 0.0  # time.monotonic() until which the circuit breaker keeps requests away

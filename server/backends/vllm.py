@@ -24,6 +24,7 @@ _GAUGES = {
     b"vllm:num_requests_waiting": "waiting",
     b"vllm:kv_cache_usage_perc": "kv",
     b"vllm:gpu_cache_usage_perc": "kv",  # name before vLLM 0.10
+    b"vllm:generation_tokens_total": "generated",  # a counter: the probe turns it into tokens/s
 }
 # vLLM's info gauge of its CacheConfig (every field a label; value 1): the KV capacity is blocks x block size.
 _CACHE_INFO = b"vllm:cache_config_info"
@@ -39,7 +40,7 @@ def root_of(endpoint: str) -> str:
 def parse_vllm_metrics(text: bytes) -> EngineStats:
     """Running and waiting requests (summed over engine cores), KV-cache use (the fullest core) and capacity
     (the smallest core's: a request lands on one)."""
-    values = {"running": 0.0, "waiting": 0.0, "kv": 0.0}
+    values = {"running": 0.0, "waiting": 0.0, "kv": 0.0, "generated": 0.0}
     capacity = 0
     for line in text.splitlines():
         if not line.startswith(b"vllm:"):
@@ -57,7 +58,7 @@ def parse_vllm_metrics(text: bytes) -> EngineStats:
             except (IndexError, ValueError):
                 continue
             values[key] = max(values[key], value) if key == "kv" else values[key] + value
-    return EngineStats(int(values["running"]), int(values["waiting"]), values["kv"], capacity)
+    return EngineStats(int(values["running"]), int(values["waiting"]), values["kv"], capacity, values["generated"])
 
 
 def _cache_tokens(line: bytes) -> int:
@@ -98,6 +99,7 @@ class VllmClient(EngineClient):
                     total.waiting + stats.waiting,
                     max(total.kv_cache_usage, stats.kv_cache_usage),
                     min(known, default=0),
+                    total.generation_tokens + stats.generation_tokens,
                 )
         return total
 
