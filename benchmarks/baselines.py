@@ -5,7 +5,8 @@ context length, health, in-flight cap) and then decides by one signal only:
   least-busy    fewest requests in flight (the router's own counter)
   random        a seeded uniform draw
   best-single   always the one model that was best on the training data
-  quality-only  the highest score of a per-request quality estimate (the learned predictor), load ignored
+  quality-only  the highest score of a per-request quality estimate (the learned predictor; ties go to the
+                model the predictor itself prefers), load ignored
   oracle        among the models that answer this request correctly (ground truth), the cheapest free one:
                 free = fewer requests in flight than the engine runs at once (max_num_seqs), so it starts
                 at once; then lowest price per token, then fewest in flight; a ceiling no real router reaches
@@ -98,14 +99,24 @@ class BestSinglePolicy(SingleSignalPolicy):
 
 class QualityOnlyPolicy(SingleSignalPolicy):
     name: ClassVar[str] = "quality-only"
+    TIE = 1e-6  # scores this close count as equal (calibrated probabilities are often step functions)
 
-    def __init__(self, models: list[ModelConfig], load: LoadBoard, settings: PolicyConfig, scorer: Scorer) -> None:
+    def __init__(
+        self,
+        models: list[ModelConfig],
+        load: LoadBoard,
+        settings: PolicyConfig,
+        scorer: Scorer,
+        tie_break: Sequence[float] | None = None,
+    ) -> None:
         super().__init__(models, load, settings)
         self.scorer = scorer
+        self.tie_break = tie_break or [0.0] * len(models)  # per model, higher wins a tie (e.g. overall quality)
 
     def pick(self, request: RouteRequest, eligible: list[int]) -> int:
         scores = self.scorer(request)
-        return max(eligible, key=lambda i: scores[i])
+        best = max(scores[i] for i in eligible)
+        return max((i for i in eligible if scores[i] >= best - self.TIE), key=lambda i: self.tie_break[i])
 
 
 class OraclePolicy(SingleSignalPolicy):

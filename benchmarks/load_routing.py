@@ -271,7 +271,8 @@ def summarize(
 def micro_benchmark(base_models: list[ModelConfig], n: int = 20_000) -> dict[str, float]:
     """Decision cost of the triage policy alone, three models, one busy engine, no store."""
     load = LoadBoard()
-    load.engine("coder").in_flight, load.engine("coder").in_flight_tokens = 300, 300 * 700
+    for _ in range(300):
+        load.started("coder", 450, 250)
     policy = TriagePolicy(build_models(base_models, "shared", False), load, PolicyConfig(name="triage"))
     cls = KeywordClassifier().classify_now("Write a Python function that merges two sorted lists.")
     request = RouteRequest("r", cls, 40, 512)

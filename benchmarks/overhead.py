@@ -9,6 +9,12 @@
    router.
 
     python benchmarks/overhead.py            # writes benchmarks/results/overhead.json and overhead.png
+    python benchmarks/overhead.py --console-ab 10   # writes benchmarks/results/overhead_console.json (and .png)
+
+`--console-client` keeps one operator-console client (`console_client.py`: the console's live stream, read as
+the page reads it) attached to every Triage process while it is measured. `--console-ab N` measures only what
+that client costs: the zero-latency engine behind Triage (`model: auto`), N blocks of direct-vs-Triage request
+pairs with the client's stream switched on and off between blocks (A B B A ...), percentiles pooled per condition.
 
 LiteLLM runs from its own virtual environment (created on first use: `--litellm-venv`), with one worker,
 `LITELLM_LOCAL_MODEL_COST_MAP=True` and a master key, defaults otherwise. All traffic stays on 127.0.0.1.
@@ -17,10 +23,12 @@ LiteLLM runs from its own virtual environment (created on first use: `--litellm-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +38,7 @@ if __package__ in (None, ""):  # run as a file: make `benchmarks.*` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import REPO, Launch, cpu_s, free_port, machine, percentile, server_process, triage_serve
+from benchmarks.console_client import ConsoleClient
 from benchmarks.loadgen import SequentialProbe, Target, chat_body, concurrent_load
 
 LITELLM_VERSION = "1.108.7"
@@ -83,22 +92,25 @@ def triage_config(engine_port: int, model: str, port: int, classifier: str) -> d
 class Routers:
     """Starts Triage (and LiteLLM) in front of an engine port; yields targets."""
 
-    def __init__(self, workdir: Path, litellm_exe: Path | None) -> None:
+    def __init__(self, workdir: Path, litellm_exe: Path | None, console_client: bool = False) -> None:
         self.workdir = workdir
         self.litellm_exe = litellm_exe
+        self.console_client = console_client  # keep one console client attached to every Triage process
 
     def triage(self, engine_port: int, model: str, classifier: str = "keyword") -> tuple[Any, str]:
         port = free_port()
         path = self.workdir / f"triage-{classifier}-{port}.yaml"
         path.write_text(yaml.safe_dump(triage_config(engine_port, model, port, classifier)))
+        url = f"http://127.0.0.1:{port}"
         launch = Launch(
             triage_serve(path),
-            f"http://127.0.0.1:{port}/ready",
+            url + "/ready",
             f"triage-{classifier}",
             ready_timeout_s=300,
             log_path=self.workdir / f"triage-{classifier}.log",
         )
-        return server_process(launch), f"http://127.0.0.1:{port}"
+        process = server_process(launch)
+        return (with_console(process, url) if self.console_client else process), url
 
     def litellm(self, engine_port: int, model: str) -> tuple[Any, str]:
         assert self.litellm_exe is not None
@@ -125,6 +137,26 @@ class Routers:
             log_path=self.workdir / "litellm.log",
         )
         return server_process(launch), f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def with_console(process: Any, url: str) -> Iterator[Any]:
+    """A server process with one console client attached for its whole life."""
+    with process as proc, ConsoleClient(url) as console:
+        console.attach()
+        yield proc
+
+
+def fake_engine(args: argparse.Namespace, routers: Routers) -> tuple[Any, int]:
+    """The zero-latency fake engine's process (a context manager) and its port."""
+    port = free_port()
+    launch = Launch(
+        [sys.executable, "benchmarks/fake_engine.py", "--port", str(port), "--chunks", str(args.chunks)],
+        f"http://127.0.0.1:{port}/health",
+        "fake-engine",
+        log_path=routers.workdir / "fake-engine.log",
+    )
+    return server_process(launch), port
 
 
 def summarize_sequential(samples: dict[str, list[Any]], stream: bool) -> dict[str, Any]:
@@ -161,15 +193,7 @@ def cpu_per_request(probe: SequentialProbe, target: Target, pid: int, body: byte
 
 
 def phase_zero_latency(args: argparse.Namespace, routers: Routers) -> dict[str, Any]:
-    engine_port = free_port()
-    engine = server_process(
-        Launch(
-            [sys.executable, "benchmarks/fake_engine.py", "--port", str(engine_port), "--chunks", str(args.chunks)],
-            f"http://127.0.0.1:{engine_port}/health",
-            "fake-engine",
-            log_path=routers.workdir / "fake-engine.log",
-        )
-    )
+    engine, engine_port = fake_engine(args, routers)
     result: dict[str, Any] = {"engine": f"zero-latency fake, {args.chunks} streamed events per answer"}
     with engine:
         triage_cm, triage_url = routers.triage(engine_port, "fake")
@@ -227,6 +251,135 @@ def phase_zero_latency(args: argparse.Namespace, routers: Routers) -> dict[str, 
                 if litellm_cm is not None:
                     litellm_cm[0].__exit__(None, None, None)
     return result
+
+
+def added_p50_ms(samples: dict[str, list[Any]]) -> float:
+    """Triage's p50 minus direct's p50 (total time, non-streamed), milliseconds."""
+    triage = [x.total_s for x in samples["triage_auto"]]
+    direct = [x.total_s for x in samples["direct"]]
+    return (percentile(triage, 50) - percentile(direct, 50)) * 1e3
+
+
+def phase_console_ab(args: argparse.Namespace, routers: Routers) -> dict[str, Any]:
+    """Triage's added latency (non-streamed, `model: auto`) with and without one console client attached.
+
+    One Triage, one console client process; blocks of `--console-block` request pairs (direct and Triage
+    alternating request by request) switch the client's stream on and off in an ABBA pattern, so that both
+    conditions sample the same stretches of a noisy machine. Percentiles are pooled over all blocks of a
+    condition; the interval is a bootstrap over blocks.
+    """
+    engine, engine_port = fake_engine(args, routers)
+    pooled: dict[bool, dict[str, list[Any]]] = {flag: {"direct": [], "triage_auto": []} for flag in (False, True)}
+    blocks: list[dict[str, Any]] = []
+    with engine:
+        triage_cm, triage_url = routers.triage(engine_port, "fake")
+        with triage_cm, ConsoleClient(triage_url) as console:
+            direct = Target("direct", f"http://127.0.0.1:{engine_port}", "fake")
+            triage = Target("triage_auto", triage_url, "auto")
+            bodies = {t.name: chat_body(t.model, False, args.chunks) for t in (direct, triage)}
+            probe = SequentialProbe([direct, triage])
+            probe.run(bodies, False, 0, warmup=200, budget_s=args.budget_s)
+            t0 = time.monotonic()
+            for n in range(args.console_ab):
+                attached = n % 4 in (1, 2)  # A B B A ...
+                if attached != console.attached:
+                    console.attach() if attached else console.detach()
+                got = probe.run(bodies, False, args.console_block, warmup=0, budget_s=args.budget_s)
+                for name, rows in got.items():
+                    pooled[attached][name] += rows
+                blocks.append({"block": n, "console": attached, "added_p50_ms": round(added_p50_ms(got), 4)})
+                if time.monotonic() - t0 > args.budget_s:
+                    break
+            probe.close()
+    read = console.read
+
+    def summary_of(flag: bool) -> dict[str, float]:
+        rows = pooled[flag]
+        headers = [x.overhead_header_ms for x in rows["triage_auto"] if x.overhead_header_ms is not None]
+        return {
+            "requests": len(rows["triage_auto"]),
+            "added_p50_ms": round(added_p50_ms(rows), 4),
+            "triage_p50_ms": round(percentile([x.total_s for x in rows["triage_auto"]], 50) * 1e3, 4),
+            "direct_p50_ms": round(percentile([x.total_s for x in rows["direct"]], 50) * 1e3, 4),
+            "x_triage_overhead_ms_p50": round(percentile(headers, 50), 4),
+        }
+
+    without, with_ = summary_of(False), summary_of(True)
+    delta = with_["added_p50_ms"] - without["added_p50_ms"]
+    low, high = bootstrap_delta(blocks, pooled, args.seed)
+    summary = {
+        "blocks": len(blocks),
+        "requests_per_block": args.console_block,
+        "added_p50_ms_without_console": without["added_p50_ms"],
+        "added_p50_ms_with_console": with_["added_p50_ms"],
+        "console_delta_added_p50_ms": round(delta, 4),
+        "console_delta_added_p50_ms_95ci": [round(low, 4), round(high, 4)],
+        "console_delta_overhead_header_p50_ms": round(
+            with_["x_triage_overhead_ms_p50"] - without["x_triage_overhead_ms_p50"], 4
+        ),
+        "within_0_05_ms": abs(delta) <= 0.05,
+    }
+    return {
+        "engine": f"zero-latency fake, {args.chunks} streamed events per answer",
+        "without_console": without,
+        "with_console": with_,
+        "console_client_read": read,
+        "blocks": blocks,
+        "summary": summary,
+    }
+
+
+def bootstrap_delta(
+    blocks: list[dict[str, Any]], pooled: dict[bool, dict[str, list[Any]]], seed: int, draws: int = 300
+) -> tuple[float, float]:
+    """95% interval of (with - without) pooled added p50, resampling whole blocks of each condition."""
+    import random
+
+    rng = random.Random(seed)
+    size = blocks and len(pooled[False]["direct"]) // max(1, sum(not b["console"] for b in blocks))
+    if not size:
+        return float("nan"), float("nan")
+
+    def by_block(flag: bool) -> list[dict[str, list[Any]]]:
+        rows = pooled[flag]
+        count = len(rows["direct"]) // size
+        return [{k: v[i * size : (i + 1) * size] for k, v in rows.items()} for i in range(count)]
+
+    parts = {flag: by_block(flag) for flag in (False, True)}
+    deltas = []
+    for _ in range(draws):
+        added = {}
+        for flag, chunks in parts.items():
+            drawn = [rng.choice(chunks) for _ in chunks]
+            added[flag] = added_p50_ms({k: [x for c in drawn for x in c[k]] for k in ("direct", "triage_auto")})
+        deltas.append(added[True] - added[False])
+    return percentile(deltas, 2.5), percentile(deltas, 97.5)
+
+
+def plot_console_ab(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for attached, colour in ((False, "tab:blue"), (True, "tab:orange")):
+        rows = [b for b in result["blocks"] if b["console"] is attached]
+        label = "one console client attached" if attached else "no console client"
+        ax.scatter([b["block"] for b in rows], [b["added_p50_ms"] for b in rows], s=12, color=colour, label=label)
+    s = result["summary"]
+    low, high = s["console_delta_added_p50_ms_95ci"]
+    ax.set_xlabel(f"block of {s['requests_per_block']} request pairs (A B B A ...)")
+    ax.set_ylabel("Triage's added latency, block p50 (ms)")
+    ax.set_title(
+        f"Console client: pooled added p50 {s['added_p50_ms_without_console']:.3f} -> "
+        f"{s['added_p50_ms_with_console']:.3f} ms (delta {s['console_delta_added_p50_ms']:+.3f}, "
+        f"95% CI {low:+.3f}..{high:+.3f})",
+        fontsize=9,
+    )
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def phase_simulated(args: argparse.Namespace, routers: Routers) -> dict[str, Any]:
@@ -364,13 +517,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--litellm-venv", type=Path, default=REPO / ".bench" / "litellm")
     parser.add_argument("--no-litellm", action="store_true", help="measure direct and Triage only")
     parser.add_argument("--skip-simulated", action="store_true")
+    parser.add_argument("--console-client", action="store_true", help="keep a console client on every Triage")
+    parser.add_argument("--console-ab", type=int, metavar="BLOCKS", help="only measure a console client's cost")
+    parser.add_argument("--console-block", type=int, default=100, help="request pairs per --console-ab block")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (--console-ab)")
     args = parser.parse_args(argv)
 
     workdir = Path("/tmp/triage-bench-overhead")
     workdir.mkdir(exist_ok=True)
-    litellm_exe = None if args.no_litellm else ensure_litellm(args.litellm_venv)
-    routers = Routers(workdir, litellm_exe)
     started = time.time()
+    if args.console_ab:
+        out = args.out.with_name("overhead_console.json") if args.out.name == "overhead.json" else args.out
+        result = phase_console_ab(args, Routers(workdir, None))
+        result = {"benchmark": "overhead_console", "machine": machine(), "started_unix": int(started), **result}
+        result["duration_s"] = round(time.time() - started, 1)
+        out.write_text(json.dumps(result, indent=1))
+        plot_console_ab(result, out.with_suffix(".png"))
+        print(json.dumps(result["summary"]))
+        return 0
+    litellm_exe = None if args.no_litellm else ensure_litellm(args.litellm_venv)
+    routers = Routers(workdir, litellm_exe, console_client=args.console_client)
     zero = phase_zero_latency(args, routers)
     print(json.dumps({"zero_latency": zero}, indent=1), flush=True)
     sim = {"runs": []} if args.skip_simulated else phase_simulated(args, routers)
@@ -380,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         "started_unix": int(started),
         "duration_s": round(time.time() - started, 1),
         "versions": {"litellm": LITELLM_VERSION if litellm_exe else None, "triage": "0.1.0"},
+        "console_client_attached": args.console_client,
         "litellm_config": litellm_config(0, "fake") | {"env": {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}, "workers": 1},
         "zero_latency": zero,
         "simulated": sim,

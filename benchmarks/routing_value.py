@@ -79,6 +79,7 @@ class Bench:
     predictor_origin: str
     probs: np.ndarray  # [P, predictor's models] the predictor's probabilities, one batched call
     quality: np.ndarray  # [P, M] the same, columns in the file's model order (quality-only reads it)
+    overall: list[float]  # [M] the predictor's tie-break between equal probabilities, the file's model order
     single: str
     static_map: dict[str, str]  # category -> model
     args: argparse.Namespace
@@ -130,7 +131,9 @@ def make_policy(kind: str, bench: Bench, models: list[ModelConfig], load: LoadBo
         return RandomPolicy(models, load, PolicyConfig(), seed=bench.args.seed)
     if kind == "quality-only":
         prompt_of = {str(r.rid): r.prompt for r in trace}
-        return QualityOnlyPolicy(models, load, PolicyConfig(), lambda req: bench.quality[prompt_of[req.request_id]])
+        return QualityOnlyPolicy(
+            models, load, PolicyConfig(), lambda req: bench.quality[prompt_of[req.request_id]], bench.overall
+        )
     if kind == "oracle":
         right = {str(r.rid): r.correct for r in trace}
         peak = [m.profile.peak_decode_tok_per_s or m.profile.decode_tok_per_s for m in models]
@@ -383,8 +386,8 @@ def load_predictor(args: argparse.Namespace, table: Any) -> tuple[Any, Path, str
     out = Path(args.cache_dir) / f"routing-value-predictor-{table.sha256[:16]}"
     if not (out / "meta.json").is_file():
         print(f"training a quality predictor on the training part of {args.outcomes} into {out}", flush=True)
-        train = ["--outcomes", str(args.outcomes), "--out", str(out), "--cache-dir", str(args.cache_dir)]
-        train_quality([*train, "--threads", str(args.threads), "--epochs", str(args.predictor_epochs)])
+        train = ("--outcomes", str(args.outcomes), "--out", str(out), "--cache-dir", str(args.cache_dir))
+        train_quality([*train, "--threads", str(args.threads)])
     return QualityPredictor.load(out), out, "trained here (train-quality recipe) on the file's training part"
 
 
@@ -405,7 +408,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--predictor", help="quality artifact trained on this file (default: the shipped one)")
     g.add_argument("--cache-dir", type=Path, default=REPO / ".cache" / "triage", help="embeddings, fitted predictor")
     g.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    g.add_argument("--predictor-epochs", type=int, default=20, help="when a predictor is trained here")
     g = p.add_argument_group("engines")
     g.add_argument("--shape", default="qwen2.5-7b", help="simulator shape of every model (7-8B pools)")
     g.add_argument("--shapes", default="", help="per-model override: MODEL=SHAPE,MODEL=SHAPE")
@@ -465,10 +467,10 @@ def setup(args: argparse.Namespace) -> Bench:
     static_map = workload.best_per_category(work)
     static_map = {c: static_map.get(c, workload.best_single(work)) for c in CATEGORIES}
     probs = workload.predicted_quality(predictor, work)
-    quality = probs[:, [predictor.models.index(m) for m in work.models]]
-    return Bench(
-        work, shapes, profiles, predictor_dir, origin, probs, quality, workload.best_single(work), static_map, args
-    )
+    columns = [predictor.models.index(m) for m in work.models]
+    quality, overall = probs[:, columns], [float(predictor.overall[k]) for k in columns]
+    single = workload.best_single(work)
+    return Bench(work, shapes, profiles, predictor_dir, origin, probs, quality, overall, single, static_map, args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,8 +5,8 @@ batching, chunked prefill, KV-cache admission), the same H100-calibrated step ti
 contention, without HTTP or wall time, so a saturating open-loop stream is exact and repeatable on a 2-core
 box. The policy decides as the gateway does: `choose` then `commit` per arrival, `LoadBoard.started` at
 dispatch and `finished` at the last token, `observe` with the outcome, and the engines' vLLM-like gauges
-(running, waiting, KV-cache use) scraped every `scrape_s` and read with their age. Remote providers, where a
-benchmark has them, are elastic: the profile's idle speed.
+(running, waiting, KV-cache use and capacity) scraped every `scrape_s` and read with their age. Remote
+providers, where a benchmark has them, are elastic: the profile's idle speed.
 
 Knows nothing about prompts, quality or scoring; `latency_summary` gives the latency side of a result.
 """
@@ -94,18 +94,19 @@ def replay(
     clock, engines = cluster.clock, cluster.engines
     served = [Served() for _ in shots]
 
-    def finish(i: int, model: str, tokens: int, outcome: Outcome) -> None:
+    def finish(i: int, model: str, outcome: Outcome) -> None:
         now_s = clock.time()
         served[i].outcome = outcome.value
         if outcome is Outcome.OK:
             served[i].done_s = now_s
-        load.finished(model, tokens)
+        request = shots[i].request
+        load.finished(model, request.prompt_tokens, request.max_output_tokens)
         policy.observe(str(shots[i].rid), model, outcome, now_s - shots[i].arrival_s)
 
-    def engine_done(i: int, model: str, tokens: int, seq: SimSequence) -> None:
+    def engine_done(i: int, model: str, seq: SimSequence) -> None:
         if seq.first_token_s is not None:
             served[i].first_token_s = seq.first_token_s
-        finish(i, model, tokens, Outcome.CANCELLED if seq.aborted else Outcome.OK)
+        finish(i, model, Outcome.CANCELLED if seq.aborted else Outcome.OK)
 
     def arrive(i: int) -> None:
         if i + 1 < len(shots):
@@ -120,29 +121,30 @@ def replay(
             return
         served[i].decide_us = (time.perf_counter() - t0) * 1e6
         model = served[i].model = decision.model
-        tokens = request.prompt_tokens + request.max_output_tokens  # what the gateway books per request
-        load.started(model, tokens)
+        load.started(model, request.prompt_tokens, request.max_output_tokens)  # as the gateway books it
         engine = engines.get(model)
         if engine is None:  # remote: elastic
             speed = cluster.remote[model]
             served[i].first_token_s = clock.time() + speed.ttft_s
             done_in_s = speed.ttft_s + shot.output_tokens / speed.tok_per_s
-            clock.call_later(done_in_s, finish, i, model, tokens, Outcome.OK)
+            clock.call_later(done_in_s, finish, i, model, Outcome.OK)
             return
         try:
             engine.submit(
                 request.prompt_tokens,
                 request.max_output_tokens,
                 output_tokens=shot.output_tokens,
-                on_finish=partial(engine_done, i, model, tokens),
+                on_finish=partial(engine_done, i, model),
             )
         except RequestTooLongError:  # the engine's 400: the request's fault, not the model's
-            finish(i, model, tokens, Outcome.REFUSED)
+            finish(i, model, Outcome.REFUSED)
 
     def scrape() -> None:
         now_s = clock.time()
         for name, engine in engines.items():
-            load.record_scrape(name, engine.num_running, engine.num_waiting, engine.kv_cache_usage)
+            load.record_scrape(
+                name, engine.num_running, engine.num_waiting, engine.kv_cache_usage, engine.kv_cache_tokens
+            )
             load.engine(name).scraped_at_s = now_s  # the policy reads the scrape's age on this clock
         clock.call_later(scrape_s, scrape)
 

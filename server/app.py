@@ -19,6 +19,7 @@ from starlette.middleware import Middleware
 from .backends import build_clients, build_session, start_engines
 from .classify import Classifier, KeywordClassifier, build_classifier
 from .config import ConfigError, TriageConfig
+from .console import Console, attach_console
 from .errors import InvalidRequest, MethodNotAllowed, RouteNotFound, TriageError, http_error
 from .frontdoor import TriageApp
 from .load import LoadBoard
@@ -43,11 +44,14 @@ def check_config(config: TriageConfig) -> None:
 
 
 async def start_classifier(config: TriageConfig) -> Classifier:
-    """Load and warm the configured classifier; never fail start-up over it (fall back to keywords)."""
+    """Load and warm the configured classifier. A classifier that cannot load falls back to keywords (logged);
+    one whose categories are not the router's fails start-up (`ConfigError`)."""
     classifier = build_classifier(config.classifier)
     t0 = time.perf_counter()
     try:
         await classifier.start()
+    except ConfigError:
+        raise  # wrong categories: routing on them would be silently wrong, unlike routing on keywords
     except (ImportError, OSError, RuntimeError, ValueError) as exc:
         log.error("classifier '%s' failed to load (%s); falling back to keyword rules", config.classifier.kind, exc)
         classifier = KeywordClassifier()
@@ -89,7 +93,10 @@ def build_app(config: TriageConfig, *, middleware: Sequence[Middleware] = ()) ->
             safeguards = build_safeguards(config, load, metrics, app.state.drain)
             stack.callback(safeguards.privacy.close)
             safeguards.tenancy = await start_tenancy(config, metrics, stack)
-            app.state.gateway = Gateway(config, classifier, policy, clients, load, metrics, safeguards)
+            app.state.gateway = gateway = Gateway(config, classifier, policy, clients, load, metrics, safeguards)
+            app.state.console = console = Console(gateway, lambda: nvml.engines_on_gpu)
+            await console.start()
+            stack.push_async_callback(console.stop)
             log.info("triage ready: %d models, policy %s", len(config.models), config.policy.name)
             yield
 
@@ -101,6 +108,7 @@ def build_app(config: TriageConfig, *, middleware: Sequence[Middleware] = ()) ->
     )
     app.state.drain = Drain(config.server.drain_s)  # SIGTERM reaches it through shutdown.DrainingServer
     attach_router(app)
+    attach_console(app)
     install_error_handlers(app)
     return TriageApp(app, middleware)
 

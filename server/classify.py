@@ -11,10 +11,11 @@ import asyncio
 import logging
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .config import CATEGORIES, ClassifierConfig
+from .config import CATEGORIES, ClassifierConfig, ConfigError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -117,6 +118,7 @@ class MiniLMClassifier:
             impl = "triton" if torch.cuda.is_available() else "eager"
         encoder = EncoderConfig(model=settings.encoder or "", device=settings.device, impl=impl)
         classifier = await asyncio.to_thread(PromptClassifier.load, settings.artifact, encoder)
+        check_labels(classifier.labels, settings.artifact or "the shipped models/artifacts/classifier")
         warm_s = await asyncio.to_thread(classifier.warmup)
         log.info("MiniLM classifier warm (%s on %s) in %.0f ms", impl, settings.device, warm_s * 1e3)
         self._batcher = MicroBatcher(
@@ -131,6 +133,17 @@ class MiniLMClassifier:
     async def classify(self, text: str) -> Classification:
         result = await self._batcher.classify(text)
         return Classification(result.category, result.category_scores, float(result.complexity), result.embedding)
+
+
+def check_labels(labels: Sequence[str], artifact: str) -> None:
+    """The classifier's categories must be the router's (`server.config.CATEGORIES`): profiles, statistics and
+    the audit log are keyed by them. `ConfigError` names both lists."""
+    if set(labels) != set(CATEGORIES) or len(labels) != len(CATEGORIES):
+        raise ConfigError(
+            f"classifier.artifact ({artifact}) predicts the categories {sorted(labels)}, but the router's "
+            f"(server.config.CATEGORIES) are {sorted(CATEGORIES)}: retrain it (triage train-classifier) or point "
+            "classifier.artifact at one trained on these categories"
+        )
 
 
 def build_classifier(settings: ClassifierConfig) -> Classifier:

@@ -39,6 +39,13 @@ CATEGORIES: tuple[str, ...] = (
     "classification",
 )
 RESERVED_MODEL_NAMES = frozenset({"auto"})
+Capability = Literal["tools", "json_mode", "vision"]
+CAPABILITY_NEEDS: dict[str, str] = {  # capability -> what an engine needs to serve it (said in errors)
+    "tools": "vLLM needs --enable-auto-tool-choice --tool-call-parser hermes for Qwen2.5 (other models: their parser)",
+    "json_mode": "vLLM serves response_format json_object and json_schema by guided decoding, no flag needed",
+    "vision": "a vision-language model, e.g. Qwen2.5-VL",
+}
+VLLM_TOOL_FLAGS = ("--enable-auto-tool-choice", "--tool-call-parser")  # without both vLLM refuses tool_choice auto
 MAX_GPU_SHARE = 0.95  # launched engines' gpu_memory_utilization summed per GPU; the rest: CUDA contexts, classifier
 SUPERVISOR_OWNED_FLAGS = {  # `vllm serve` flag -> the config key that sets it
     "--host": "launch.host",
@@ -91,6 +98,11 @@ class Profile(Strict):
     )
     gpu_s_per_1k_tokens: float = Field(0.0, ge=0, description="Local cost: GPU-seconds per 1k tokens.")
     usd_per_1m_tokens: float = Field(0.0, ge=0, description="Remote cost: dollars per 1M tokens.")
+    prefix_caching: bool = Field(
+        True,
+        description="The engine keeps prompt prefixes cached between requests (vLLM's default; off with "
+        "--no-enable-prefix-caching): only then does a conversation's follow-up skip prefilling its history there.",
+    )
     predictor_model: str | None = Field(
         None,
         description="This model's name in the learned quality predictor (policy.quality_predictor); "
@@ -182,7 +194,11 @@ class ModelConfig(Strict):
     served_name: str | None = Field(None, description="Model name the engine expects; defaults to `name`.")
     api_key: str | None = Field(None, description="Bearer key for the engine; use ${ENV_VAR}, never a literal.")
     roles: list[str] = Field(default_factory=list, description="Role tags such as code, chat, fast.")
-    capabilities: list[Literal["tools", "json_mode", "vision"]] = Field(default_factory=list)
+    capabilities: list[Capability] = Field(
+        default_factory=list,
+        description="What the engine serves beyond plain text: tools (function calling), json_mode "
+        "(response_format), vision (images). Requests that use one only go to models that declare it.",
+    )
     context_length: int = Field(8192, ge=16)
     remote: bool = Field(False, description="A remote provider: used only for overflow when policy allows.")
     gpu: str | None = Field(None, description="GPU id the engine runs on; engines sharing one contend.")
@@ -265,6 +281,20 @@ class ModelConfig(Strict):
                 f"context_length {self.context_length}; the router would send requests the engine "
                 "refuses. Lower context_length or raise max_model_len"
             )
+        flags = {arg.split("=", 1)[0] for arg in launch.extra_args}
+        if "--no-enable-prefix-caching" in flags and self.profile.prefix_caching:
+            raise ValueError(
+                f"model '{self.name}': launch.extra_args turns vLLM's prefix cache off; set "
+                "profile.prefix_caching: false so that the policy does not count on it"
+            )
+        if "tools" in self.capabilities:
+            missing = [flag for flag in VLLM_TOOL_FLAGS if flag not in flags]
+            if missing:
+                raise ValueError(
+                    f"model '{self.name}' declares capabilities 'tools' but launch.extra_args lacks "
+                    f"{' and '.join(missing)}: add --enable-auto-tool-choice --tool-call-parser hermes (Qwen2.5; "
+                    "vLLM refuses tool_choice 'auto' without them), or drop 'tools' from capabilities"
+                )
         if launch.port != "auto":
             self.endpoints = [launch.endpoint(launch.port)]  # 'auto': known once the supervisor has started it
         return self

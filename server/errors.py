@@ -70,6 +70,14 @@ class ModelNotFound(TriageError):
     default_code = "model_not_found"
 
 
+class DecisionNotFound(TriageError):
+    """The console was asked about a decision that is no longer (or never was) among the recent ones it keeps."""
+
+    status = 404
+    type = "invalid_request_error"
+    default_code = "decision_not_found"
+
+
 class ClientDisconnected(TriageError):
     """The client went away before the answer was ready; the upstream request was cancelled."""
 

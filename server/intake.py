@@ -1,5 +1,5 @@
 """Receive: a generation request's raw body becomes an `Incoming` — the JSON to relay, its validated view, and
-what the router reads from it (token estimates, needed capabilities, whether it streams).
+what the router reads from it (token estimates, needed capabilities, message-prefix hashes, whether it streams).
 
 The body is validated once with pydantic, and the original JSON (minus Triage's own `route` object) is what
 goes upstream, so fields Triage does not know are relayed untouched. Pure functions; no I/O, no routing.
@@ -14,7 +14,13 @@ import orjson
 from pydantic import ValidationError
 
 from .errors import InvalidRequest
-from .inspect_request import estimate_prompt_tokens, needed_capabilities, prompt_text, requested_output_tokens
+from .inspect_request import (
+    estimate_prompt_tokens,
+    message_prefixes,
+    needed_capabilities,
+    prompt_text,
+    requested_output_tokens,
+)
 from .protocol import ChatCompletionRequest, CompletionRequest, RouteOptions
 
 if TYPE_CHECKING:
@@ -66,6 +72,10 @@ class Incoming:
 
     def needs(self) -> frozenset[str]:
         return needed_capabilities(self.request)
+
+    def prefixes(self) -> tuple[tuple[int, int], ...]:
+        """(hash, estimated tokens) of each message prefix, shortest first: conversation affinity's key."""
+        return message_prefixes(self.request)
 
     def upstream_body(self, upstream_model: str) -> bytes:
         self.payload["model"] = upstream_model

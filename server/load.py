@@ -1,8 +1,10 @@
 """Live load per model and per GPU, fresh for every decision.
 
 Router-side counters move on every request start and finish (engine metrics lag by a scrape interval);
-scraped engine gauges and NVML readings are written here by `telemetry/`. The policy only reads. Single event
-loop, so plain attributes need no locks.
+scraped engine gauges and NVML readings are written here by `telemetry/`. The policy only reads. Prompt work
+(prefill) and output work (decode) are counted apart: they cost an engine very different time per token.
+Request failures are counted by the circuit breakers (`health/breaker.py`), which publish an open breaker here.
+Single event loop, so plain attributes need no locks.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from dataclasses import dataclass, field
 class EngineLoad:
     healthy: bool = True
     in_flight: int = 0  # requests this router has open to the model
-    in_flight_tokens: int = 0  # their prompt + requested output tokens
+    in_flight_prompt_tokens: int = 0  # their estimated prompt tokens: prefill work
+    in_flight_output_tokens: int = 0  # their requested output tokens (max_tokens, an upper bound): decode work
     engine_running: int = 0  # vllm:num_requests_running at the last scrape
     engine_waiting: int = 0  # vllm:num_requests_waiting at the last scrape
     kv_cache_usage: float = 0.0  # vllm:kv_cache_usage_perc, [0, 1]
+    kv_cache_tokens: int = 0  # KV-cache capacity (vllm:cache_config_info num_gpu_blocks x block_size); 0: unknown
+    generation_tok_per_s: float = 0.0  # output tokens/s over the last two scrapes (vllm:generation_tokens_total)
     scraped_at_s: float = 0.0  # time.monotonic() of the last successful scrape
-    consecutive_failures: int = 0
     unhealthy_reason: str = ""
     breaker_open_until_s: float = 0.0  # time.monotonic() until which the circuit breaker keeps requests away
 
@@ -44,15 +48,19 @@ class LoadBoard:
             load = self.engines[model] = EngineLoad()
         return load
 
-    def started(self, model: str, tokens: int) -> None:
+    def started(self, model: str, prompt_tokens: int, output_tokens: int) -> None:
+        """A request went to `model`: `prompt_tokens` to prefill, at most `output_tokens` to generate."""
         load = self.engine(model)
         load.in_flight += 1
-        load.in_flight_tokens += tokens
+        load.in_flight_prompt_tokens += prompt_tokens
+        load.in_flight_output_tokens += output_tokens
 
-    def finished(self, model: str, tokens: int) -> None:
+    def finished(self, model: str, prompt_tokens: int, output_tokens: int) -> None:
+        """The request `started` with the same numbers ended (however it ended)."""
         load = self.engine(model)
         load.in_flight -= 1
-        load.in_flight_tokens -= tokens
+        load.in_flight_prompt_tokens -= prompt_tokens
+        load.in_flight_output_tokens -= output_tokens
 
     def mark_unhealthy(self, model: str, reason: str) -> None:
         load = self.engine(model)
@@ -63,9 +71,13 @@ class LoadBoard:
         load = self.engine(model)
         load.healthy = True
         load.unhealthy_reason = ""
-        load.consecutive_failures = 0
 
-    def record_scrape(self, model: str, running: int, waiting: int, kv_cache_usage: float) -> None:
+    def record_scrape(
+        self, model: str, running: int, waiting: int, kv_cache_usage: float, kv_cache_tokens: int = 0
+    ) -> None:
+        """Engine gauges as just read; `kv_cache_tokens` 0 (not published) keeps the capacity known before."""
         load = self.engine(model)
         load.engine_running, load.engine_waiting, load.kv_cache_usage = running, waiting, kv_cache_usage
+        if kv_cache_tokens > 0:
+            load.kv_cache_tokens = kv_cache_tokens
         load.scraped_at_s = time.monotonic()

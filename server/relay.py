@@ -2,9 +2,10 @@
 
 A `Relay` is made by the front door before any work and closed by it in one `finally`. In between it acquires,
 in this order, the global admission slot (`Ticket`), the tenant's budget reservation, and per attempt the
-model's load accounting (router in-flight counters, Prometheus gauges) and the engine's open answer. `aclose()`
-releases all of it exactly once, whatever happened: answered, refused, failed, or the client hung up half way.
-Nothing else releases these resources, and nothing relies on garbage collection.
+model's load accounting (router in-flight counters, Prometheus gauges) and the engine's open answer. An
+attempt's load accounting ends once, as soon as the engine is done with it (answer complete, refused, failed);
+`aclose()` releases whatever is still held, exactly once, whatever happened: answered, refused, failed, or the
+client hung up half way. Nothing else releases these resources, and nothing relies on garbage collection.
 
 Attempts: the planned model first, then the decision's fallbacks that are still eligible, all before the first
 byte and under one deadline. Each attempt ends with one `Outcome`; only `ENGINE_FAILURE` opens breakers and
@@ -29,6 +30,7 @@ from .auth.tenancy import Reservation
 from .backends import UpstreamStream
 from .classify import Classification
 from .config import ModelConfig
+from .console.recent import Recorded
 from .errors import ClientDisconnected, EngineError, EngineTimeout, EngineUnavailable, TriageError
 from .intake import Endpoint, Incoming
 from .policy import Decision, Outcome, RouteRequest
@@ -102,7 +104,11 @@ class Relay:
         self.outcome = Outcome.CANCELLED  # until the answer is complete, a close means the client left
         self.ticket: Ticket | None = None
         self.reservation: Reservation | None = None
-        self.tokens = 0  # what the reservation and the load accounting count for this request
+        self.prompt_tokens = 0  # estimated prompt tokens: the load accounting's prefill work
+        self.output_tokens = 0  # requested output tokens: its decode work
+        self.recorded: Recorded | None = None  # the console's entry for it, set at commit, finished at close
+        self.first_byte_s: float | None = None  # perf_counter() when the answer's first byte was ready
+        self.last_outcome: Outcome | None = None  # how the latest attempt ended
         self._first = b""
         self._attempt: _Attempt | None = None
         self._last_model: ModelConfig | None = None  # the model of the latest attempt, whom usage is booked on
@@ -113,6 +119,11 @@ class Relay:
     @property
     def request_id(self) -> str:
         return self.ids.request_id
+
+    @property
+    def tokens(self) -> int:
+        """What the budget reservation counts: prompt and output tokens together."""
+        return self.prompt_tokens + self.output_tokens
 
     # -- attempts until the first byte -------------------------------------------------------------------
 
@@ -147,11 +158,13 @@ class Relay:
                     self._failed(attempt, exc, tried, failures)
                     continue
                 gateway.guard.breakers.success(model.name)  # the engine is fine: the request itself was refused
+                self.outcome = Outcome.REFUSED
                 self._end_attempt(Outcome.REFUSED)
                 raise  # another model would refuse it too
             gateway.guard.breakers.success(model.name)
             self._set_headers(plan, model, tried)
             return
+        self.outcome = Outcome.ENGINE_FAILURE  # every attempt failed, or none could be made
         if not failures:
             raise EngineUnavailable(
                 f"no engine can take '{plan.model.name}' now (circuit breaker open or unhealthy); retry later"
@@ -190,6 +203,7 @@ class Relay:
         self.outcome = Outcome.OK
         self._first_byte = True
         self._observe_overhead(attempt, back_s)
+        self._end_attempt(Outcome.OK)  # the engine's work is done: its load ends now, not when the client has it
 
     async def _open_stream(self, attempt: _Attempt, incoming: Incoming, body: bytes) -> None:
         name = attempt.model.name
@@ -202,6 +216,7 @@ class Relay:
 
     def _observe_overhead(self, attempt: _Attempt, back_s: float) -> None:
         """Router time: receipt until the engine request went out, plus the engine's answer until now."""
+        self.first_byte_s = back_s
         overhead_s = (attempt.started_s - self.received_s) + (time.perf_counter() - back_s)
         self.gateway.metrics.overhead_seconds.observe(overhead_s)
         self.headers["x-triage-overhead-ms"] = f"{overhead_s * 1e3:.3f}"
@@ -255,6 +270,7 @@ class Relay:
         except (EngineUnavailable, EngineTimeout) as exc:
             # Bytes already went out: no fallback is possible, so end the stream with an error the SDKs see.
             self.outcome = Outcome.ENGINE_FAILURE
+            self._end_attempt(Outcome.ENGINE_FAILURE)
             log.warning("stream from %s broke after the first byte: %s", attempt.model.name, exc.message)
             metrics = self.gateway.metrics
             metrics.errors.labels(exc.type).inc()
@@ -262,6 +278,7 @@ class Relay:
             yield _error_event(exc)
             return
         self.outcome = Outcome.OK
+        self._end_attempt(Outcome.OK)  # the engine is done; the last bytes may still be on their way out
 
     # -- accounting and release ----------------------------------------------------------------------------
 
@@ -269,7 +286,7 @@ class Relay:
         attempt = self._attempt = _Attempt(model, time.perf_counter())
         self._last_model = model
         gateway = self.gateway
-        gateway.load.started(model.name, self.tokens)
+        gateway.load.started(model.name, self.prompt_tokens, self.output_tokens)
         gateway.metrics.child(gateway.metrics.in_flight, model.name).inc()
         return attempt
 
@@ -278,10 +295,11 @@ class Relay:
         attempt, self._attempt = self._attempt, None
         if attempt is None:
             return
+        self.last_outcome = outcome
         gateway = self.gateway
         name = attempt.model.name
         elapsed_s = time.perf_counter() - self.received_s
-        gateway.load.finished(name, self.tokens)
+        gateway.load.finished(name, self.prompt_tokens, self.output_tokens)
         gateway.guard.admission.model_finished()
         metrics = gateway.metrics
         metrics.child(metrics.in_flight, name).dec()
@@ -306,10 +324,19 @@ class Relay:
             if self.reservation is not None:
                 # The reservation is booked in full once an engine worked on the answer (the engine's own usage
                 # numbers are not read yet); a request that never got an answer costs nothing.
-                used = self.tokens if self._first_byte else 0
+                used = self.prompt_tokens + self.output_tokens if self._first_byte else 0
                 self.gateway.guard.tenancy.settle(self.reservation, self._last_model, used)
             if self.ticket is not None:
                 self.ticket.release()
+            if self.recorded is not None:
+                self._finish_record(self.recorded)
+
+    def _finish_record(self, recorded: Recorded) -> None:
+        """Tell the console's ring how the request ended: names and floats, nothing serialised."""
+        model = self._last_model.name if self._last_model is not None else recorded.planned
+        ttft_s = None if self.first_byte_s is None else self.first_byte_s - self.received_s
+        outcome = self.last_outcome or self.outcome
+        self.gateway.recent.finish(recorded, outcome.value, model, ttft_s, time.perf_counter() - self.received_s)
 
 
 def _error_event(exc: TriageError) -> bytes:

@@ -26,6 +26,7 @@ from .auth import OPEN_TENANT, Tenant
 from .backends import EngineClient
 from .classify import Classification, Classifier
 from .config import ModelConfig, TriageConfig
+from .console.recent import RecentDecisions
 from .errors import AtCapacity, EngineUnavailable, KeptLocal, ModelNotFound, NoEligibleModel
 from .intake import Endpoint, Incoming, invalid_request, receive
 from .load import LoadBoard
@@ -62,6 +63,7 @@ class Gateway:
         self.guard = safeguards or build_safeguards(config, load, metrics)
         self.models = {m.name: m for m in config.models}
         self.started_at = int(time.time())
+        self.recent = RecentDecisions()  # what the operator console shows: committed requests, newest last
         # Byte patterns for the `model` rewrite, built once: engines write compact JSON (`"model":"x"`).
         self.rewrites = {m.name: _model_rewrite(m) for m in config.models}
         # The privacy guard decides where a prompt may go and whether the audit log may keep its hash; with no
@@ -111,6 +113,7 @@ class Gateway:
             prompt_text="" if private else text,  # nothing the guard flagged reaches the store, not even a hash
             key_id=tenant.key_id,
             client_request_id=ids.client_request_id,
+            prefixes=incoming.prefixes(),
         )
         try:
             decision = self.policy.choose(route_request)
@@ -168,7 +171,7 @@ class Gateway:
         """Book the plan for a request that will run; returns the plan it runs (exploration may change it)."""
         guard = self.guard
         relay.ticket = await guard.admission.enter()
-        relay.tokens = incoming.tokens
+        relay.prompt_tokens, relay.output_tokens = incoming.prompt_tokens, incoming.output_tokens
         relay.reservation = guard.tenancy.reserve(relay.tenant, relay.request_id, plan.model, incoming.tokens)
         if plan.decision is not None and plan.route_request is not None:
             decision = self.policy.commit(plan.route_request, plan.decision)
@@ -182,6 +185,7 @@ class Gateway:
             metrics.privacy_scan_seconds.observe(incoming.screening.elapsed_s)
         for kind in plan.private:
             metrics.privacy_findings.labels(kind).inc()
+        relay.recorded = self.recent.add(relay.request_id, relay.endpoint, incoming.stream, plan, relay.tenant.key_id)
         return plan
 
     # -- the dry run and feedback -------------------------------------------------------------------------------
@@ -213,6 +217,8 @@ class Gateway:
         except ValidationError as exc:
             raise invalid_request(exc) from None
         accepted = self.policy.feedback(feedback.request_id, feedback.score, tenant.key_id)
+        if accepted:
+            self.recent.feedback(feedback.request_id, feedback.score)
         return orjson.dumps({"request_id": feedback.request_id, "accepted": accepted})
 
 

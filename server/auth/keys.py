@@ -2,8 +2,9 @@
 
 Only a SHA-256 hash of each key is stored (keys are 256-bit random, so a fast hash is enough; the clear key is
 printed once, at creation). Each key carries its tenant's limits: allowed models, whether remote providers may
-be used, requests and tokens per minute, and a daily budget (tokens for local models, dollars for remote).
-The table is created if missing, beside whatever else lives in the file (the policy's decision log).
+be used, requests and tokens per minute, and a daily budget (tokens for local models, dollars for remote); an
+admin key may also open the operator console. The table is created if missing, beside whatever else lives in the
+file (the policy's decision log), and a table made by an older Triage gains the columns it lacks.
 Knows nothing about HTTP or how limits are enforced (`tenancy.py`).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import sqlite3
 import time
@@ -19,6 +21,7 @@ from typing import Any
 
 from ..sqlite_writer import connect as sqlite_connect
 
+log = logging.getLogger(__name__)
 KEY_PREFIX = "tri-"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -32,9 +35,11 @@ CREATE TABLE IF NOT EXISTS api_keys (
     rpm          INTEGER,                -- requests per minute; NULL: unlimited
     tpm          INTEGER,                -- tokens per minute (prompt + requested output)
     daily_tokens INTEGER,                -- local tokens per UTC day
-    daily_usd    REAL                    -- remote spend per UTC day, dollars
+    daily_usd    REAL,                   -- remote spend per UTC day, dollars
+    admin        INTEGER NOT NULL DEFAULT 0  -- 1: may open the operator console (/dashboard)
 );
 """
+ADDED_COLUMNS = {"admin": "INTEGER NOT NULL DEFAULT 0"}  # columns key tables made before the console lack
 
 
 class KeyStoreError(RuntimeError):
@@ -53,6 +58,7 @@ class KeyRecord:
     tpm: int | None
     daily_tokens: int | None
     daily_usd: float | None
+    admin: bool = False  # may open the operator console
 
 
 def hash_key(key: str) -> str:
@@ -62,18 +68,30 @@ def hash_key(key: str) -> str:
 def connect(path: str) -> sqlite3.Connection:
     """A connection in WAL mode with the keys table present (same pragmas as the policy store)."""
     try:
-        return sqlite_connect(path, SCHEMA)
+        conn = sqlite_connect(path, SCHEMA)
+        add_missing_columns(conn)
+        return conn
     except (sqlite3.Error, OSError) as exc:
         raise KeyStoreError(
             f"cannot open the key store {path}: {exc}; check the directory is writable or set auth.db"
         ) from None
 
 
-_COLUMNS = "id, name, created, revoked, models, allow_remote, rpm, tpm, daily_tokens, daily_usd"
+def add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Bring a key table made by an older Triage up to the current schema (adds columns; old keys stay valid
+    and are not admins)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(api_keys)")}
+    for column, kind in ADDED_COLUMNS.items():
+        if column not in have:
+            conn.execute(f"ALTER TABLE api_keys ADD COLUMN {column} {kind}")
+            log.info("key store: added column api_keys.%s (store made by an older Triage)", column)
+
+
+_COLUMNS = "id, name, created, revoked, models, allow_remote, rpm, tpm, daily_tokens, daily_usd, admin"
 
 
 def _record(row: tuple[Any, ...]) -> KeyRecord:
-    kid, name, created, revoked, models, allow_remote, rpm, tpm, daily_tokens, daily_usd = row
+    kid, name, created, revoked, models, allow_remote, rpm, tpm, daily_tokens, daily_usd, admin = row
     return KeyRecord(
         str(kid),
         str(name),
@@ -85,6 +103,7 @@ def _record(row: tuple[Any, ...]) -> KeyRecord:
         tpm,
         daily_tokens,
         daily_usd,
+        bool(admin),
     )
 
 
@@ -109,12 +128,13 @@ class KeyStore:
         tpm: int | None = None,
         daily_tokens: int | None = None,
         daily_usd: float | None = None,
+        admin: bool = False,
     ) -> tuple[str, KeyRecord]:
         """A new key: (the clear key, shown once, and its record)."""
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         kid = "key_" + secrets.token_hex(4)
         self.conn.execute(
-            f"INSERT INTO api_keys ({_COLUMNS}, key_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO api_keys ({_COLUMNS}, key_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 kid,
                 name,
@@ -126,6 +146,7 @@ class KeyStore:
                 tpm,
                 daily_tokens,
                 daily_usd,
+                int(admin),
                 hash_key(key),
             ),
         )

@@ -29,6 +29,8 @@ class EngineStats:
     running: int
     waiting: int
     kv_cache_usage: float  # [0, 1]
+    kv_cache_tokens: int = 0  # KV-cache capacity of one engine core, in tokens; 0: not published
+    generation_tokens: float = 0.0  # vllm:generation_tokens_total, a counter (tokens since the engine started)
 
 
 class UpstreamStream:

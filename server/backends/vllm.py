@@ -7,6 +7,7 @@ engine speaks the same dialect, so its kind uses `VllmClient` too. Process manag
 
 from __future__ import annotations
 
+import re
 from contextlib import AsyncExitStack
 
 import aiohttp
@@ -23,7 +24,12 @@ _GAUGES = {
     b"vllm:num_requests_waiting": "waiting",
     b"vllm:kv_cache_usage_perc": "kv",
     b"vllm:gpu_cache_usage_perc": "kv",  # name before vLLM 0.10
+    b"vllm:generation_tokens_total": "generated",  # a counter: the probe turns it into tokens/s
 }
+# vLLM's info gauge of its CacheConfig (every field a label; value 1): the KV capacity is blocks x block size.
+_CACHE_INFO = b"vllm:cache_config_info"
+_BLOCK_SIZE = re.compile(rb'[{,]block_size="(\d+)"')
+_GPU_BLOCKS = re.compile(rb'[{,]num_gpu_blocks="(\d+)"')
 _PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
 
 
@@ -32,11 +38,19 @@ def root_of(endpoint: str) -> str:
 
 
 def parse_vllm_metrics(text: bytes) -> EngineStats:
-    values = {"running": 0.0, "waiting": 0.0, "kv": 0.0}
+    """Running and waiting requests (summed over engine cores), KV-cache use (the fullest core) and capacity
+    (the smallest core's: a request lands on one)."""
+    values = {"running": 0.0, "waiting": 0.0, "kv": 0.0, "generated": 0.0}
+    capacity = 0
     for line in text.splitlines():
         if not line.startswith(b"vllm:"):
             continue
         name = line.split(b"{", 1)[0].split(b" ", 1)[0]
+        if name == _CACHE_INFO:
+            tokens = _cache_tokens(line)
+            if tokens > 0:
+                capacity = tokens if capacity == 0 else min(capacity, tokens)
+            continue
         key = _GAUGES.get(name)
         if key is not None:
             try:
@@ -44,7 +58,15 @@ def parse_vllm_metrics(text: bytes) -> EngineStats:
             except (IndexError, ValueError):
                 continue
             values[key] = max(values[key], value) if key == "kv" else values[key] + value
-    return EngineStats(int(values["running"]), int(values["waiting"]), values["kv"])
+    return EngineStats(int(values["running"]), int(values["waiting"]), values["kv"], capacity, values["generated"])
+
+
+def _cache_tokens(line: bytes) -> int:
+    """Tokens the KV cache of one `vllm:cache_config_info` line holds; 0 before the engine sized it ("None")."""
+    block_size, blocks = _BLOCK_SIZE.search(line), _GPU_BLOCKS.search(line)
+    if block_size is None or blocks is None:
+        return 0
+    return int(block_size.group(1)) * int(blocks.group(1))
 
 
 class VllmClient(EngineClient):
@@ -71,10 +93,13 @@ class VllmClient(EngineClient):
             if total is None:
                 total = stats
             else:
+                known = [c for c in (total.kv_cache_tokens, stats.kv_cache_tokens) if c > 0]
                 total = EngineStats(
                     total.running + stats.running,
                     total.waiting + stats.waiting,
                     max(total.kv_cache_usage, stats.kv_cache_usage),
+                    min(known, default=0),
+                    total.generation_tokens + stats.generation_tokens,
                 )
         return total
 

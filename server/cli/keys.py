@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--tpm", type=int, help="tokens per minute (prompt + requested output)")
     create.add_argument("--daily-tokens", type=int, help="local tokens per UTC day")
     create.add_argument("--daily-usd", type=float, help="remote spend per UTC day, dollars")
+    create.add_argument("--admin", action="store_true", help="may open the operator console (/dashboard)")
     listing = commands.add_parser("list", help="list keys (never the keys themselves)")
     listing.add_argument("--all", action="store_true", help="include revoked keys")
     revoke = commands.add_parser("revoke", help="revoke a key by id; servers notice within seconds")
@@ -50,8 +51,9 @@ def main(argv: list[str]) -> int:
                 tpm=args.tpm,
                 daily_tokens=args.daily_tokens,
                 daily_usd=args.daily_usd,
+                admin=args.admin,
             )
-            print(json.dumps({"id": record.id, "name": record.name, "key": key}))
+            print(json.dumps({"id": record.id, "name": record.name, "key": key, "admin": record.admin}))
             print("store the key now: only its hash is kept", file=sys.stderr)
         elif args.action == "list":
             for r in store.list(include_revoked=args.all):
@@ -68,6 +70,7 @@ def main(argv: list[str]) -> int:
                             "tpm": r.tpm,
                             "daily_tokens": r.daily_tokens,
                             "daily_usd": r.daily_usd,
+                            "admin": r.admin,
                         }
                     )
                 )

@@ -42,6 +42,9 @@ class RouteRequest:
     prompt_text: str = ""  # what the classifier read; the audit log keeps only its hash unless configured
     key_id: str | None = None  # the API key that sent it (None in open mode): only it may give feedback
     client_request_id: str | None = None  # the client's own x-request-id, kept beside ours, never a key
+    # (hash of messages[:k], their estimated tokens) for k = 1..n, shortest first; () for completions. The last
+    # one names this conversation so far; earlier turns' names among them find the engine that served them.
+    prefixes: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(slots=True)

@@ -72,7 +72,7 @@ class StaticPolicy(Policy):
             )
         ranked = sorted((c for c in candidates if c.eligible), key=lambda c: c.score or 0.0, reverse=True)
         if not ranked:
-            raise_no_candidate(candidates)
+            raise_no_candidate(candidates, request, self.models)
         best = ranked[0]
         reason = f"{request.classification.category} -> {best.reason}"
         return Decision(

@@ -4,10 +4,12 @@ For each model: eligibility first (`eligibility.py`, plus the request's `max_cos
 
     U = w_q * (0.5 + complexity) * quality - w_l * ln(1 + latency / latency_scale) - w_c * cost / cost_scale
 
-where quality is the profile's per-category quality mixed over the classifier's squared category scores, moved by
-feedback (`explore.OutcomeStats`), latency is the predicted end-to-end time plus `neighbour_weight` times the
-delay this request would add to co-located engines (`latency.py`), and cost is dollars (GPU-seconds priced at
-`usd_per_gpu_hour` for local engines). Weights come from the preset or the request (`presets.py`).
+where quality is the profile's per-category quality mixed over the classifier's squared category scores (or the
+learned predictor's probability for this prompt), moved by feedback (`explore.OutcomeStats`), latency is the
+predicted end-to-end time plus `neighbour_weight` times the delay this request would add to co-located engines
+(`latency.py`; the prompt prefix an engine still caches from this conversation's earlier turns is not prefilled
+again, `affinity.py`), and cost is dollars (GPU-seconds priced at `usd_per_gpu_hour` for local engines). Weights
+come from the preset or the request (`presets.py`).
 
 Local first: the best local model that meets the latency target (predicted TTFT within `ttft_target_ms`,
 and total within the request's `max_latency_ms`) wins. When none does, or none is healthy, and remote is
@@ -16,7 +18,8 @@ reason says the target will be missed.
 
 `choose()` is pure, so `/v1/route` can explain a decision without touching anything. `commit()`, for requests
 that run, draws exploration (on `explore_share` of them a near-best local candidate is drawn by Thompson
-sampling instead), remembers the decision for feedback and writes its audit row. Knows nothing about HTTP.
+sampling instead), remembers the decision for feedback and the conversation's engine for affinity, and writes
+its audit row; `observe()` moves the affinity to the model that really answered. Knows nothing about HTTP.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..config import CATEGORIES, ModelConfig, PolicyConfig
 from ..load import LoadBoard
 from ..store import DecisionRow, Store
+from .affinity import AffinityMap
 from .base import Candidate, Decision, Outcome, Policy, RouteRequest
 from .eligibility import ineligible_reason, raise_no_candidate
 from .explore import PRIOR_STRENGTH, Explorer, OutcomeStats
@@ -65,6 +69,13 @@ class TriageOptions(BaseModel):
     explore_margin: float = Field(0.1, ge=0, description="Utility gap within which a candidate may be explored.")
     seed: int | None = Field(None, description="Exploration RNG seed (tests).")
     remember: int = Field(100_000, ge=1, description="Recent decisions kept in memory for feedback lookups.")
+    affinity_ttl_s: float = Field(
+        300.0,
+        ge=0,
+        description="How long an engine is assumed to keep a conversation's prompt prefix cached (0: no "
+        "conversation affinity). vLLM evicts unused prefix blocks only under memory pressure.",
+    )
+    affinity_entries: int = Field(100_000, ge=1, description="Conversations remembered for affinity at most.")
 
 
 def _usd_per_token(model: ModelConfig, usd_per_gpu_hour: float) -> float:
@@ -92,6 +103,8 @@ class TriagePolicy(Policy):
         self.neighbour_weight = opts.neighbour_weight
         self.implicit_weight = opts.implicit_weight
         self.remember = opts.remember
+        self.affinity = AffinityMap(opts.affinity_ttl_s, opts.affinity_entries)
+        self.prefix_caching = [m.profile.prefix_caching for m in models]  # only these engines reuse a prefix
         self.predictor = LatencyPredictor(models, load)
         self.stats = OutcomeStats(opts.prior_strength)
         self.explorer = Explorer(settings.explore_share, opts.explore_margin, opts.seed)
@@ -141,6 +154,7 @@ class TriagePolicy(Policy):
         max_latency_s = options.max_latency_ms / 1e3 if options.max_latency_ms is not None else None
         planned_tokens = request.prompt_tokens + OUTPUT_FILL * request.max_output_tokens
         learned = self.learned.predict(cls.embedding) if self.learned is not None else self._no_learned
+        cached = self.affinity.cached_tokens(request.prefixes, now) if request.prefixes else {}
 
         candidates: list[Candidate] = []
         local_ok: list[Candidate] = []  # eligible local models meeting the latency target
@@ -155,7 +169,8 @@ class TriagePolicy(Policy):
             if why_not is not None:
                 candidates.append(Candidate(model.name, False, why_not))
                 continue
-            pred = self.predictor.predict(i, snap, now, request.prompt_tokens, request.max_output_tokens)
+            cached_tokens = min(cached.get(model.name, 0), request.prompt_tokens) if self.prefix_caching[i] else 0
+            pred = self.predictor.predict(i, snap, now, request.prompt_tokens, request.max_output_tokens, cached_tokens)
             quality = self._quality(i, category, cls.category_scores, learned)
             latency = pred.total_s + self.neighbour_weight * pred.neighbour_s
             utility = (
@@ -178,6 +193,7 @@ class TriagePolicy(Policy):
                     "neighbour_ms": round(pred.neighbour_s * 1e3, 1),
                     "cost_usd": cost,
                     "in_flight": float(load.in_flight),
+                    "cached_tokens": float(cached_tokens),
                 },
             )
             candidates.append(candidate)
@@ -208,7 +224,7 @@ class TriagePolicy(Policy):
             )
             ranked = local_slow
         else:
-            raise_no_candidate(candidates)
+            raise_no_candidate(candidates, request, self.models)
         return Decision(
             chosen.model,
             reason,
@@ -224,9 +240,12 @@ class TriagePolicy(Policy):
 
     def commit(self, request: RouteRequest, decision: Decision) -> Decision:
         """On `explore_share` of real requests a near-best local candidate drawn by Thompson sampling replaces
-        the best; then the decision is remembered (for feedback) and written to the audit log."""
+        the best; then the decision is remembered (for feedback), the conversation so far is booked on the chosen
+        model (affinity), and the decision is written to the audit log."""
         if decision.explorable and self.explorer.should_explore():
             decision = self._explore(decision, request.classification.category)
+        if request.prefixes:
+            self.affinity.record(request.prefixes[-1][0], decision.model, self.clock())
         self._remember(request, decision)
         return decision
 
@@ -252,6 +271,8 @@ class TriagePolicy(Policy):
     def _explain(self, category: str, preset: str, chosen: Candidate, eligible: list[Candidate]) -> str:
         t = chosen.terms
         reason = f"{category}: {chosen.model} (quality {t['quality']:.2f}, ttft ~{t['ttft_ms']:.0f} ms; {preset})"
+        if t["cached_tokens"] > 0:
+            reason += f"; continues the conversation (~{t['cached_tokens']:.0f} prompt tokens cached there)"
         best_quality = max(eligible, key=lambda c: c.terms["quality"])
         if best_quality is not chosen and best_quality.terms["quality"] > t["quality"]:
             reason += (
@@ -276,7 +297,8 @@ class TriagePolicy(Policy):
 
     def _remember(self, request: RouteRequest, decision: Decision) -> None:
         cls = request.classification
-        self.recent[request.request_id] = Booked(cls.category, decision.model, request.key_id)
+        prefix = request.prefixes[-1][0] if request.prefixes else None
+        self.recent[request.request_id] = Booked(cls.category, decision.model, request.key_id, prefix=prefix)
         if len(self.recent) > self.remember:
             self.recent.popitem(last=False)
         if self.store is not None:
@@ -326,10 +348,13 @@ class TriagePolicy(Policy):
     def observe(self, request_id: str, model: str, outcome: Outcome, latency_s: float) -> None:
         if self.store is not None:
             self.store.record_outcome(request_id, outcome, latency_s)
-        if outcome is not Outcome.ENGINE_FAILURE or self.implicit_weight <= 0.0:
-            return  # a refusal is the request's fault and a cancellation the client's: the model did no wrong
         found = self.recent.get(request_id)
-        if found is not None:
+        if found is None:
+            return
+        if outcome is Outcome.OK and found.prefix is not None:  # the model that answered holds the prefix now
+            self.affinity.record(found.prefix, model, self.clock())
+        # a refusal is the request's fault and a cancellation the client's: the model did no wrong
+        if outcome is Outcome.ENGINE_FAILURE and self.implicit_weight > 0.0:
             self._learn(found.category, model, 0.0, self.implicit_weight)
 
 
@@ -341,6 +366,7 @@ class Booked:
     model: str
     key_id: str | None
     rated: bool = False  # feedback counts once per request
+    prefix: int | None = None  # hash of the request's whole message list: its conversation for affinity
 
 
 def _score(candidate: Candidate) -> float:

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LABELS = ["model_name", "engine"]
+CACHE_LABELS = ["block_size", "num_gpu_blocks"]
+BLOCK_SIZE = 16  # tokens per KV block: vLLM's default on CUDA
 
 
 class EngineCollector(Collector):
@@ -53,6 +55,12 @@ class EngineCollector(Collector):
         yield gauge("vllm:num_requests_running", "Number of requests in model execution batches.", eng.num_running)
         yield gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", eng.num_waiting)
         yield gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", eng.kv_cache_usage)
+        # vLLM's CacheConfig as an info gauge (there every field is a label; here the two that size the cache)
+        info = GaugeMetricFamily(
+            "vllm:cache_config_info", "Information of the LLMEngine CacheConfig", labels=[*LABELS, *CACHE_LABELS]
+        )
+        info.add_metric([*values, str(BLOCK_SIZE), str(eng.kv_cache_tokens // BLOCK_SIZE)], 1.0)
+        yield info
         yield counter("vllm:num_preemptions", "Cumulative number of preemption from the engine.", st.preemptions_total)
         yield counter("vllm:prompt_tokens", "Number of prefill tokens processed.", st.prompt_tokens_total)
         yield counter("vllm:generation_tokens", "Number of generation tokens processed.", st.generation_tokens_total)

@@ -69,6 +69,12 @@ class Metrics:
         self.engine_running = Gauge(
             "triage_engine_running_requests", "Engine running sequences at the last scrape.", ["model"], registry=r
         )
+        self.engine_kv_cache_usage = Gauge(
+            "triage_engine_kv_cache_usage_ratio",
+            "Share of the engine's KV cache in use at the last scrape, in [0, 1].",
+            ["model"],
+            registry=r,
+        )
         self.engine_restarts = Counter(
             "triage_engine_restarts", "Launched engines restarted after a crash.", ["model"], registry=r
         )

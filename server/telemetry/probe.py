@@ -1,7 +1,8 @@
-"""Background reader of engine health and queue gauges, about once a second, into the `LoadBoard`.
+"""Background reader of engine health, queue and KV-cache gauges, about once a second, into the `LoadBoard`.
 
 Engine metrics lag; router-side counters in `LoadBoard` are the fresh part. A model whose health check fails
-is marked unhealthy (the policy routes around it) until a check passes again.
+is marked unhealthy (the policy routes around it) until a check passes again. The engine's generated-token
+counter becomes a rate (tokens/s between two scrapes) for the operator console.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 
 from ..backends import EngineClient
 from ..load import LoadBoard
@@ -26,6 +29,8 @@ class EngineProbe:
         self.metrics = metrics
         self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
+        self._generated: dict[str, tuple[float, float]] = {}  # model -> (clock s, tokens) at the last scrape
+        self.clock: Callable[[], float] = time.monotonic  # tests swap in their own
 
     async def start(self) -> None:
         await self.poll_once()
@@ -61,6 +66,17 @@ class EngineProbe:
         if healthy:
             stats = await client.stats()
             if stats is not None:
-                self.load.record_scrape(name, stats.running, stats.waiting, stats.kv_cache_usage)
+                self.load.record_scrape(name, stats.running, stats.waiting, stats.kv_cache_usage, stats.kv_cache_tokens)
                 self.metrics.engine_waiting.labels(name).set(stats.waiting)
                 self.metrics.engine_running.labels(name).set(stats.running)
+                self.metrics.engine_kv_cache_usage.labels(name).set(stats.kv_cache_usage)
+                self._token_rate(name, stats.generation_tokens)
+
+    def _token_rate(self, name: str, tokens: float) -> None:
+        """Tokens/s since the previous scrape (0 when the counter went down: the engine restarted)."""
+        now_s = self.clock()
+        last = self._generated.get(name)
+        self._generated[name] = (now_s, tokens)
+        if last is not None and now_s > last[0]:
+            rate = (tokens - last[1]) / (now_s - last[0]) if tokens >= last[1] else 0.0
+            self.load.engine(name).generation_tok_per_s = rate

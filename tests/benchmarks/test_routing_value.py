@@ -59,7 +59,7 @@ def test_runs_on_any_outcomes_file_of_that_shape(tmp_path: Path) -> None:
         [
             *("--outcomes", str(outcomes), "--cache-dir", str(tmp_path / "cache"), "--out", str(out)),
             # 7B steps (few per virtual second) on two slots per engine: saturates at a few requests per second
-            *("--max-num-seqs", "2", "--max-in-flight", "4", "--predictor-epochs", "3"),
+            *("--max-num-seqs", "2", "--max-in-flight", "4"),
             *("--profile-repeats", "2", "--profile-time-scale", "1"),
             *(
                 "--duration",

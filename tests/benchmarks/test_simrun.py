@@ -41,8 +41,11 @@ def test_light_load_is_served_at_idle_speed_and_accounted() -> None:
         assert s.model in ("a", "b") and s.outcome == "ok"
         assert math.isclose(s.first_token_s - shot.arrival_s, idle_s)
         assert shot.arrival_s < s.done_s < shot.arrival_s + 1.0
-    assert all(e.in_flight == 0 and e.in_flight_tokens == 0 for e in load.engines.values())
+    assert all(
+        e.in_flight == e.in_flight_prompt_tokens == e.in_flight_output_tokens == 0 for e in load.engines.values()
+    )
     assert load.engine("a").scraped_at_s == 12.0  # scraped on the virtual clock, every second
+    assert load.engine("a").kv_cache_tokens == cluster.engines["a"].kv_cache_tokens  # capacity, as vLLM publishes
     summary = latency_summary(shots, served, 12.0, 0.5, ["a", "b"])
     assert summary["slo_attainment"] == 1.0 and summary["rejected_share"] == 0.0
 

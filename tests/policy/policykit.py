@@ -57,10 +57,12 @@ def policy(models: list[ModelConfig] | None = None, load: LoadBoard | None = Non
     return TriagePolicy(models or trio(), load or LoadBoard(), PolicyConfig(name="triage", options=options, **settings))
 
 
-def busy(load: LoadBoard, model: str, in_flight: int, tokens_each: int = 700) -> None:
+def busy(load: LoadBoard, model: str, in_flight: int, prompt_each: int = 450, output_each: int = 250) -> None:
+    """`model` has `in_flight` requests open, each `prompt_each` prompt and `output_each` requested output tokens."""
     state = load.engine(model)
     state.in_flight = in_flight
-    state.in_flight_tokens = in_flight * tokens_each
+    state.in_flight_prompt_tokens = in_flight * prompt_each
+    state.in_flight_output_tokens = in_flight * output_each
 
 
 def commit(p: TriagePolicy, r: RouteRequest) -> Decision:

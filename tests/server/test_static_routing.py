@@ -68,9 +68,9 @@ def test_category_goes_to_role_and_remote_is_excluded_by_default() -> None:
 
 def test_busy_role_model_still_wins_static_routing_until_its_cap() -> None:
     policy, load = _policy()
-    load.started("coder", 100)
+    load.started("coder", 60, 40)
     assert policy.choose(_request("Write a Python function")).model == "coder"
-    load.started("coder", 100)  # at cap (2)
+    load.started("coder", 60, 40)  # at cap (2)
     decision = policy.choose(_request("Write a Python function"))
     assert decision.model != "coder"
 
@@ -93,8 +93,8 @@ def test_no_eligible_model_errors() -> None:
         policy.choose(_request("hi"))
     only_coder = RouteOptions(models=["coder"])
     load.mark_healthy("coder")
-    load.started("coder", 1)
-    load.started("coder", 1)
+    load.started("coder", 1, 0)
+    load.started("coder", 1, 0)
     with pytest.raises(RateLimited):
         policy.choose(_request("hi", options=only_coder))
 

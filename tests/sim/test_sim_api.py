@@ -6,6 +6,7 @@ import httpx
 import openai
 import orjson
 
+from server.backends.vllm import parse_vllm_metrics
 from server.sim.text import SIM_MARKER
 from tests.sim.simkit import StartCluster, metric, spec
 
@@ -143,5 +144,7 @@ async def test_health_metrics_state(start_cluster: StartCluster, client: httpx.A
     assert metric(text, "vllm:time_to_first_token_seconds_count") == 1
     assert 'vllm:request_success_total{engine="0",finished_reason="length",model_name="sim-a"} 1.0' in text
     assert "vllm:kv_cache_usage_perc" in text and "vllm:e2e_request_latency_seconds_bucket" in text
+    stats = parse_vllm_metrics(text.encode())  # what the router's probe reads, KV capacity included
+    assert stats.kv_cache_tokens > 0 and stats.kv_cache_tokens % 16 == 0
     state = (await client.get(root + "/sim/state")).json()
     assert state["running"] == 0 and state["generation_tokens_total"] == 3

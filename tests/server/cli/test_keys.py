@@ -34,6 +34,16 @@ def test_create_list_revoke_through_the_cli(tmp_path: Path, capsys: pytest.Captu
     assert main(["--db", db, "revoke", created["id"]]) == 1
 
 
+def test_admin_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "triage.db")
+    assert main(["--db", db, "create", "ops", "--admin"]) == 0
+    assert json.loads(capsys.readouterr().out)["admin"] is True
+    assert main(["--db", db, "create", "team"]) == 0
+    assert json.loads(capsys.readouterr().out)["admin"] is False
+    assert main(["--db", db, "list"]) == 0
+    assert [json.loads(line)["admin"] for line in capsys.readouterr().out.splitlines()] == [True, False]
+
+
 def test_unwritable_store_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")

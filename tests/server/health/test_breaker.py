@@ -1,4 +1,5 @@
-"""Circuit breaker: the state machine alone, then a failing engine routed around by `auto` requests."""
+"""Circuit breaker: the state machine alone, its count of request failures as the policies see it, then a failing
+engine routed around by `auto` requests."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import httpx
 from server.config import BreakerConfig, parse_config
 from server.health import Breakers, BreakerState, CircuitBreaker
 from server.load import LoadBoard
+from server.policy.eligibility import ineligible_reason
 from server.telemetry.metrics import Metrics
+from tests.policy.policykit import request, trio
 
 from ..conftest import free_port, run_triage, sim_model
 
@@ -79,3 +82,18 @@ def test_failing_engine_is_routed_around_once_its_breaker_opens() -> None:
         named = httpx.post(triage.base_url + "/v1/chat/completions", json={**body, "model": "flaky"}, timeout=20)
         assert named.status_code == 503 and "circuit breaker" in named.json()["error"]["message"]
         assert int(named.headers["retry-after"]) >= 1
+
+
+def test_request_failures_are_counted_once_and_rule_the_engine_out_for_every_policy() -> None:
+    load, metrics = LoadBoard(), Metrics()
+    coder = trio()[0]
+    breakers = Breakers([coder.name], BreakerConfig(failures=3, cooldown_s=30.0), load, metrics)
+    for _ in range(2):
+        breakers.failure(coder.name)
+    breakers.success(coder.name)  # an answer in between: the count starts over
+    for n in range(1, 4):
+        assert ineligible_reason(coder, load.engine(coder.name), request("code"), False) is None
+        breakers.failure(coder.name)
+        assert breakers.breakers[coder.name].consecutive_failures == n
+    reason = ineligible_reason(coder, load.engine(coder.name), request("code"), False)
+    assert reason is not None and "circuit breaker open" in reason
