@@ -304,12 +304,14 @@ def learned_router_gain() -> tuple[float | None, str]:
     path = REPO / "models" / "artifacts" / "quality" / "meta.json"
     if not path.exists():
         return None, f"{path.relative_to(REPO)} not found: run `triage train-quality`"
-    held_out = json.loads(path.read_text()).get("metrics_heldout", {}).get("average", {}).get("prompt_weighted", {})
+    held = json.loads(path.read_text()).get("metrics_heldout", {})
+    held = held.get("id", held)  # format 2: the in-distribution hold-out ("id") beside leave-one-benchmark-out
+    held_out = held.get("average", {}).get("prompt_weighted", {})
     if "routed_minus_best_single" not in held_out:
-        return None, f"{path.relative_to(REPO)} has no metrics_heldout.average.prompt_weighted"
+        return None, f"{path.relative_to(REPO)} has no metrics_heldout[.id].average.prompt_weighted"
     return (
         round(100 * float(held_out["routed_minus_best_single"]), 2),
-        f"{path.relative_to(REPO)}: metrics_heldout.average.prompt_weighted (n={held_out.get('n')}), "
+        f"{path.relative_to(REPO)}: metrics_heldout[.id].average.prompt_weighted (n={held_out.get('n')}), "
         f"routed {held_out.get('routed')} vs best single {held_out.get('best_single')}",
     )
 
