@@ -527,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
                 **{key: vars(m) for key, m in workload.OUTPUT_LENGTHS},
                 "default": vars(workload.DEFAULT_LENGTH),
             },
-            "workload.best_single": bench.single,
+            "best_single": bench.single,
             "static_category_to_model": bench.static_map,
             "policies": args.policies,
         },
