@@ -8,9 +8,11 @@ on 127.0.0.1 (server/sim/runner.py) and measured with the profile command's own 
 
 Two things are set for this 2-core box: the engine runs `time_scale` times slower than an H100 and the
 measured times are divided back (rates multiplied), so that the box's own HTTP and event-loop cost (about a
-millisecond per request) does not swamp 5 ms decode steps; and `concurrency` defaults to the engine's
-`max_num_seqs`, because the policy reads `peak_decode_tok_per_s` as the rate at max_num_seqs (the command's
-own default of 32 would under-state it). Knows nothing about routing or the workload.
+millisecond per request, and 256 streams' worth of SSE events per step in the peak phase) does not swamp 5 ms
+decode steps (at 8x the peak rate still varied from 8.3k to 12.1k tokens/s with the box's load); and
+`concurrency` defaults to the engine's `max_num_seqs`, because the policy reads `peak_decode_tok_per_s` as the
+rate at max_num_seqs (the command's own default of 32 would under-state it). Knows nothing about routing or the
+workload.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ async def _measure(spec: SimEngineSpec, repeats: int, concurrency: int, timeout_
 def measure_shape(
     shape: str,
     max_num_seqs: int,
-    time_scale: float = 8.0,
+    time_scale: float = 16.0,
     repeats: int = 5,
     concurrency: int | None = None,
     timeout_s: float = 300.0,

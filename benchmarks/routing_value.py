@@ -413,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--shapes", default="", help="per-model override: MODEL=SHAPE,MODEL=SHAPE")
     g.add_argument("--max-num-seqs", type=int, default=256, help="engine batch (vLLM's default)")
     g.add_argument("--max-in-flight", type=int, default=512, help="router cap per model (Triage's default)")
-    g.add_argument("--profile-time-scale", type=float, default=8.0, help="engine slow-down while profiling")
+    g.add_argument("--profile-time-scale", type=float, default=16.0, help="engine slow-down while profiling")
     g.add_argument("--profile-repeats", type=int, default=5)
     g.add_argument("--profile-concurrency", type=int, default=0, help="0: max_num_seqs")
     g = p.add_argument_group("load and scoring")
