@@ -21,6 +21,7 @@ from .classify import Classifier, KeywordClassifier, build_classifier
 from .config import ConfigError, TriageConfig
 from .errors import InvalidRequest, MethodNotAllowed, RouteNotFound, TriageError, http_error
 from .frontdoor import TriageApp
+from .gatekeeper import Gatekeeper
 from .load import LoadBoard
 from .policy import POLICIES
 from .routes import attach_router
@@ -102,7 +103,7 @@ def build_app(config: TriageConfig, *, middleware: Sequence[Middleware] = ()) ->
     app.state.drain = Drain(config.server.drain_s)  # SIGTERM reaches it through shutdown.DrainingServer
     attach_router(app)
     install_error_handlers(app)
-    return TriageApp(app, middleware)
+    return TriageApp(app, [*middleware, Middleware(Gatekeeper, state=app.state, server=config.server)])
 
 
 def _error_response(request: Request, exc: BaseException) -> Response:

@@ -83,6 +83,22 @@ class RequestTooLarge(TriageError):
     default_code = "request_too_large"
 
 
+class RequestTimeout(TriageError):
+    """The client did not send its headers or body in time (server.header_timeout_s, server.body_timeout_s)."""
+
+    status = 408
+    type = "invalid_request_error"
+    default_code = "request_timeout"
+
+
+class HeadersTooLarge(TriageError):
+    """The request's headers together exceed server.max_header_bytes."""
+
+    status = 431
+    type = "invalid_request_error"
+    default_code = "request_header_fields_too_large"
+
+
 class RateLimited(TriageError):
     """Too much in flight or over a key's limits; `retry_after_s` goes into the Retry-After header."""
 

@@ -26,7 +26,7 @@ from .auth import OPEN_TENANT, Tenant
 from .backends import EngineClient
 from .classify import Classification, Classifier
 from .config import ModelConfig, TriageConfig
-from .errors import AtCapacity, EngineUnavailable, KeptLocal, ModelNotFound, NoEligibleModel
+from .errors import AtCapacity, EngineUnavailable, Forbidden, KeptLocal, ModelNotFound, NoEligibleModel
 from .intake import Endpoint, Incoming, invalid_request, receive
 from .load import LoadBoard
 from .policy import Policy, RouteRequest
@@ -139,6 +139,11 @@ class Gateway:
                 param="model",
             )
         self.guard.tenancy.check_model(tenant, model)
+        if model.remote and not self.policy.settings.allow_remote:
+            raise Forbidden(
+                f"model '{model.name}' is a remote provider and policy.allow_remote is false; name a local model",
+                param="model",
+            )
         if private and model.remote:
             raise KeptLocal(
                 f"the prompt contains {', '.join(private)}, so it may not go to remote model '{model.name}'; "
