@@ -148,6 +148,14 @@ class EngineUnavailable(TriageError):
     default_code = "engine_unavailable"
 
 
+class EngineAnswerTooLarge(EngineUnavailable):
+    """The engine sent more than the router holds (models[].limits): treated as a failing engine, with a 502."""
+
+    status = 502
+    type = "engine_error"
+    default_code = "engine_answer_too_large"
+
+
 class EngineTimeout(TriageError):
     status = 504
     type = "engine_timeout"
