@@ -8,8 +8,9 @@ counts the bytes that arrive before the headers are complete and answers 431 onc
 read. It also bounds time: a connection must finish its headers within `server.header_timeout_s` of its first
 byte (or of opening), and its body within `server.body_timeout_s` of the headers, else it gets a 408 and is
 closed (uvicorn has no header or body read timeout of its own with httptools). A client that half-closes its
-side after sending a whole request (`shutdown(SHUT_WR)`) still gets its answer; asyncio's default would close
-the connection at the EOF. `uvicorn_options()` adds uvicorn's caps: `limit_concurrency` (connections and tasks;
+side after sending a whole request (`shutdown(SHUT_WR)`) still gets its answer, where asyncio's default would
+close the connection at the EOF; one that closed its socket is still found gone within about a second
+(`eof_received`). `uvicorn_options()` adds uvicorn's caps: `limit_concurrency` (connections and tasks;
 beyond it uvicorn answers 503) and `timeout_keep_alive`.
 
 What protects the header phase: the byte cap and the header deadline above, per connection, and
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import socket
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -32,6 +34,7 @@ from .config import ServerConfig
 from .errors import HeadersTooLarge, RequestTimeout, TriageError
 
 log = logging.getLogger(__name__)
+PEER_CHECKS_S = (0.02, 0.1, 0.3, 0.6)  # after a half-close, when to look for a reset (cumulative: about 1 s)
 LINGER_S = 1.0  # how long a refused connection's further bytes are read and dropped before it is closed
 
 
@@ -87,14 +90,36 @@ class TriageHttpProtocol(HttpToolsProtocol):
         )
 
     def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio.Protocol allows a bool
-        """Keep the connection open for the answer when the client half-closes after a whole request."""
+        """Keep the connection open for the answer when the client half-closes after a whole request.
+
+        A FIN alone does not say whether the client only stopped sending (`shutdown(SHUT_WR)`) or went away
+        (`close()`); what its kernel does with our next bytes does: a closed socket answers them with a reset.
+        So an answer not yet begun is preceded by `100 Continue`, which every HTTP/1.1 client must skip, and
+        the socket is checked for that reset a few times over the next second; a client that went away is
+        reported gone, which cancels its engine request, as before."""
         cycle = self.cycle
-        if self._rejected:
-            return None
-        if self._phase is _Phase.ANSWERING and cycle is not None and not cycle.response_complete:
-            cycle.keep_alive = False  # close once the answer is out
-            return True
-        return None  # asyncio closes the transport: nothing more can arrive, and nothing is owed
+        if self._rejected or self._phase is not _Phase.ANSWERING or cycle is None or cycle.response_complete:
+            return None  # asyncio closes the transport: nothing more can arrive, and nothing is owed
+        if cycle.scope["http_version"] != "1.1":
+            return None  # no 1xx for HTTP/1.0: an EOF means the client is gone
+        cycle.keep_alive = False  # close once the answer is out
+        if not cycle.response_started:  # once bytes flow, a reset shows on the next write by itself
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self._check_peer(PEER_CHECKS_S)
+        return True
+
+    def _check_peer(self, delays_s: tuple[float, ...]) -> None:
+        """After a half-close: report the client gone once its socket was reset; check again after each delay."""
+        cycle = self.cycle
+        if self.transport.is_closing() or cycle is None or cycle.response_complete:
+            return
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            cycle.disconnected = True
+            cycle.message_event.set()
+            self.transport.close()
+        elif delays_s:
+            self.loop.call_later(delays_s[0], self._check_peer, delays_s[1:])
 
     # -- parser callbacks ----------------------------------------------------------------------------------
 

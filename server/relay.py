@@ -33,6 +33,7 @@ from .errors import ClientDisconnected, EngineError, EngineTimeout, EngineUnavai
 from .intake import Endpoint, Incoming
 from .policy import Decision, Outcome, RouteRequest
 from .policy.eligibility import ineligible_reason
+from .usage import StreamUsage, body_usage
 
 if TYPE_CHECKING:
     from .serving import Gateway
@@ -102,7 +103,9 @@ class Relay:
         self.outcome = Outcome.CANCELLED  # until the answer is complete, a close means the client left
         self.ticket: Ticket | None = None
         self.reservation: Reservation | None = None
-        self.tokens = 0  # what the reservation and the load accounting count for this request
+        self.tokens = 0  # what the load accounting counts for this request
+        self.client_asked_usage = True  # False: the router asked for the stream's usage event, and strips it
+        self.reported_tokens: int | None = None  # the engine's own count (`usage`), when it gave one
         self._first = b""
         self._attempt: _Attempt | None = None
         self._last_model: ModelConfig | None = None  # the model of the latest attempt, whom usage is booked on
@@ -187,6 +190,8 @@ class Relay:
         answer = await (work if until_disconnect is None else _unless_disconnected(work, until_disconnect))
         back_s = time.perf_counter()
         self.body = self.gateway.rewrites[name](answer)
+        if self.reservation is not None:
+            self.reported_tokens = body_usage(answer)
         self.outcome = Outcome.OK
         self._first_byte = True
         self._observe_overhead(attempt, back_s)
@@ -240,6 +245,15 @@ class Relay:
         if stream is None or attempt is None:
             return
         rewrite = self.gateway.rewrites[attempt.model.name]
+        if self.reservation is not None:  # a key's request: read the usage, and drop what only the router asked
+            meter = StreamUsage(keep_usage_event=self.client_asked_usage)
+            model_rewrite = rewrite
+
+            def rewrite(events: bytes) -> bytes:
+                events = model_rewrite(meter.feed(events))
+                self.reported_tokens = meter.total
+                return events
+
         drain = self.gateway.guard.drain
         yield rewrite(self._first)
         try:
@@ -303,13 +317,17 @@ class Relay:
             if self.stream is not None:
                 self.stream.close()  # before the first byte is read in full, this aborts the engine's work too
             self._end_attempt(self.outcome)
-            if self.reservation is not None:
-                # The reservation is booked in full once an engine worked on the answer (the engine's own usage
-                # numbers are not read yet); a request that never got an answer costs nothing.
-                used = self.tokens if self._first_byte else 0
-                self.gateway.guard.tenancy.settle(self.reservation, self._last_model, used)
-            if self.ticket is not None:
-                self.ticket.release()
+            try:
+                if self.reservation is not None:
+                    # What the engine reported, else the reservation in full once an engine worked on the answer;
+                    # a request that never got an answer costs nothing.
+                    used = self.reported_tokens if self.reported_tokens is not None else self.reservation.tokens
+                    if not self._first_byte:
+                        used = 0
+                    await self.gateway.guard.tenancy.settle(self.reservation, self._last_model, used)
+            finally:
+                if self.ticket is not None:
+                    self.ticket.release()
 
 
 def _error_event(exc: TriageError) -> bytes:

@@ -170,7 +170,15 @@ class Gateway:
         guard = self.guard
         relay.ticket = await guard.admission.enter()
         relay.tokens = incoming.tokens
-        relay.reservation = guard.tenancy.reserve(relay.tenant, relay.request_id, plan.model, incoming.tokens)
+        reservation = await guard.tenancy.reserve(
+            relay.tenant, relay.request_id, plan.model, incoming.demand(plan.model.context_length)
+        )
+        relay.reservation = reservation
+        if reservation is not None:  # a key's request: cap what its budget allows, and learn what it used
+            if reservation.max_tokens is not None:
+                incoming.cap_output(reservation.max_tokens)
+            if incoming.stream:
+                relay.client_asked_usage = incoming.ask_usage()
         if plan.decision is not None and plan.route_request is not None:
             decision = self.policy.commit(plan.route_request, plan.decision)
             if decision is not plan.decision:
@@ -208,7 +216,10 @@ class Gateway:
             decide_ms=round(plan.decide_ms, 4),
         )
 
-    async def feedback(self, raw: bytes, tenant: Tenant = OPEN_TENANT) -> bytes:
+    async def feedback(self, raw: bytes, tenant: Tenant = OPEN_TENANT, client: str | None = None) -> bytes:
+        """A score for a committed request, from the key that made it, once; rate-limited per key (open mode:
+        per `client` address)."""
+        self.guard.tenancy.admit_feedback(tenant, client)
         try:
             feedback = FeedbackRequest.model_validate_json(raw)
         except ValidationError as exc:

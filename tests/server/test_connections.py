@@ -5,6 +5,7 @@ buffered, slow headers and bodies are cut at their deadlines, a half-closed clie
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import resource
 import select
@@ -111,10 +112,25 @@ def test_a_client_that_half_closes_after_its_request_gets_the_answer(limited: Ru
         with _connect(limited) as sock:
             sock.sendall(_chat_request(body))
             sock.shutdown(socket.SHUT_WR)
-            answer = _read_all(sock)
+            answer = _read_all(sock).removeprefix(b"HTTP/1.1 100 Continue\r\n\r\n")  # clients skip a 1xx
         head, _, payload = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200"), answer[:300]
         assert b"choices" in payload
+
+
+def test_a_real_client_library_reads_the_answer_past_the_half_close_probe(limited: RunningTriage) -> None:
+    """The answer to a half-closed request starts with a `100 Continue` (see `eof_received`); http.client skips
+    it, as HTTP/1.1 clients must."""
+    port = int(limited.base_url.rsplit(":", 1)[1])
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("POST", "/v1/chat/completions", body=CHAT, headers={"content-type": "application/json"})
+        assert connection.sock is not None
+        connection.sock.shutdown(socket.SHUT_WR)
+        response = connection.getresponse()
+        assert response.status == 200 and json.loads(response.read())["choices"]
+    finally:
+        connection.close()
 
 
 def _raise_fd_limit(needed: int) -> None:
