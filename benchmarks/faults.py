@@ -540,12 +540,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration-s", type=float, default=8.0, help="load per scenario (overload: twice)")
     from benchmarks.attacks import ATTACKS, attack_summary  # not at the top: attacks.py imports this module
     from benchmarks.privacy_guard import privacy_summary
+    from models.data import DEFAULT_PROMPTS
 
     scenarios = {**SCENARIOS, **ATTACKS}
     parser.add_argument(
         "--only", nargs="*", choices=[*scenarios, "schemathesis", "privacy_guard"], help="run these only"
     )
     parser.add_argument("--out", default=str(RESULTS), help="results JSON")
+    parser.add_argument("--prompts", type=Path, default=DEFAULT_PROMPTS, help="privacy_guard's ordinary prompts")
     args = parser.parse_args(argv)
     chosen = args.only or [*scenarios, "schemathesis", "privacy_guard"]
     results: dict[str, Any] = {}
@@ -555,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
             if name == "schemathesis":
                 results[name] = schemathesis_run(Path(tmp), args)
             elif name == "privacy_guard":
-                results[name] = privacy_summary()
+                results[name] = privacy_summary(args.prompts)
             else:
                 results[name] = asyncio.run(scenarios[name](Path(tmp), args))
             results[name]["wall_s"] = round(time.monotonic() - t0, 1)

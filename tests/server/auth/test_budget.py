@@ -97,6 +97,21 @@ async def test_settle_books_what_was_used_and_frees_the_hold(tmp_path: Path) -> 
         book.close()
 
 
+async def test_a_remote_budget_is_held_in_dollars(tmp_path: Path) -> None:
+    book = BudgetBook(str(tmp_path / "b.db"), hold_s=600)
+    remote = Limit("key_a", 0.001, True, 1e-6)  # $0.001 a day at $1 per 1M tokens: 1,000 tokens' worth
+    try:
+        hold = await book.reserve(remote, "r1", demand(cap=490))
+        assert isinstance(hold, Hold) and hold.tokens == 500 and hold.usd == pytest.approx(0.0005)
+        assert book.held_now("key_a").tokens == 0 and book.held_now("key_a").usd == pytest.approx(0.0005)
+        assert isinstance(await book.reserve(remote, "r2", demand(cap=490)), Hold)
+        assert isinstance(await book.reserve(remote, "r3", demand(cap=1)), Refusal)  # the dollars are held
+        used = await book.settle(hold, "cloud", True, 300, 0.0003)
+        assert used.usd == pytest.approx(0.0003) and used.tokens == 0  # remote use is counted in dollars only
+    finally:
+        book.close()
+
+
 async def test_a_dead_routers_holds_expire(tmp_path: Path) -> None:
     path = str(tmp_path / "b.db")
     dead = BudgetBook(path, hold_s=0.0)  # its holds expire at once, as a crashed process's eventually do

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from server.auth.keys import KeyStore
+from server.auth.ratelimit import Limiter
 from server.auth.tenancy import TokenBucket, resolve_mode
 from server.config import parse_config
 
@@ -26,6 +27,16 @@ def test_token_bucket() -> None:
     assert bucket.take(1, 0.0) == pytest.approx(1.0)
     assert bucket.take(1, 1.0) == 0.0
     assert TokenBucket(10).take(50, 0.0) == 0.0  # bigger than a minute's worth: passes on a full bucket
+
+
+def test_a_limiter_keeps_one_bucket_per_name_and_forgets_the_oldest(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("server.auth.ratelimit.MAX_NAMES", 3)
+    limiter = Limiter(2)
+    assert [limiter.take("a", 0.0) for _ in range(2)] == [0.0, 0.0] and limiter.take("a", 0.0) > 0
+    assert limiter.take("b", 0.0) == 0.0  # its own bucket
+    for name in ("c", "d"):
+        limiter.take(name, 0.0)
+    assert limiter.take("a", 0.0) == 0.0  # forgotten (the least recently used of four): a fresh bucket
 
 
 def test_default_mode_follows_the_bind_address() -> None:
