@@ -22,6 +22,7 @@ from .config import ConfigError, TriageConfig
 from .console import Console, attach_console
 from .errors import InvalidRequest, MethodNotAllowed, RouteNotFound, TriageError, http_error
 from .frontdoor import TriageApp
+from .gatekeeper import Gatekeeper
 from .load import LoadBoard
 from .policy import POLICIES
 from .routes import attach_router
@@ -110,7 +111,7 @@ def build_app(config: TriageConfig, *, middleware: Sequence[Middleware] = ()) ->
     attach_router(app)
     attach_console(app)
     install_error_handlers(app)
-    return TriageApp(app, middleware)
+    return TriageApp(app, [*middleware, Middleware(Gatekeeper, state=app.state, server=config.server)])
 
 
 def _error_response(request: Request, exc: BaseException) -> Response:

@@ -177,6 +177,13 @@ class LaunchConfig(Strict):
         return f"http://{host}:{port}/v1"
 
 
+class AnswerLimits(Strict):
+    """How much of an engine's answer the router will hold, in bytes (a misbehaving engine gets a 502)."""
+
+    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="A whole non-streamed answer.")
+    max_event_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="One server-sent event of a streamed answer.")
+
+
 class ModelConfig(Strict):
     name: str = Field(min_length=1, description="The name clients use; 'auto' is reserved.")
     kind: str = Field(
@@ -204,6 +211,7 @@ class ModelConfig(Strict):
     gpu: str | None = Field(None, description="GPU id the engine runs on; engines sharing one contend.")
     max_in_flight: int = Field(512, ge=1, description="Router-side cap on concurrent requests to this model.")
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    limits: AnswerLimits = Field(default_factory=AnswerLimits)
     profile: Profile = Field(default_factory=Profile)
     # Last, so that its check sees the fields it fills gaps from (name, endpoints, gpu, context_length).
     simulated: SerializeAsAny[BaseModel] | None = Field(
@@ -321,6 +329,23 @@ class ServerConfig(Strict):
         "(fallbacks included) until its first byte; each attempt also has its "
         "model's timeouts.",
     )
+    limit_concurrency: int = Field(
+        4096, ge=1, description="Open connections (and tasks) at most; beyond it new requests get a 503 (uvicorn)."
+    )
+    keep_alive_timeout_s: float = Field(5.0, gt=0, description="An idle kept-alive connection is closed after this.")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A connection must send a request's headers within this of its first byte."
+    )
+    body_timeout_s: float = Field(60.0, gt=0, description="A request's body must arrive within this of its headers.")
+    max_header_bytes: int = Field(
+        64 * 1024, ge=1024, description="Request headers larger than this in total get a 431 and a closed connection."
+    )
+    metrics_anonymous_loopback: bool = Field(
+        False, description="With API keys required, still serve /metrics without a key to clients on loopback."
+    )
+    feedback_per_minute: int = Field(
+        60, ge=1, description="POST /v1/feedback calls per minute per API key (open mode: per client address)."
+    )
 
     @property
     def loopback(self) -> bool:
@@ -380,7 +405,9 @@ class ClassifierConfig(Strict):
 class PolicyConfig(Strict):
     name: str = Field("triage", description="A key of server.policy.POLICIES (checked at start-up).")
     preset: Priority = Field("balanced", description="Utility weights: a key of server.policy.presets.PRESETS.")
-    allow_remote: bool = Field(False, description="Default for requests that do not say.")
+    allow_remote: bool = Field(
+        False, description="Whether remote providers may be used at all; false is a ceiling no request can lift."
+    )
     explore_share: float = Field(0.02, ge=0, le=0.2, description="Share of decisions that explore (Thompson).")
     store: str | None = Field(
         None, description="SQLite file for the decision audit log and feedback statistics; null: memory only."

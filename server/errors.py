@@ -91,6 +91,22 @@ class RequestTooLarge(TriageError):
     default_code = "request_too_large"
 
 
+class RequestTimeout(TriageError):
+    """The client did not send its headers or body in time (server.header_timeout_s, server.body_timeout_s)."""
+
+    status = 408
+    type = "invalid_request_error"
+    default_code = "request_timeout"
+
+
+class HeadersTooLarge(TriageError):
+    """The request's headers together exceed server.max_header_bytes."""
+
+    status = 431
+    type = "invalid_request_error"
+    default_code = "request_header_fields_too_large"
+
+
 class RateLimited(TriageError):
     """Too much in flight or over a key's limits; `retry_after_s` goes into the Retry-After header."""
 
@@ -138,6 +154,14 @@ class EngineUnavailable(TriageError):
     status = 503
     type = "engine_unavailable"
     default_code = "engine_unavailable"
+
+
+class EngineAnswerTooLarge(EngineUnavailable):
+    """The engine sent more than the router holds (models[].limits): treated as a failing engine, with a 502."""
+
+    status = 502
+    type = "engine_error"
+    default_code = "engine_answer_too_large"
 
 
 class EngineTimeout(TriageError):

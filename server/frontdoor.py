@@ -72,7 +72,7 @@ class FrontDoor:
                     await self._generate(endpoint, scope, receive, send)
                 else:
                     exc = MethodNotAllowed(f"method {scope['method']} is not allowed on {scope['path']}; use POST")
-                    await _send_error(send, exc, {"allow": "POST"}, scope)
+                    await send_error(send, exc, {"allow": "POST"}, scope)
                 return
         await self.app(scope, receive, send)
 
@@ -104,7 +104,7 @@ class FrontDoor:
                 log.warning("sending the answer to %s failed: %r", ids.request_id, exc)
             else:
                 echo = {"x-triage-request-id": ids.request_id, "x-request-id": ids.client_request_id or ids.request_id}
-                await _send_error(send, exc, echo, scope)
+                await send_error(send, exc, echo, scope)
         finally:
             if relay is not None:
                 await relay.aclose()
@@ -166,7 +166,7 @@ async def _body_chunks(receive: Receive) -> AsyncIterator[bytes]:
             return
 
 
-async def _send_error(send: Send, exc: BaseException, headers: dict[str, str], scope: Scope) -> None:
+async def send_error(send: Send, exc: BaseException, headers: dict[str, str], scope: Scope) -> None:
     error = http_error(exc, f"{scope['method']} {scope['path']}")
     out = _JSON + _encode({**headers, **error.headers})
     await send({"type": "http.response.start", "status": error.status, "headers": out})

@@ -11,6 +11,7 @@ from .protocol import ChatCompletionRequest, ChatMessage, CompletionRequest
 
 CHARS_PER_TOKEN = 4  # a deliberate over-estimate for English BPE (~4.2): context checks err on the safe side
 DEFAULT_OUTPUT_TOKENS = 256  # what a request that sets no max_tokens is assumed to generate, for planning
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's (and vLLM's) max_tokens for /v1/completions when none is sent
 _MESSAGE_OVERHEAD_TOKENS = 4  # role and separators per chat message
 PREFIX_HASH_CHARS = 256  # of a long message, its length and its first and last this many characters are hashed:
 # enough to tell conversations apart
@@ -41,6 +42,7 @@ def prompt_text(request: ChatCompletionRequest | CompletionRequest) -> str:
 
 
 def estimate_prompt_tokens(request: ChatCompletionRequest | CompletionRequest) -> int:
+    """One sequence's prompt: the longest of a batch (what must fit a model's context)."""
     if isinstance(request, ChatCompletionRequest):
         chars = sum(len(_message_text(m)) for m in request.messages)
         return chars // CHARS_PER_TOKEN + _MESSAGE_OVERHEAD_TOKENS * len(request.messages)
@@ -57,10 +59,41 @@ def estimate_prompt_tokens(request: ChatCompletionRequest | CompletionRequest) -
     return max(len(p) for p in prompt if isinstance(p, list))
 
 
-def requested_output_tokens(request: ChatCompletionRequest | CompletionRequest) -> int:
+def billed_prompt_tokens(request: ChatCompletionRequest | CompletionRequest) -> int:
+    """Every prompt of the request together: a batch of prompts is billed in full, not as its longest."""
+    if isinstance(request, ChatCompletionRequest):
+        return estimate_prompt_tokens(request)
+    prompt = request.prompt
+    if isinstance(prompt, str) or not prompt or isinstance(prompt[0], int):
+        return estimate_prompt_tokens(request)
+    return sum(len(p) // CHARS_PER_TOKEN + 1 if isinstance(p, str) else len(p) for p in prompt)
+
+
+def sequences(request: ChatCompletionRequest | CompletionRequest) -> int:
+    """Completions the engine generates: one per prompt of a batch, times `n` (or `best_of`, when larger)."""
+    if not isinstance(request, CompletionRequest):
+        return request.n or 1
+    per_prompt = max(request.n or 1, request.best_of or 1)
+    prompt = request.prompt
+    batch = len(prompt) if isinstance(prompt, list) and prompt and not isinstance(prompt[0], int) else 1
+    return per_prompt * batch
+
+
+def output_cap(request: ChatCompletionRequest | CompletionRequest) -> int | None:
+    """Output tokens per sequence as requested (max_completion_tokens, max_tokens), or None when none is set."""
     if isinstance(request, ChatCompletionRequest) and request.max_completion_tokens:
         return request.max_completion_tokens
-    return request.max_tokens or DEFAULT_OUTPUT_TOKENS
+    return request.max_tokens
+
+
+def default_output_cap(request: ChatCompletionRequest | CompletionRequest) -> int | None:
+    """What engines generate when no cap is sent: 16 on completions; on chat, up to the context (None)."""
+    return COMPLETIONS_DEFAULT_MAX_TOKENS if isinstance(request, CompletionRequest) else None
+
+
+def requested_output_tokens(request: ChatCompletionRequest | CompletionRequest) -> int:
+    """Output tokens per sequence, for planning: as requested, or a default."""
+    return output_cap(request) or DEFAULT_OUTPUT_TOKENS
 
 
 def needed_capabilities(request: ChatCompletionRequest | CompletionRequest) -> frozenset[str]:

@@ -15,11 +15,15 @@ from pydantic import ValidationError
 
 from .errors import InvalidRequest
 from .inspect_request import (
+    billed_prompt_tokens,
+    default_output_cap,
     estimate_prompt_tokens,
     message_prefixes,
     needed_capabilities,
+    output_cap,
     prompt_text,
     requested_output_tokens,
+    sequences,
 )
 from .protocol import ChatCompletionRequest, CompletionRequest, RouteOptions
 
@@ -28,6 +32,20 @@ if TYPE_CHECKING:
     from .privacy import Screening
 
 Endpoint = Literal["chat", "completions"]
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """What one request may cost in tokens, as a budget sees it (no routing state)."""
+
+    prompt_tokens: int  # all prompts together, estimated
+    sequences: int  # completions generated
+    output_cap: int | None  # per sequence, as requested; None: not set
+    default_cap: int | None  # per sequence when none is set and the engine's default applies; None: the context
+    room: int  # per sequence: the model's context less the (longest) prompt
+    estimate: int  # the planning estimate (a default output length where none is set)
+
+
 UPSTREAM_PATHS: dict[Endpoint, str] = {"chat": "/chat/completions", "completions": "/completions"}
 REQUEST_MODELS: dict[Endpoint, type[ChatCompletionRequest] | type[CompletionRequest]] = {
     "chat": ChatCompletionRequest,
@@ -40,8 +58,10 @@ class Incoming:
     endpoint: Endpoint
     payload: dict[str, Any]  # the JSON as sent, less `route`: relayed with `model` replaced
     request: ChatCompletionRequest | CompletionRequest  # the validated view of the same body
-    prompt_tokens: int  # estimated from characters; engines count exactly
-    output_tokens: int  # max_tokens as requested, or a planning default
+    prompt_tokens: int  # one sequence's, estimated from characters (a batch's longest); engines count exactly
+    output_tokens: int  # per sequence: max_tokens as requested, or a planning default
+    billed_prompt_tokens: int = 0  # every prompt of a batch together (0: as prompt_tokens)
+    sequences: int = 1  # completions generated: prompts of a batch x max(n, best_of)
     # Kept by the first plan, so that planning again after a wait for capacity costs only the decision:
     screening: Screening | None = None  # what the privacy guard found (kinds only)
     classification: Classification | None = None
@@ -56,7 +76,32 @@ class Incoming:
 
     @property
     def tokens(self) -> int:
-        return self.prompt_tokens + self.output_tokens
+        """Everything the request may cost, for rate limits and load: all prompts plus every sequence's output."""
+        return (self.billed_prompt_tokens or self.prompt_tokens) + self.sequences * self.output_tokens
+
+    def demand(self, context_length: int) -> Demand:
+        """What a budget must hold for this request on a model with `context_length` tokens of context."""
+        return Demand(
+            prompt_tokens=self.billed_prompt_tokens or self.prompt_tokens,
+            sequences=self.sequences,
+            output_cap=output_cap(self.request),
+            default_cap=default_output_cap(self.request),
+            room=max(0, context_length - self.prompt_tokens),
+            estimate=self.tokens,
+        )
+
+    def cap_output(self, max_tokens: int) -> None:
+        """Send `max_tokens` upstream (the request set none; its budget allows no more)."""
+        self.payload["max_tokens"] = max_tokens
+
+    def ask_usage(self) -> bool:
+        """Have a streamed answer end with the engine's usage; returns whether the client asked for it itself."""
+        options = self.payload.get("stream_options")
+        if not isinstance(options, dict):
+            options = self.payload["stream_options"] = {}
+        asked = options.get("include_usage") is True
+        options["include_usage"] = True
+        return asked
 
     @property
     def route(self) -> RouteOptions:
@@ -100,7 +145,15 @@ def receive(raw: bytes, endpoint: Endpoint, default_model: str | None = None) ->
     except ValidationError as exc:
         raise invalid_request(exc) from None
     payload.pop("route", None)  # Triage's own routing controls never reach an engine
-    return Incoming(endpoint, payload, request, estimate_prompt_tokens(request), requested_output_tokens(request))
+    return Incoming(
+        endpoint,
+        payload,
+        request,
+        estimate_prompt_tokens(request),
+        requested_output_tokens(request),
+        billed_prompt_tokens(request),
+        sequences(request),
+    )
 
 
 def invalid_request(exc: ValidationError) -> InvalidRequest:

@@ -35,6 +35,7 @@ from .errors import ClientDisconnected, EngineError, EngineTimeout, EngineUnavai
 from .intake import Endpoint, Incoming
 from .policy import Decision, Outcome, RouteRequest
 from .policy.eligibility import ineligible_reason
+from .usage import StreamUsage, body_usage
 
 if TYPE_CHECKING:
     from .serving import Gateway
@@ -109,6 +110,8 @@ class Relay:
         self.recorded: Recorded | None = None  # the console's entry for it, set at commit, finished at close
         self.first_byte_s: float | None = None  # perf_counter() when the answer's first byte was ready
         self.last_outcome: Outcome | None = None  # how the latest attempt ended
+        self.client_asked_usage = True  # False: the router asked for the stream's usage event, and strips it
+        self.reported_tokens: int | None = None  # the engine's own count (`usage`), when it gave one
         self._first = b""
         self._attempt: _Attempt | None = None
         self._last_model: ModelConfig | None = None  # the model of the latest attempt, whom usage is booked on
@@ -200,6 +203,8 @@ class Relay:
         answer = await (work if until_disconnect is None else _unless_disconnected(work, until_disconnect))
         back_s = time.perf_counter()
         self.body = self.gateway.rewrites[name](answer)
+        if self.reservation is not None:
+            self.reported_tokens = body_usage(answer)
         self.outcome = Outcome.OK
         self._first_byte = True
         self._observe_overhead(attempt, back_s)
@@ -255,6 +260,15 @@ class Relay:
         if stream is None or attempt is None:
             return
         rewrite = self.gateway.rewrites[attempt.model.name]
+        if self.reservation is not None:  # a key's request: read the usage, and drop what only the router asked
+            meter = StreamUsage(keep_usage_event=self.client_asked_usage)
+            model_rewrite = rewrite
+
+            def rewrite(events: bytes) -> bytes:
+                events = model_rewrite(meter.feed(events))
+                self.reported_tokens = meter.total
+                return events
+
         drain = self.gateway.guard.drain
         yield rewrite(self._first)
         try:
@@ -321,15 +335,19 @@ class Relay:
             if self.stream is not None:
                 self.stream.close()  # before the first byte is read in full, this aborts the engine's work too
             self._end_attempt(self.outcome)
-            if self.reservation is not None:
-                # The reservation is booked in full once an engine worked on the answer (the engine's own usage
-                # numbers are not read yet); a request that never got an answer costs nothing.
-                used = self.prompt_tokens + self.output_tokens if self._first_byte else 0
-                self.gateway.guard.tenancy.settle(self.reservation, self._last_model, used)
-            if self.ticket is not None:
-                self.ticket.release()
-            if self.recorded is not None:
-                self._finish_record(self.recorded)
+            try:
+                if self.reservation is not None:
+                    # What the engine reported, else the reservation in full once an engine worked on the answer;
+                    # a request that never got an answer costs nothing.
+                    used = self.reported_tokens if self.reported_tokens is not None else self.reservation.tokens
+                    if not self._first_byte:
+                        used = 0
+                    await self.gateway.guard.tenancy.settle(self.reservation, self._last_model, used)
+            finally:
+                if self.ticket is not None:
+                    self.ticket.release()
+                if self.recorded is not None:
+                    self._finish_record(self.recorded)
 
     def _finish_record(self, recorded: Recorded) -> None:
         """Tell the console's ring how the request ended: names and floats, nothing serialised."""

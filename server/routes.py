@@ -96,7 +96,8 @@ async def feedback(request: Request) -> Response:
     gateway = gateway_of(request)
     tenant = tenant_of(request, gateway)
     raw = await read_request_body(request, gateway.config.server.max_body_bytes)
-    return Response(await gateway.feedback(raw, tenant), media_type=JSON)
+    client = request.client.host if request.client else None
+    return Response(await gateway.feedback(raw, tenant, client), media_type=JSON)
 
 
 @router.get("/v1/models", response_model=ModelList, responses={401: _ERRORS[401]})

@@ -27,7 +27,7 @@ from .backends import EngineClient
 from .classify import Classification, Classifier
 from .config import ModelConfig, TriageConfig
 from .console.recent import RecentDecisions
-from .errors import AtCapacity, EngineUnavailable, KeptLocal, ModelNotFound, NoEligibleModel
+from .errors import AtCapacity, EngineUnavailable, Forbidden, KeptLocal, ModelNotFound, NoEligibleModel
 from .intake import Endpoint, Incoming, invalid_request, receive
 from .load import LoadBoard
 from .policy import Policy, RouteRequest
@@ -146,6 +146,11 @@ class Gateway:
                 param="model",
             )
         self.guard.tenancy.check_model(tenant, model)
+        if model.remote and not self.policy.settings.allow_remote:
+            raise Forbidden(
+                f"model '{model.name}' is a remote provider and policy.allow_remote is false; name a local model",
+                param="model",
+            )
         if private and model.remote:
             raise KeptLocal(
                 f"the prompt contains {', '.join(private)}, so it may not go to remote model '{model.name}'; "
@@ -171,8 +176,18 @@ class Gateway:
         """Book the plan for a request that will run; returns the plan it runs (exploration may change it)."""
         guard = self.guard
         relay.ticket = await guard.admission.enter()
-        relay.prompt_tokens, relay.output_tokens = incoming.prompt_tokens, incoming.output_tokens
-        relay.reservation = guard.tenancy.reserve(relay.tenant, relay.request_id, plan.model, incoming.tokens)
+        relay.prompt_tokens = incoming.billed_prompt_tokens or incoming.prompt_tokens
+        relay.output_tokens = incoming.sequences * incoming.output_tokens
+        reservation = await guard.tenancy.reserve(
+            relay.tenant, relay.request_id, plan.model, incoming.demand(plan.model.context_length)
+        )
+        relay.reservation = reservation
+        if reservation is not None:  # a key's request: cap what its budget allows, and learn what it used
+            if reservation.max_tokens is not None:
+                incoming.cap_output(reservation.max_tokens)
+                relay.output_tokens = incoming.sequences * min(incoming.output_tokens, reservation.max_tokens)
+            if incoming.stream:
+                relay.client_asked_usage = incoming.ask_usage()
         if plan.decision is not None and plan.route_request is not None:
             decision = self.policy.commit(plan.route_request, plan.decision)
             if decision is not plan.decision:
@@ -211,7 +226,10 @@ class Gateway:
             decide_ms=round(plan.decide_ms, 4),
         )
 
-    async def feedback(self, raw: bytes, tenant: Tenant = OPEN_TENANT) -> bytes:
+    async def feedback(self, raw: bytes, tenant: Tenant = OPEN_TENANT, client: str | None = None) -> bytes:
+        """A score for a committed request, from the key that made it, once; rate-limited per key (open mode:
+        per `client` address)."""
+        self.guard.tenancy.admit_feedback(tenant, client)
         try:
             feedback = FeedbackRequest.model_validate_json(raw)
         except ValidationError as exc:

@@ -113,10 +113,14 @@ def test_max_latency_overflows_to_remote_when_allowed(board: LoadBoard) -> None:
     missed = local_only.choose(request("code", max_latency_ms=50))
     assert missed.model in ("coder", "chat", "fast") and not missed.overflow
     assert "max_latency_ms 50" in missed.reason and "remote is not allowed" in missed.reason
-    decision = local_only.choose(request("code", max_latency_ms=50, allow_remote=True))
+    lifted = local_only.choose(request("code", max_latency_ms=50, allow_remote=True))
+    assert lifted.model != "remote"  # policy.allow_remote: false is a ceiling no request lifts
+    remote_ok = policy(models=models, load=board, allow_remote=True)
+    decision = remote_ok.choose(request("code", max_latency_ms=50))
     assert decision.model == "remote" and decision.overflow
     assert decision.reason.startswith("code: overflow to remote remote: no local model meets max_latency_ms")
-    relaxed = local_only.choose(request("code", max_latency_ms=60_000, allow_remote=True))
+    assert remote_ok.choose(request("code", max_latency_ms=50, allow_remote=False)).model != "remote"  # opted out
+    relaxed = remote_ok.choose(request("code", max_latency_ms=60_000))
     assert relaxed.model == "coder" and not relaxed.overflow  # local first whenever local meets the target
 
 

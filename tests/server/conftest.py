@@ -20,6 +20,7 @@ import uvicorn
 
 from server.app import build_app
 from server.config import TriageConfig, parse_config
+from server.connections import uvicorn_options
 from server.serving import Gateway
 
 
@@ -65,10 +66,10 @@ def run_triage(config: TriageConfig, start_simulated: bool = True) -> Iterator[R
         host="127.0.0.1",
         port=port,
         loop="asyncio",
-        http="httptools",
         log_level="warning",
         access_log=False,
         lifespan="on",
+        **uvicorn_options(config.server),  # the protocol and connection limits `triage serve` uses
     )
     server = uvicorn.Server(uv_config)
     loop_box: dict[str, asyncio.AbstractEventLoop] = {}

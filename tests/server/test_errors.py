@@ -62,6 +62,33 @@ def test_wrong_types(triage: RunningTriage) -> None:
     assert_openai_error(post(triage, {"model": "auto", "prompt": {"a": 1}}, "/v1/completions"), 400, "prompt")
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("stream", "yes"),
+        ("max_tokens", "2"),
+        ("max_tokens", 2.0),
+        ("max_tokens", True),
+        ("n", "1"),
+        ("temperature", "0.5"),
+        ("model", 7),
+        ("stream_options", {"include_usage": "true"}),
+        ("route", {"allow_remote": "false"}),
+    ],
+)
+def test_strict_types_on_the_fields_the_router_reads(triage: RunningTriage, field: str, value: Any) -> None:
+    body = {"model": "auto", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2, field: value}
+    error = assert_openai_error(post(triage, body), 400, field)
+    assert str(error["param"]).startswith(field)
+    streamed = post(triage, {**body, "stream": True} if field != "stream" else body)
+    assert streamed.headers["content-type"].startswith("application/json")  # an error, never an empty stream
+
+
+def test_unknown_fields_are_still_relayed_under_strict_types(triage: RunningTriage) -> None:
+    body = {"model": "auto", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2, "top_k": "lax?"}
+    assert post(triage, body).status_code == 200  # not ours to judge: the engine (here the simulator) ignores it
+
+
 def test_bad_route_options(triage: RunningTriage) -> None:
     body = {"model": "auto", "messages": [{"role": "user", "content": "x"}], "route": {"priorty": "speed"}}
     assert_openai_error(post(triage, body), 400, "route.priorty")
