@@ -14,18 +14,30 @@ import orjson
 from pydantic import ValidationError
 
 from .errors import InvalidRequest
-from .inspect_request import estimate_prompt_tokens, needed_capabilities, prompt_text, requested_output_tokens
-from .protocol import ChatCompletionRequest, CompletionRequest, RouteOptions
+from .inspect_request import (
+    Request,
+    estimate_prompt_tokens,
+    longest_prompt_tokens,
+    needed_capabilities,
+    prompt_text,
+    requested_output_tokens,
+)
+from .protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RouteOptions
 
 if TYPE_CHECKING:
     from .classify import Classification
     from .privacy import Screening
 
-Endpoint = Literal["chat", "completions"]
-UPSTREAM_PATHS: dict[Endpoint, str] = {"chat": "/chat/completions", "completions": "/completions"}
-REQUEST_MODELS: dict[Endpoint, type[ChatCompletionRequest] | type[CompletionRequest]] = {
+Endpoint = Literal["chat", "completions", "embeddings"]
+UPSTREAM_PATHS: dict[Endpoint, str] = {
+    "chat": "/chat/completions",
+    "completions": "/completions",
+    "embeddings": "/embeddings",
+}
+REQUEST_MODELS: dict[Endpoint, type[Request]] = {
     "chat": ChatCompletionRequest,
     "completions": CompletionRequest,
+    "embeddings": EmbeddingRequest,
 }
 
 
@@ -33,9 +45,10 @@ REQUEST_MODELS: dict[Endpoint, type[ChatCompletionRequest] | type[CompletionRequ
 class Incoming:
     endpoint: Endpoint
     payload: dict[str, Any]  # the JSON as sent, less `route`: relayed with `model` replaced
-    request: ChatCompletionRequest | CompletionRequest  # the validated view of the same body
-    prompt_tokens: int  # estimated from characters; engines count exactly
-    output_tokens: int  # max_tokens as requested, or a planning default
+    request: Request  # the validated view of the same body
+    prompt_tokens: int  # estimated from characters, all of a batch's prompts together; engines count exactly
+    output_tokens: int  # max_tokens as requested, or a planning default (0 for embeddings)
+    context_tokens: int  # what one sequence must fit in the model's context: the longest prompt plus output
     # Kept by the first plan, so that planning again after a wait for capacity costs only the decision:
     screening: Screening | None = None  # what the privacy guard found (kinds only)
     classification: Classification | None = None
@@ -87,7 +100,9 @@ def receive(raw: bytes, endpoint: Endpoint, default_model: str | None = None) ->
     except ValidationError as exc:
         raise invalid_request(exc) from None
     payload.pop("route", None)  # Triage's own routing controls never reach an engine
-    return Incoming(endpoint, payload, request, estimate_prompt_tokens(request), requested_output_tokens(request))
+    output = requested_output_tokens(request)
+    prompt = estimate_prompt_tokens(request)
+    return Incoming(endpoint, payload, request, prompt, output, longest_prompt_tokens(request) + output)
 
 
 def invalid_request(exc: ValidationError) -> InvalidRequest:

@@ -26,7 +26,7 @@ from .auth import OPEN_TENANT, Tenant
 from .backends import EngineClient
 from .classify import Classification, Classifier
 from .config import ModelConfig, TriageConfig
-from .errors import AtCapacity, EngineUnavailable, KeptLocal, ModelNotFound, NoEligibleModel
+from .errors import AtCapacity, EngineUnavailable, InvalidRequest, KeptLocal, ModelNotFound, NoEligibleModel
 from .intake import Endpoint, Incoming, invalid_request, receive
 from .load import LoadBoard
 from .policy import Policy, RouteRequest
@@ -65,6 +65,18 @@ class Gateway:
         # Byte patterns for the `model` rewrite, built once: engines write compact JSON (`"model":"x"`).
         self.rewrites = {m.name: _model_rewrite(m) for m in config.models}
 
+    def models_for(self, tenant: Tenant) -> list[ModelConfig]:
+        """The configured models this caller may use: its key's allow list, and remote ones only if allowed."""
+        key = tenant.key
+        if key is None:
+            return list(self.config.models)
+        allowed = key.models
+        return [
+            m
+            for m in self.config.models
+            if (allowed is None or m.name in allowed) and (not m.remote or tenant.allow_remote)
+        ]
+
     def relay(self, endpoint: Endpoint, ids: RequestIds, tenant: Tenant, received_s: float) -> Relay:
         """A new request's owner of everything it will hold; the caller must `aclose()` it."""
         return Relay(self, endpoint, ids, tenant, received_s)
@@ -100,6 +112,7 @@ class Gateway:
             classification=classification,
             prompt_tokens=incoming.prompt_tokens,
             max_output_tokens=incoming.output_tokens,
+            context_tokens=incoming.context_tokens,
             options=self.guard.tenancy.restrict(tenant, incoming.route),
             needs=incoming.needs(),
             tenant_allow_remote=tenant.allow_remote,
@@ -139,6 +152,9 @@ class Gateway:
                 param="model",
             )
         self.guard.tenancy.check_model(tenant, model)
+        if ("embeddings" in incoming.needs()) != ("embeddings" in model.capabilities):
+            route = "POST /v1/embeddings" if "embeddings" in model.capabilities else "chat or completions"
+            raise InvalidRequest(f"model '{model.name}' serves {route} only; name another model", param="model")
         if private and model.remote:
             raise KeptLocal(
                 f"the prompt contains {', '.join(private)}, so it may not go to remote model '{model.name}'; "
@@ -186,6 +202,8 @@ class Gateway:
         """The plan `serve()` would make for this body, explained; changes nothing but its own counter."""
         self.metrics.dry_runs.inc()
         endpoint: Endpoint = "chat" if b'"messages"' in raw else "completions"
+        if endpoint == "completions" and b'"input"' in raw and b'"prompt"' not in raw:
+            endpoint = "embeddings"
         incoming = receive(raw, endpoint, default_model="auto")
         plan = await self.plan(incoming, ids, tenant)
         decision = plan.decision

@@ -42,6 +42,7 @@ class RouteRequest:
     prompt_text: str = ""  # what the classifier read; the audit log keeps only its hash unless configured
     key_id: str | None = None  # the API key that sent it (None in open mode): only it may give feedback
     client_request_id: str | None = None  # the client's own x-request-id, kept beside ours, never a key
+    context_tokens: int | None = None  # what one sequence must fit in the context; None: prompt + output
 
 
 @dataclass(slots=True)

@@ -30,10 +30,12 @@ def ineligible_reason(
             return "request must stay local"
         if not (allowed and request.tenant_allow_remote):
             return "remote not allowed"
+    if ("embeddings" in request.needs) != ("embeddings" in model.capabilities):
+        return "an embedding model" if "embeddings" in model.capabilities else "not an embedding model"
     missing = request.needs.difference(model.capabilities)
     if missing:
         return f"lacks {', '.join(sorted(missing))}"
-    needed = request.prompt_tokens + request.max_output_tokens
+    needed = request.context_tokens or request.prompt_tokens + request.max_output_tokens
     if needed > model.context_length:
         return f"context {model.context_length} < {needed} tokens needed"
     if not load.healthy:

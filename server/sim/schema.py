@@ -5,7 +5,8 @@ Covers what clients send (OpenAI function parameters, pydantic's and zod's schem
 `enum`, `const`, `properties`/`required`/`additionalProperties`/`minProperties`, `items`/`prefixItems` with
 `minItems`/`maxItems`/`uniqueItems`, string `minLength`/`maxLength`/`format`, number bounds and `multipleOf`,
 `anyOf`/`oneOf`/`allOf`, and local `$ref`s (`#/$defs/...`, `#/definitions/...`, `#`), recursive ones included.
-Recursion is bounded: past `SHALLOW_DEPTH` only what the schema requires is generated (required properties,
+Sizes are bounded (a schema requiring more than `MAX_SIZE` characters, items or properties is refused), and so is
+recursion: past `SHALLOW_DEPTH` only what the schema requires is generated (required properties,
 `minItems` items, the non-recursive branch of a union), and a schema that requires nesting deeper than
 `MAX_DEPTH` is refused. `pattern` is not generated: a string that happens to fit is looked for among a few
 candidates. Strings say `[simulated]` where the schema leaves them free. Pure; knows nothing about HTTP or engines.
@@ -21,6 +22,7 @@ from typing import Any
 
 SHALLOW_DEPTH = 3  # below this nesting depth optional properties and a couple of array items are generated
 MAX_DEPTH = 16  # a schema that requires deeper nesting than this is refused
+MAX_SIZE = 10_000  # longest string, most items or properties a schema may require
 MARKER = "[simulated]"
 _WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")
 _FORMATS = {
@@ -47,15 +49,28 @@ class SchemaError(ValueError):
 
 def instance(schema: Any, rng: random.Random) -> Any:
     """A value valid against `schema` (a JSON-schema dict or boolean), drawn with `rng`."""
-    return _Drawer(schema, rng).draw(schema, 0, "#")
+    try:
+        return _Drawer(schema, rng).draw(schema, 0, "#")
+    except SchemaError:
+        raise
+    except (AttributeError, TypeError, ValueError, OverflowError, RecursionError) as exc:  # a malformed schema
+        raise SchemaError(f"the schema is malformed or out of range ({type(exc).__name__}: {exc})") from None
 
 
 class _Drawer:
     def __init__(self, root: Any, rng: random.Random) -> None:
         self.root = root
         self.rng = rng
+        self.drawn = 0  # values drawn so far, bounded by MAX_SIZE * 10
 
     def draw(self, schema: Any, depth: int, where: str) -> Any:
+        self.drawn += 1
+        if self.drawn > MAX_SIZE * 10:
+            raise SchemaError(f"the schema requires more than {MAX_SIZE * 10} values")
+        if isinstance(schema, dict):
+            for key in ("minLength", "minItems", "minProperties"):
+                if isinstance(schema.get(key), int) and schema[key] > MAX_SIZE:
+                    raise SchemaError(f"{key} {schema[key]} at {where} is over the simulator's limit of {MAX_SIZE}")
         if depth > MAX_DEPTH:
             raise SchemaError(f"the schema requires nesting deeper than {MAX_DEPTH} levels at {where}")
         if schema is True or schema == {}:

@@ -49,10 +49,14 @@ def test_eligibility_allow_list_health_context_and_capabilities(board: LoadBoard
     too_long = request("code", prompt_tokens=40_000)
     with pytest.raises(NoEligibleModel):
         p.choose(too_long)
-    needs_tools = request("code")
-    needs_tools.needs = frozenset({"tools"})
+    needs_vision = request("code")
+    needs_vision.needs = frozenset({"vision"})  # the demo trio declares tools and json_mode, not vision
     with pytest.raises(NoEligibleModel):
-        p.choose(needs_tools)
+        p.choose(needs_vision)
+    embeddings = request("code")
+    embeddings.needs = frozenset({"embeddings"})  # no embedding model among them
+    with pytest.raises(NoEligibleModel, match="not an embedding model"):
+        p.choose(embeddings)
 
 
 def test_presets_and_weights_trade_quality_for_speed(board: LoadBoard) -> None:

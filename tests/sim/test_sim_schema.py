@@ -131,3 +131,18 @@ def test_unsatisfiable_schemas_are_refused(schema: Any) -> None:
     with pytest.raises(SchemaError):
         instance(schema, random.Random(0))
     assert MAX_DEPTH >= 8
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "string", "minLength": 10**12},
+        {"type": "array", "items": {"type": "array", "minItems": 9000}, "minItems": 9000},
+        {"type": "number", "minimum": -1e308, "maximum": 1e308, "multipleOf": 1e-308},
+        {"type": "integer", "minimum": 10**400},
+        {"type": "object", "properties": ["not", "a", "mapping"]},
+    ],
+)
+def test_huge_or_malformed_schemas_are_refused_quickly(schema: Any) -> None:
+    with pytest.raises(SchemaError):
+        instance(schema, random.Random(0))
