@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from server.sim.protocol import ApiError
+from server.sim.protocol import ApiError, load_body
 from server.sim.text import PromptError, completion_prompt_tokens
 
 MAX_INPUTS = 2048  # OpenAI's limit per request
@@ -33,15 +33,7 @@ class EmbedRequest:
 
 def parse_embed_request(raw: bytes, served_name: str, dim: int) -> EmbedRequest:
     """Validate an embeddings body; raises ApiError with vLLM's status codes."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise ApiError(400, "request body must be a JSON object")
-    model = body.get("model")
-    if model is not None and model != served_name:
-        raise ApiError(404, f"The model `{model}` does not exist.", "NotFoundError", "model")
+    body = load_body(raw, served_name)
     value = body.get("input")
     if isinstance(value, str) or (isinstance(value, list) and value and all(isinstance(t, int) for t in value)):
         value = [value]  # one text, or one list of token ids

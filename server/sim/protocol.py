@@ -60,8 +60,8 @@ def _int_field(body: dict[str, Any], key: str) -> int | None:
     return value
 
 
-def parse_request(kind: Kind, raw: bytes, served_name: str) -> SimRequest:
-    """Validate a request body; raises ApiError with vLLM's status codes."""
+def load_body(raw: bytes, served_name: str) -> dict[str, Any]:
+    """The body as a JSON object naming this engine's model (or none); ApiError otherwise."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -71,6 +71,12 @@ def parse_request(kind: Kind, raw: bytes, served_name: str) -> SimRequest:
     model = body.get("model")
     if model is not None and model != served_name:
         raise ApiError(404, f"The model `{model}` does not exist.", "NotFoundError", "model")
+    return body
+
+
+def parse_request(kind: Kind, raw: bytes, served_name: str) -> SimRequest:
+    """Validate a request body; raises ApiError with vLLM's status codes."""
+    body = load_body(raw, served_name)
     n = body.get("n")
     n = 1 if n is None else n
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
