@@ -282,8 +282,10 @@ class SimApp:
                     return
                 end = total if drop_after is None else min(total, drop_after)
                 finished[j] = seq.done and end == seq.generated
-                reason = req.reply.finish_reason(framer.scripts[j], seq.finish_reason or "stop")
-                chunk += framer.token_chunks(j, sent[j], end, reason if finished[j] else None)
+                reason = None
+                if finished[j]:
+                    reason = req.reply.finish_reason(framer.scripts[j], seq.finish_reason or "stop")
+                chunk += framer.token_chunks(j, sent[j], end, reason)
                 sent[j] = end
             if drop_after is not None and sent[0] >= drop_after and not finished[0]:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
