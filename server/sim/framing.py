@@ -23,7 +23,7 @@ _OPEN_CHUNK = b"null}]}\n\n"  # a chunk's end while its choice goes on
 class ReplyFramer:
     """Bytes of one reply with `len(scripts)` choices (the request's `n`)."""
 
-    __slots__ = ("_close", "_common", "_heads", "_kind", "_model", "_rid", "created", "scripts", "spec")
+    __slots__ = ("_close", "_common", "_heads", "_kind", "_model", "_plain_tail", "_rid", "created", "scripts", "spec")
 
     def __init__(self, kind: Kind, rid: str, model: str, spec: ReplySpec, scripts: list[Script]) -> None:
         self._kind = kind
@@ -53,6 +53,7 @@ class ReplyFramer:
         else:
             opening, self._close = b'"delta":{"content":"', b'"}'
         self._heads = [self._choice(j) + opening for j in range(len(scripts))]
+        self._plain_tail = self._close + b',"logprobs":null,"finish_reason":' + _OPEN_CHUNK  # a token, no logprobs
 
     def _choice(self, j: int) -> bytes:
         return self._common + b'{"index":' + str(j).encode() + b","
@@ -73,8 +74,8 @@ class ReplyFramer:
         if start == 0 and self.spec.tool is not None:
             parts.append(self._tool_header(choice))
         if self.spec.logprobs is None:
-            tail = close + b',"logprobs":null,"finish_reason":' + _OPEN_CHUNK
-            parts += [head + script.piece_bytes(i) + tail for i in range(start, end)]
+            tail, piece = self._plain_tail, script.piece_bytes
+            parts += [head + piece(i) + tail for i in range(start, end)]
         else:
             for i in range(start, end):
                 logprobs = orjson.dumps(self._logprobs(script, i, i + 1))
