@@ -1,11 +1,12 @@
-"""A real browser on another origin: headless Chromium (Debian's `chromium` + `chromium-driver`, driven by
-selenium) loads a page served from a second local port, which calls Triage's `/v1/models` and streams a chat
-completion through CORS (the bearer header forces a preflight), and reads the exposed x-triage-* headers. A page
-from an origin not in `server.cors_origins` is refused by the browser itself. `.ci/run` installs chromium."""
+"""A real browser on another origin: headless Chromium (Debian's `chromium`, driven by Playwright, which never
+downloads a browser here) loads a page served from a second local port, which calls Triage's `/v1/models` and
+streams a chat completion through CORS (the bearer header forces a preflight), and reads the exposed x-triage-*
+headers. A page from an origin not in `server.cors_origins` is refused by the browser itself. `.ci/run` installs
+chromium; without it the test skips and says why."""
 
 from __future__ import annotations
 
-import shutil
+import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,12 +19,12 @@ from server.config import parse_config
 
 from .conftest import RunningTriage, free_port, run_triage, sim_model
 
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
+CHROMIUM = os.environ.get("TRIAGE_CHROMIUM", "/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="needs Debian's chromium and chromium-driver: apt-get install -y chromium chromium-driver (.ci/run does)",
+    not os.access(CHROMIUM, os.X_OK),
+    reason=f"needs Debian's chromium at {CHROMIUM}: apt-get install -y chromium (.ci/run does)",
 )
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency: pip install -e '.[dev]'")
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -111,24 +112,21 @@ def origins() -> Iterator[tuple[RunningTriage, str, str]]:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from selenium import webdriver
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in [*FLAGS, f"--user-data-dir={Path(tmp_path_factory.mktemp('chromium'))}"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)))
-    driver.set_script_timeout(60)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    """A page in a fresh headless Chromium profile."""
+    profile = Path(tmp_path_factory.mktemp("chromium"))
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, headless=True, args=FLAGS
+        )
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
 
 
-def run_in_page(driver: Any, url: str, function: str, base: str) -> Any:
-    driver.get(url)
-    script = f"const done = arguments[arguments.length - 1]; {function}(arguments[0]).then(done, e => done(String(e)));"
-    return driver.execute_async_script(script, base)
+def run_in_page(page: Any, url: str, function: str, base: str) -> Any:
+    page.goto(url)
+    return page.evaluate(f"base => {function}(base).catch(e => String(e))", base)
 
 
 def test_a_page_on_another_origin_lists_models_and_streams(
