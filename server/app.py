@@ -23,6 +23,8 @@ from .errors import InvalidRequest, MethodNotAllowed, RouteNotFound, TriageError
 from .frontdoor import TriageApp
 from .load import LoadBoard
 from .policy import POLICIES
+from .protocols import dialect_of
+from .protocols.response_store import ResponseStore
 from .routes import attach_router
 from .safeguards import build_safeguards, start_tenancy
 from .serving import Gateway
@@ -89,7 +91,9 @@ def build_app(config: TriageConfig, *, middleware: Sequence[Middleware] = ()) ->
             safeguards = build_safeguards(config, load, metrics, app.state.drain)
             stack.callback(safeguards.privacy.close)
             safeguards.tenancy = await start_tenancy(config, metrics, stack)
-            app.state.gateway = Gateway(config, classifier, policy, clients, load, metrics, safeguards)
+            responses = ResponseStore.open(config.responses)
+            stack.callback(responses.close)
+            app.state.gateway = Gateway(config, classifier, policy, clients, load, metrics, safeguards, responses)
             log.info("triage ready: %d models, policy %s", len(config.models), config.policy.name)
             yield
 
@@ -106,7 +110,7 @@ def build_app(config: TriageConfig, *, middleware: Sequence[Middleware] = ()) ->
 
 
 def _error_response(request: Request, exc: BaseException) -> Response:
-    error = http_error(exc, f"{request.method} {request.url.path}")
+    error = http_error(exc, f"{request.method} {request.url.path}", dialect_of(request.url.path))
     headers = dict(error.headers)
     request_id = getattr(request.state, "request_id", None)
     if request_id:

@@ -2,7 +2,10 @@
 what the router reads from it (token estimates, needed capabilities, whether it streams).
 
 The body is validated once with pydantic, and the original JSON (minus Triage's own `route` object) is what
-goes upstream, so fields Triage does not know are relayed untouched. Pure functions; no I/O, no routing.
+goes upstream, so fields Triage does not know are relayed untouched. A body in another protocol (Responses,
+Anthropic Messages) arrives here already translated to chat form by its adapter (`server/protocols/`), with the
+`Translation` that carries the answer back. Model aliases are resolved here. Pure functions; no I/O, no
+routing.
 """
 
 from __future__ import annotations
@@ -18,8 +21,12 @@ from .inspect_request import estimate_prompt_tokens, needed_capabilities, prompt
 from .protocol import ChatCompletionRequest, CompletionRequest, RouteOptions
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .classify import Classification
+    from .config import ModelConfig
     from .privacy import Screening
+    from .protocols.adapter import Translation
 
 Endpoint = Literal["chat", "completions"]
 UPSTREAM_PATHS: dict[Endpoint, str] = {"chat": "/chat/completions", "completions": "/completions"}
@@ -39,6 +46,7 @@ class Incoming:
     # Kept by the first plan, so that planning again after a wait for capacity costs only the decision:
     screening: Screening | None = None  # what the privacy guard found (kinds only)
     classification: Classification | None = None
+    translation: Translation | None = None  # how the answer goes back to a client of another protocol
 
     @property
     def model(self) -> str:
@@ -71,8 +79,20 @@ class Incoming:
         self.payload["model"] = upstream_model
         return orjson.dumps(self.payload)
 
+    def upstream(self, model: ModelConfig) -> tuple[str, bytes, bool]:
+        """Path and body for `model`, and whether they are the client's own (the engine serves its protocol)."""
+        translation = self.translation
+        if translation is not None and translation.native_api in model.native_apis:
+            return translation.native_path, translation.native_body(model.upstream_name), True
+        return self.upstream_path, self.upstream_body(model.upstream_name), False
 
-def receive(raw: bytes, endpoint: Endpoint, default_model: str | None = None) -> Incoming:
+
+def receive(
+    raw: bytes,
+    endpoint: Endpoint,
+    default_model: str | None = None,
+    resolve_model: Callable[[str], str] | None = None,
+) -> Incoming:
     """Parse and validate one body; `InvalidRequest` (400) names the first bad field."""
     try:
         payload = orjson.loads(raw)
@@ -82,12 +102,26 @@ def receive(raw: bytes, endpoint: Endpoint, default_model: str | None = None) ->
         raise InvalidRequest("request body must be a JSON object")
     if default_model is not None:
         payload.setdefault("model", default_model)
+    return incoming(payload, endpoint, resolve_model)
+
+
+def incoming(
+    payload: dict[str, Any],
+    endpoint: Endpoint,
+    resolve_model: Callable[[str], str] | None = None,
+    translation: Translation | None = None,
+) -> Incoming:
+    """Validate a chat or completions body (as sent, or translated from another protocol)."""
+    model = payload.get("model")
+    if resolve_model is not None and isinstance(model, str):
+        payload["model"] = resolve_model(model)
     try:
         request = REQUEST_MODELS[endpoint].model_validate(payload)
     except ValidationError as exc:
         raise invalid_request(exc) from None
     payload.pop("route", None)  # Triage's own routing controls never reach an engine
-    return Incoming(endpoint, payload, request, estimate_prompt_tokens(request), requested_output_tokens(request))
+    prompt_tokens, output_tokens = estimate_prompt_tokens(request), requested_output_tokens(request)
+    return Incoming(endpoint, payload, request, prompt_tokens, output_tokens, translation=translation)
 
 
 def invalid_request(exc: ValidationError) -> InvalidRequest:
