@@ -149,7 +149,8 @@ def sse(event: str, data: dict[str, Any]) -> bytes:
 
 async def chat_chunks(events: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any]]:
     """The JSON objects of a chat-completions stream, until `[DONE]`; an error event is yielded as
-    `{"error": {...}}` like any other object (the caller turns it into its protocol's error event)."""
+    `{"error": {...}}` like any other object (the caller turns it into its protocol's error event). `events` is
+    left open at `[DONE]`: the caller sends its last events first, then `drain`s it."""
     reader = SseReader()
     async for chunk in events:
         for _, data in reader.feed(chunk):
@@ -162,6 +163,13 @@ async def chat_chunks(events: AsyncIterator[bytes]) -> AsyncIterator[dict[str, A
         parsed = json_object(data) if data != b"[DONE]" else None
         if parsed is not None:
             yield parsed
+
+
+async def drain(events: AsyncIterator[bytes]) -> None:
+    """Read the engine's stream to its end (it closes right after `[DONE]`), so that the relay books the answer
+    as complete rather than abandoned."""
+    async for _ in events:
+        pass
 
 
 def json_object(data: bytes) -> dict[str, Any] | None:

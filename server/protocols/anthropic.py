@@ -4,6 +4,7 @@ Request: `system` -> a system message; content blocks -> chat content (text, ima
 an assistant's `tool_use` blocks -> its `tool_calls` (input as JSON text); a user's `tool_result` blocks -> `tool`
 messages, ahead of the rest of that turn; client `tools` (their `input_schema`) -> function tools, server tools
 dropped; `tool_choice` auto/any/tool/none -> auto/required/named/none; `stop_sequences` -> `stop`;
+`output_config.format` (structured outputs) -> a JSON-schema `response_format` (so it needs `json_mode`);
 `max_tokens`, `temperature`, `top_p`, `top_k`, `metadata.user_id` -> `user`.
 Answer: the text -> a `text` block, each tool call -> a `tool_use` block (arguments parsed), `finish_reason`
 -> `stop_reason` (stop: end_turn, or stop_sequence when the engine names the stop string it met; length:
@@ -142,7 +143,11 @@ def to_chat(request: CountTokensRequest) -> dict[str, Any]:
         chat["stream"] = request.stream
         if request.stream:
             chat["stream_options"] = {"include_usage": True}
+        form = request.output_config.format if request.output_config else None
         optional = {
+            "response_format": {"type": "json_schema", "json_schema": {"name": "output", "schema": form.schema_}}
+            if form
+            else None,
             "stop": request.stop_sequences or None,
             "temperature": request.temperature,
             "top_p": request.top_p,

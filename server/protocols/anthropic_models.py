@@ -17,7 +17,7 @@ from ..protocol import RouteOptions
 
 
 class AnthropicBase(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
 class AnthropicTextBlock(AnthropicBase):
@@ -97,6 +97,17 @@ class AnthropicMetadata(AnthropicBase):
     user_id: str | None = None
 
 
+class AnthropicOutputFormat(AnthropicBase):
+    type: Literal["json_schema"]
+    schema_: dict[str, Any] = Field(alias="schema", description="The JSON schema the answer must follow.")
+
+
+class AnthropicOutputConfig(AnthropicBase):
+    """Structured outputs: `format` is translated to a JSON-schema `response_format`; `effort` is dropped."""
+
+    format: AnthropicOutputFormat | None = None
+
+
 class CountTokensRequest(AnthropicBase):
     model: str = Field(description="A configured model name, an alias (e.g. claude-*), or 'auto'.")
     messages: list[AnthropicMessage] = Field(min_length=1)
@@ -113,6 +124,7 @@ class MessagesRequest(CountTokensRequest):
     top_p: float | None = Field(None, gt=0, le=1)
     top_k: int | None = Field(None, ge=1)
     metadata: AnthropicMetadata | None = None
+    output_config: AnthropicOutputConfig | None = None
     route: RouteOptions | None = None
 
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import anthropic_error, status_of
-from .adapter import SseReader, chat_chunks, json_object, sse, stream_error
+from .adapter import SseReader, chat_chunks, drain, json_object, sse, stream_error
 
 if TYPE_CHECKING:
     from .anthropic import MessagesAnswer
@@ -27,11 +27,13 @@ async def translated_events(answer: MessagesAnswer, events: AsyncIterator[bytes]
         error = stream_error(chunk)
         if error is not None:
             yield state.start() + error_event(error)
+            await drain(events)
             return
         out = state.chunk(chunk)
         if out:
             yield out
     yield state.start() + state.close() + state.stop()
+    await drain(events)
 
 
 def error_event(error: dict[str, Any]) -> bytes:

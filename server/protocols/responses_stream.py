@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from .adapter import SseReader, chat_chunks, json_object, sse, stream_error
+from .adapter import SseReader, chat_chunks, drain, json_object, sse, stream_error
 
 if TYPE_CHECKING:
     from .responses import ResponsesAnswer
@@ -27,6 +27,7 @@ async def translated_events(answer: ResponsesAnswer, events: AsyncIterator[bytes
         error = stream_error(chunk)
         if error is not None:
             yield state.failed(error)
+            await drain(events)
             return
         out = state.chunk(chunk)
         if out:
@@ -34,6 +35,7 @@ async def translated_events(answer: ResponsesAnswer, events: AsyncIterator[bytes
     out = state.start() + state.close()
     await answer.save(answer.response_id, state.output)
     yield out + state.completed()
+    await drain(events)
 
 
 class _Events:

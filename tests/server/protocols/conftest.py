@@ -8,11 +8,13 @@ that it serves the Responses and Messages APIs itself). Aliases: `claude-*` and 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anthropic
+import openai
 import pytest
 
 from server.auth.keys import KeyStore
@@ -37,6 +39,40 @@ class Scripted:
         fresh = Reply(**reply)
         for name in vars(fresh):
             setattr(self.engine.reply, name, getattr(fresh, name))
+
+
+OpenAIClients = Callable[..., openai.OpenAI]  # (base_url, key="unused") -> a client, closed after the test
+AnthropicClients = Callable[..., anthropic.Anthropic]
+
+
+@pytest.fixture
+def client() -> Iterator[OpenAIClients]:
+    """The official OpenAI SDK (no retries), closed after the test."""
+    made: list[openai.OpenAI] = []
+
+    def make(base_url: str, key: str = "unused") -> openai.OpenAI:
+        made.append(openai.OpenAI(base_url=base_url + "/v1", api_key=key, max_retries=0, timeout=20))
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.close()
+
+
+@pytest.fixture
+def claude() -> Iterator[AnthropicClients]:
+    """The official Anthropic SDK (no retries), closed after the test."""
+    made: list[anthropic.Anthropic] = []
+
+    def make(base_url: str, key: str | None = "unused", **headers: str) -> anthropic.Anthropic:
+        made.append(
+            anthropic.Anthropic(base_url=base_url, api_key=key, max_retries=0, timeout=20, default_headers=headers)
+        )
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.close()
 
 
 def scripted_config(engine_url: str, **overrides: Any) -> dict[str, Any]:
