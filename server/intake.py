@@ -79,6 +79,14 @@ class Incoming:
         self.payload["model"] = upstream_model
         return orjson.dumps(self.payload)
 
+    def sent_bodies(self, remote_native_apis: frozenset[str]) -> object:
+        """What the privacy guard reads: the chat body, and the client's own too where a remote model serves
+        its protocol natively (then it may leave untranslated)."""
+        translation = self.translation
+        if translation is not None and translation.native_api in remote_native_apis:
+            return {"chat": self.payload, "client": translation.client_body()}
+        return self.payload
+
     def upstream(self, model: ModelConfig) -> tuple[str, bytes, bool]:
         """Path and body for `model`, and whether they are the client's own (the engine serves its protocol)."""
         translation = self.translation

@@ -67,6 +67,8 @@ class Gateway:
         self.guard = safeguards or build_safeguards(config, load, metrics)
         self.models = {m.name: m for m in config.models}
         self.aliases = ModelAliases(config)
+        # APIs a remote model serves natively: a body in one of them may leave as sent, so the guard reads it too
+        self.remote_native_apis = frozenset(api for m in config.models if m.remote for api in m.native_apis)
         self.responses = responses  # stored Responses-API answers (None: previous_response_id is refused)
         self.started_at = int(time.time())
         # Byte patterns for the `model` rewrite, built once: engines write compact JSON (`"model":"x"`).
@@ -93,7 +95,7 @@ class Gateway:
         """Where this request would go and why; raises AtCapacity when every candidate is at its cap. Changes
         nothing; the privacy scan and the classification are kept on `incoming`, so planning again is cheap."""
         if incoming.screening is None:  # off the event loop for large bodies; fails closed (kept local)
-            incoming.screening = await self.guard.privacy.screen(incoming.payload)
+            incoming.screening = await self.guard.privacy.screen(incoming.sent_bodies(self.remote_native_apis))
         private = list(incoming.screening.kinds)
         if incoming.model != "auto":
             return self._plan_named(incoming, tenant, private)

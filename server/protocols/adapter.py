@@ -66,6 +66,10 @@ class Translation(ABC):
     def native_body(self, upstream_model: str) -> bytes:
         raise NotImplementedError(f"{type(self).__name__} has no native form")
 
+    def client_body(self) -> object:
+        """The body as the client sent it (what `native_body` sends on), for the privacy guard."""
+        return None
+
     @abstractmethod
     async def answer(self, body: bytes, native: bool) -> bytes:
         """The client's whole answer from the engine's (`native`: already in the client's protocol)."""

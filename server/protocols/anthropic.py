@@ -1,11 +1,12 @@
 """`POST /v1/messages` (Anthropic's Messages API) as an adapter, and `/v1/messages/count_tokens`.
 
-Request: `system` -> a system message; content blocks -> chat content (text, images as data or https URLs);
-an assistant's `tool_use` blocks -> its `tool_calls` (input as JSON text); a user's `tool_result` blocks -> `tool`
-messages, ahead of the rest of that turn; client `tools` (their `input_schema`) -> function tools, server tools
-dropped; `tool_choice` auto/any/tool/none -> auto/required/named/none; `stop_sequences` -> `stop`;
-`output_config.format` (structured outputs) -> a JSON-schema `response_format` (so it needs `json_mode`);
-`max_tokens`, `temperature`, `top_p`, `top_k`, `metadata.user_id` -> `user`.
+Request: `system` (and `system` turns among the messages, as Claude Code sends them) -> system messages; content
+blocks -> chat content (text, images as data or https URLs); an assistant's `tool_use` blocks -> its `tool_calls`
+(input as JSON text); a user's `tool_result` blocks -> `tool` messages, ahead of the rest of that turn; client
+`tools` (their `input_schema`) -> function tools, server tools dropped; `tool_choice` auto/any/tool/none ->
+auto/required/named/none; `stop_sequences` -> `stop`; `output_config.format` (structured outputs) -> a JSON-schema
+`response_format` (so it needs `json_mode`); `max_tokens`, `temperature`, `top_p`, `top_k` as they are;
+`metadata.user_id` -> `user`.
 Answer: the text -> a `text` block, each tool call -> a `tool_use` block (arguments parsed), `finish_reason`
 -> `stop_reason` (stop: end_turn, or stop_sequence when the engine names the stop string it met; length:
 max_tokens; tool_calls: tool_use); usage from the engine's, the input estimated where the engine gives none.
@@ -83,6 +84,10 @@ def to_chat(request: CountTokensRequest) -> dict[str, Any]:
     for message in request.messages:
         if isinstance(message.content, str):
             messages.append({"role": message.role, "content": message.content})
+        elif message.role == "system":
+            messages.append(
+                {"role": "system", "content": _text([b for b in message.content if isinstance(b, AnthropicTextBlock)])}
+            )
         elif message.role == "assistant":
             text = _text([b for b in message.content if isinstance(b, AnthropicTextBlock)])
             calls = [
@@ -190,6 +195,9 @@ class MessagesAnswer(Translation):
         self.payload = payload  # the client's body, for an engine that serves the Messages API itself
         self.stop_sequences = request.stop_sequences or []
         self.estimated_input_tokens = 0  # the router's estimate, until the engine counts
+
+    def client_body(self) -> object:
+        return self.payload
 
     def native_body(self, upstream_model: str) -> bytes:
         body = {k: v for k, v in self.payload.items() if k != "route"}

@@ -73,7 +73,7 @@ ContentBlock = Annotated[
 
 
 class AnthropicMessage(AnthropicBase):
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"] = Field(description="system: mid-conversation instructions.")
     content: str | list[ContentBlock]
 
 

@@ -225,6 +225,9 @@ class ResponsesAnswer(Translation):
             "user": request.user,
         }
 
+    def client_body(self) -> object:
+        return self.payload
+
     def native_body(self, upstream_model: str) -> bytes:
         body = {k: v for k, v in self.payload.items() if k not in ("route", "previous_response_id")}
         body["model"] = upstream_model

@@ -2,8 +2,9 @@
 adapters' tests: the official SDKs talk to the router, the test scripts what the engine answers and reads what
 the engine was sent.
 
-Models: `scripted` (chat completions only; tools, JSON mode and vision) and `native` (the same engine, declaring
-that it serves the Responses and Messages APIs itself). Aliases: `claude-*` and `gpt-5*` -> scripted.
+Models: `scripted` (chat completions only; tools, JSON mode and vision), `native` (the same engine, declaring
+that it serves the Responses and Messages APIs itself) and `remote-native` (a remote provider serving the
+Responses API). Aliases: `claude-*` and `gpt-5*` -> scripted.
 """
 
 from __future__ import annotations
@@ -87,6 +88,14 @@ def scripted_config(engine_url: str, **overrides: Any) -> dict[str, Any]:
                 "roles": ["native"],
                 "capabilities": caps,
                 "native_apis": ["responses", "messages"],
+            },
+            {
+                "name": "remote-native",
+                "kind": "openai",
+                "endpoints": [engine_url],
+                "roles": ["remote"],
+                "remote": True,
+                "native_apis": ["responses"],
             },
         ],
         "policy": {"name": "static"},

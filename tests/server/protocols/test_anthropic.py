@@ -185,6 +185,18 @@ def test_streamed_tool_use_arrives_as_input_json_deltas(scripted: Scripted, clau
     assert use.type == "tool_use" and use.input == {"city": "Paris"} and final.stop_reason == "tool_use"
 
 
+def test_system_turns_among_the_messages(scripted: Scripted, claude: AnthropicClients) -> None:
+    claude(scripted.url).messages.create(
+        model=MODEL,
+        max_tokens=16,
+        messages=[
+            {"role": "user", "content": "hi"},
+            {"role": "system", "content": [{"type": "text", "text": "Agents: none."}]},  # type: ignore[typeddict-item]
+        ],
+    )
+    assert scripted.engine.last()["messages"][1] == {"role": "system", "content": "Agents: none."}
+
+
 def test_images_become_image_urls(scripted: Scripted, claude: AnthropicClients) -> None:
     scripted.script(text="A cat.")
     claude(scripted.url).messages.create(

@@ -274,6 +274,17 @@ def test_native_engine_gets_the_clients_body(scripted: Scripted, client: OpenAIC
     assert [m["content"] for m in scripted.engine.last()["messages"]][-2:] == ["native answer", "four"]
 
 
+def test_the_privacy_guard_reads_what_a_remote_native_engine_would_get(
+    scripted: Scripted, client: OpenAIClients
+) -> None:
+    openai_client = client(scripted.url)
+    secret = {"note": "my password is hunter22"}  # in a field the chat translation drops, sent on natively
+    with pytest.raises(openai.BadRequestError) as kept:
+        openai_client.responses.create(model="remote-native", input="hi", metadata=secret)
+    assert kept.value.code == "sensitive_data_must_stay_local"
+    assert openai_client.responses.create(model="native", input="hi", metadata=secret).status == "completed"
+
+
 def test_langchain_chat_openai_on_the_responses_api(scripted: Scripted) -> None:
     from langchain_openai import ChatOpenAI
 
