@@ -102,15 +102,21 @@ def receive(
     resolve_model: Callable[[str], str] | None = None,
 ) -> Incoming:
     """Parse and validate one body; `InvalidRequest` (400) names the first bad field."""
+    payload = parse_object(raw)
+    if default_model is not None:
+        payload.setdefault("model", default_model)
+    return incoming(payload, endpoint, resolve_model)
+
+
+def parse_object(raw: bytes) -> dict[str, Any]:
+    """A body that must be a JSON object; `InvalidRequest` (400) otherwise."""
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON ({exc}); send a JSON object") from None
     if not isinstance(payload, dict):
         raise InvalidRequest("request body must be a JSON object")
-    if default_model is not None:
-        payload.setdefault("model", default_model)
-    return incoming(payload, endpoint, resolve_model)
+    return payload
 
 
 def incoming(

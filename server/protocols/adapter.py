@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import aclosing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from ..errors import Dialect, EngineError, InvalidRequest
+from ..errors import Dialect, EngineError
 from ..intake import Endpoint, Incoming, invalid_request
 
 if TYPE_CHECKING:
@@ -77,16 +78,6 @@ class Translation(ABC):
     @abstractmethod
     def events(self, events: AsyncIterator[bytes], native: bool) -> AsyncIterator[bytes]:
         """The client's stream from the engine's SSE bytes, yielded as they come."""
-
-
-def parse_object(raw: bytes) -> dict[str, Any]:
-    try:
-        payload = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"request body is not valid JSON ({exc}); send a JSON object") from None
-    if not isinstance(payload, dict):
-        raise InvalidRequest("request body must be a JSON object")
-    return payload
 
 
 def validated(model: type[M], payload: dict[str, Any]) -> M:
@@ -151,7 +142,7 @@ def sse(event: str, data: dict[str, Any]) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-async def chat_chunks(events: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any]]:
+async def chat_chunks(events: AsyncIterator[bytes]) -> AsyncGenerator[dict[str, Any]]:
     """The JSON objects of a chat-completions stream, until `[DONE]`; an error event is yielded as
     `{"error": {...}}` like any other object (the caller turns it into its protocol's error event). `events` is
     left open at `[DONE]`: the caller sends its last events first, then `drain`s it."""
@@ -183,6 +174,61 @@ def json_object(data: bytes) -> dict[str, Any] | None:
         log.warning("skipping an engine stream event that is not JSON: %r", data[:200])
         return None
     return parsed if isinstance(parsed, dict) else None
+
+
+class StreamState(Protocol):
+    """One translated stream's state: turns chat chunks into the client's events."""
+
+    def chunk(self, chunk: dict[str, Any]) -> bytes:
+        """The client's events for one chat chunk (b"" for none)."""
+
+    def failed(self, error: dict[str, Any]) -> bytes:
+        """The client's last events when the stream ends in an (OpenAI-shaped) error."""
+
+    async def finish(self) -> bytes:
+        """The client's last events after `[DONE]`."""
+
+
+async def translated_stream(state: StreamState, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The client's stream from an engine's chat-completions stream, event by event."""
+    async with aclosing(chat_chunks(events)) as chunks:
+        async for chunk in chunks:
+            error = stream_error(chunk)
+            if error is not None:
+                yield state.failed(error)
+                break
+            out = state.chunk(chunk)
+            if out:
+                yield out
+        else:
+            yield await state.finish()
+    await drain(events)
+
+
+async def native_stream(
+    events: AsyncIterator[bytes],
+    failed: Callable[[dict[str, Any]], bytes],
+    seen: Callable[[bytes | None, dict[str, Any]], Awaitable[None]] | None = None,
+) -> AsyncIterator[bytes]:
+    """An engine's own stream in the client's protocol, passed through event by event (`seen` gets each event
+    first); a chat-shaped error event from the relay (the engine broke mid-stream) becomes `failed(error)`."""
+    reader = SseReader()
+    async for chunk in events:
+        out: list[bytes] = []
+        for name, data in reader.feed(chunk):
+            if data == b"[DONE]":
+                continue
+            parsed = json_object(data) or {}
+            error = stream_error(parsed) if name is None else None
+            if error is not None:
+                yield b"".join(out) + failed(error)
+                await drain(events)
+                return
+            if seen is not None:
+                await seen(name, parsed)
+            out.append((b"event: " + name + b"\n" if name else b"") + b"data: " + data + b"\n\n")
+        if out:
+            yield b"".join(out)
 
 
 def stream_error(chunk: dict[str, Any]) -> dict[str, Any] | None:

@@ -26,8 +26,8 @@ from pydantic import BaseModel
 
 from ..errors import Dialect, ModelNotFound
 from ..inspect_request import CHARS_PER_TOKEN
-from ..intake import Endpoint, Incoming, incoming
-from .adapter import Adapter, ReceiveContext, Translation, engine_json, parse_object, validated
+from ..intake import Endpoint, Incoming, incoming, parse_object
+from .adapter import Adapter, ReceiveContext, Translation, engine_json, validated
 from .anthropic_models import (
     AnthropicImageBlock,
     AnthropicTextBlock,

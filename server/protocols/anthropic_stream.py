@@ -15,25 +15,14 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import anthropic_error, status_of
-from .adapter import SseReader, chat_chunks, drain, json_object, sse, stream_error
+from .adapter import native_stream, sse, translated_stream
 
 if TYPE_CHECKING:
     from .anthropic import MessagesAnswer
 
 
-async def translated_events(answer: MessagesAnswer, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    state = _Events(answer)
-    async for chunk in chat_chunks(events):
-        error = stream_error(chunk)
-        if error is not None:
-            yield state.start() + error_event(error)
-            await drain(events)
-            return
-        out = state.chunk(chunk)
-        if out:
-            yield out
-    yield state.start() + state.close() + state.stop()
-    await drain(events)
+def translated_events(answer: MessagesAnswer, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    return translated_stream(_Events(answer), events)
 
 
 def error_event(error: dict[str, Any]) -> bytes:
@@ -115,6 +104,12 @@ class _Events:
         index, self.open = self.open, None
         return b"" if index is None else sse("content_block_stop", {"type": "content_block_stop", "index": index})
 
+    def failed(self, error: dict[str, Any]) -> bytes:
+        return self.start() + error_event(error)
+
+    async def finish(self) -> bytes:
+        return self.start() + self.close() + self.stop()
+
     def stop(self) -> bytes:
         stop_reason, stop_sequence = self.answer.stop_reason(self.finish_reason, self.matched, bool(self.calls))
         delta = {
@@ -129,18 +124,6 @@ def tool_use(call_id: str | None, name: str | None, arguments: dict[str, Any]) -
     return {"type": "tool_use", "id": call_id or "toolu_triage", "name": name or "", "input": arguments}
 
 
-async def native_events(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """An engine's own Messages stream, passed through; a chat-shaped error event from the relay (the engine
-    broke mid-stream) becomes Anthropic's `error` event."""
-    reader = SseReader()
-    async for chunk in events:
-        out: list[bytes] = []
-        for name, data in reader.feed(chunk):
-            error = stream_error(json_object(data) or {}) if name is None and data != b"[DONE]" else None
-            if error is not None:
-                yield b"".join(out) + error_event(error)
-                return
-            if data != b"[DONE]":
-                out.append((b"event: " + name + b"\n" if name else b"") + b"data: " + data + b"\n\n")
-        if out:
-            yield b"".join(out)
+def native_events(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """An engine's own Messages stream, passed through; relay errors become Anthropic's `error` event."""
+    return native_stream(events, error_event)

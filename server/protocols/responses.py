@@ -20,11 +20,11 @@ from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import orjson
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..errors import InvalidRequest
-from ..intake import Endpoint, Incoming, incoming
-from .adapter import Adapter, ReceiveContext, Translation, engine_json, parse_object, validated
+from ..intake import Endpoint, Incoming, incoming, parse_object
+from .adapter import Adapter, ReceiveContext, Translation, engine_json, validated
 from .response_store import ResponseStore
 from .responses_models import (
     FunctionCallItem,
@@ -52,16 +52,13 @@ class Responses(Adapter):
         payload = parse_object(raw)
         request = validated(ResponsesRequest, payload)
         history = await _history(request, context)
-        new_items: list[Any] = (
-            [{"type": "message", "role": "user", "content": request.input}]
-            if isinstance(request.input, str)
-            else payload["input"]
-        )
-        items = _ITEMS.validate_python(history) + (
-            _ITEMS.validate_python(new_items) if isinstance(request.input, str) else request.input
-        )
+        if isinstance(request.input, str):
+            new_items: list[Any] = [{"type": "message", "role": "user", "content": request.input}]
+            items: list[Any] = [InputMessageItem(role="user", content=request.input)]
+        else:
+            new_items, items = payload["input"], list(request.input)
         translation = ResponsesAnswer(request, payload, history, new_items, context)
-        return incoming(to_chat(request, items), "chat", context.resolve_model, translation)
+        return incoming(to_chat(request, _stored_items(history) + items), "chat", context.resolve_model, translation)
 
 
 async def _history(request: ResponsesRequest, context: ReceiveContext) -> list[Any]:
@@ -77,6 +74,13 @@ async def _history(request: ResponsesRequest, context: ReceiveContext) -> list[A
             code="previous_response_not_found",
         )
     return found
+
+
+def _stored_items(history: list[Any]) -> list[Any]:
+    try:
+        return _ITEMS.validate_python(history)
+    except ValidationError as exc:  # stored from a native engine's answer that is not the Responses API's shape
+        raise InvalidRequest(f"the stored conversation cannot be read back ({exc.errors()[0]['msg']})") from None
 
 
 # -- request: Responses -> chat ----------------------------------------------------------------------------

@@ -15,27 +15,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from .adapter import SseReader, chat_chunks, drain, json_object, sse, stream_error
+from .adapter import native_stream, sse, translated_stream
 
 if TYPE_CHECKING:
     from .responses import ResponsesAnswer
 
 
-async def translated_events(answer: ResponsesAnswer, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    state = _Events(answer)
-    async for chunk in chat_chunks(events):
-        error = stream_error(chunk)
-        if error is not None:
-            yield state.failed(error)
-            await drain(events)
-            return
-        out = state.chunk(chunk)
-        if out:
-            yield out
-    out = state.start() + state.close()
-    await answer.save(answer.response_id, state.output)
-    yield out + state.completed()
-    await drain(events)
+def translated_events(answer: ResponsesAnswer, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    return translated_stream(_Events(answer), events)
 
 
 class _Events:
@@ -158,9 +145,12 @@ class _Events:
             )
         return out + self.event("response.output_item.done", output_index=index, item=item)
 
-    def completed(self) -> bytes:
+    async def finish(self) -> bytes:
+        """The open item's `...done` events, then `response.completed` once the response is stored."""
+        out = self.start() + self.close()
+        await self.answer.save(self.answer.response_id, self.output)
         response = self.answer.response(self.model, self.output, self.usage, self.finish_reason)
-        return self.event("response.completed", response=response)
+        return out + self.event("response.completed", response=response)
 
     def failed(self, error: dict[str, Any]) -> bytes:
         out = self.start()
@@ -176,31 +166,19 @@ class _Events:
         return out + self.event("response.failed", response=failed)
 
 
-async def native_events(answer: ResponsesAnswer, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """An engine's own Responses stream, passed through; stored at `response.completed`; a chat-shaped error
-    event from the relay (the engine broke mid-stream) becomes `error` and `response.failed`."""
-    reader = SseReader()
+def native_events(answer: ResponsesAnswer, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """An engine's own Responses stream, passed through; stored at its `response.completed`."""
     state = _Events(answer)
     state.started = True  # the engine sent its own response.created
-    async for chunk in events:
-        out: list[bytes] = []
-        for name, data in reader.feed(chunk):
-            if data == b"[DONE]":
-                continue
-            parsed = json_object(data) or {}
-            error = stream_error(parsed) if name is None else None
-            if error is not None:
-                out.append(state.failed(error))
-                yield b"".join(out)
-                return
-            if isinstance(parsed.get("sequence_number"), int):
-                state.sequence = parsed["sequence_number"] + 1
-            if name == b"response.completed":
-                response = parsed.get("response") or {}
-                await answer.save(str(response.get("id") or answer.response_id), list(response.get("output") or []))
-            out.append((b"event: " + name + b"\n" if name else b"") + b"data: " + data + b"\n\n")
-        if out:
-            yield b"".join(out)
+
+    async def seen(name: bytes | None, event: dict[str, Any]) -> None:
+        if isinstance(event.get("sequence_number"), int):
+            state.sequence = event["sequence_number"] + 1  # an error event of ours continues the numbering
+        if name == b"response.completed":
+            response = event.get("response") or {}
+            await answer.save(str(response.get("id") or answer.response_id), list(response.get("output") or []))
+
+    return native_stream(events, state.failed, seen)
 
 
 def usage(chat_usage: Any) -> dict[str, Any] | None:
