@@ -1,9 +1,10 @@
 """`triage eval-routing`: how much accuracy does routing by the quality predictor buy?
 
 Reads an outcomes file (prompt_id, prompt, model, score, benchmark), embeds its prompts (cached), routes each
-prompt to the model with the highest predicted quality and prints one JSON object: per benchmark and on
-average (prompt-weighted and benchmark-macro) the routed accuracy, every single model, the best single model,
-random routing (expected accuracy of a uniform pick) and the oracle (best model per prompt).
+prompt to the model with the highest predicted quality (ties -> the model with the better training average)
+and prints one JSON object: per benchmark and on average (prompt-weighted and benchmark-macro) the routed
+accuracy, every single model, the best single model, random routing (expected accuracy of a uniform pick) and
+the oracle (best model per prompt), plus the expected calibration error of each model's predicted probability.
 `--split heldout` applies the predictor's own seeded prompt_id split (models/splits.py) so only prompts the
 predictor never trained on are scored. This module knows nothing about how the predictor was trained.
 """
@@ -20,11 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.calibration import ece_per_column
 from models.data import DEFAULT_OUTCOMES, load_outcomes
 from models.embed_cache import DEFAULT_CACHE_DIR, embed_cached
 from models.encoder import EncoderConfig
 from models.errors import DataError
-from models.quality import DEFAULT_QUALITY_ARTIFACT, QualityPredictor
+from models.quality import DEFAULT_QUALITY_ARTIFACT, QualityPredictor, route_indices
 from models.splits import heldout_mask
 
 
@@ -115,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
     )
     emb = embed_cached(ot.texts, enc_cfg, ot.cache_id, args.cache_dir)[mask]
-    chosen = predictor.predict(emb).argmax(axis=1)
+    probs = predictor.predict(emb)  # [P, M] calibrated
+    chosen = route_indices(probs, predictor.overall)
+    ece = ece_per_column(probs, scores[mask])
     report = {
         "outcomes": str(args.outcomes),
         "outcomes_sha256": ot.sha256,
@@ -125,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         **routing_report(
             scores[mask], chosen, [b for b, k in zip(ot.benchmarks, mask, strict=True) if k], predictor.models
         ),
+        "calibration": {"ece": {m: round(e, 4) for m, e in zip(predictor.models, ece, strict=True)}},
     }
     text = json.dumps(report, indent=2)
     print(text)

@@ -1,4 +1,4 @@
-"""Minibatch AdamW training of one `MLPHead` on precomputed embeddings (CPU, seconds).
+"""Minibatch AdamW training of one small head (`MLPHead` or any logits module) on precomputed embeddings.
 
 `fit_head` supports the three losses the heads need: cross-entropy on class ids (task), and binary
 cross-entropy on soft targets in [0, 1] (complexity, quality). Per-row weights carry class balancing and
@@ -14,8 +14,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from models.heads import MLPHead
+from torch import nn
 
 Loss = Literal["ce", "bce"]
 
@@ -31,14 +30,15 @@ class FitConfig:
 
 
 def fit_head(
-    head: MLPHead,
+    head: nn.Module,
     x: np.ndarray,
     y: np.ndarray,
     loss: Loss,
     config: FitConfig,
     sample_weight: np.ndarray | None = None,
 ) -> list[float]:
-    """Train `head` in place. x: [N, D] float32; y: [N] int (ce) or [N, K] float in [0, 1] (bce).
+    """Train `head` (any module mapping [B, D] -> [B, K] logits) in place. x: [N, D] float32; y: [N] int (ce)
+    or [N, K] float in [0, 1] (bce). Linear layers are re-initialised from the seed first.
 
     sample_weight: [N] non-negative, normalised to mean 1. Returns the mean loss per epoch.
     """

@@ -1,14 +1,13 @@
-"""QualityPredictor: prompt embedding -> per-model probability of a good answer, and the argmax route.
+"""QualityPredictor: prompt embedding -> calibrated per-model probability of a good answer, and the argmax route.
 
-Two small heads on the 384-d embedding, blended:
-  - quality head: M sigmoid outputs (one per candidate model), trained with binary cross-entropy on the
-    RouterDC outcome scores (0/1, or the probability of the gold option);
-  - group prior: a softmax head that recognises which benchmark-like group a prompt resembles, times a
-    table prior[g, m] = mean training score of model m on group g.
-`predict = (1 - w) * head + w * p(group | x) @ prior`, with w chosen on an inner split of the training
-prompts. Per-prompt head estimates are noisy (7 models that differ by a few points); the prior carries the
-stable "MetaMath is best on grade-school maths" signal and the head the rest.
-Artifact: `<dir>/quality.safetensors` + `<dir>/meta.json` (model names, groups, head configs, split, metrics).
+    predict(emb) = calibrator(scorer(emb))          [B, 384] -> [B, M]
+    route(emb)   = argmax over models of predict(emb), ties -> the model with the better `overall` score
+
+`scorer` is any registered quality scorer (models/scorers: kNN, MLP heads, matrix factorisation, contrastive,
+benchmark prior, or an ensemble of them), `calibrator` one monotone map per model fitted on out-of-fold
+predictions (models/calibration.py), `overall` each model's benchmark-macro mean score on the training rows.
+Artifact (format 2): `<dir>/quality.safetensors` (the scorer's arrays) + `<dir>/meta.json` (scorer config,
+calibration maps, model names, overall scores, split, metrics, the command that made it).
 This module knows nothing about text, data files or training; it maps embeddings to scores.
 """
 
@@ -19,79 +18,81 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from models.calibration import Calibrator
 from models.data import REPO_ROOT
 from models.errors import ArtifactError
-from models.heads import HeadConfig, MLPHead
+from models.scorers import Scorer, restore_scorer
 
 DEFAULT_QUALITY_ARTIFACT = REPO_ROOT / "models" / "artifacts" / "quality"
-QUALITY_VERSION = 1
+QUALITY_VERSION = 2
+
+
+def route_indices(probs: np.ndarray, overall: np.ndarray, tol: float = 1e-6) -> np.ndarray:
+    """[B, M] probabilities -> [B] argmax column; among columns within `tol` of the max, the best `overall`
+    ([M], or [B, M] when rows were predicted by different models)."""
+    top = probs >= probs.max(axis=1, keepdims=True) - tol  # [B, M] tied for first
+    tie_rank = np.where(top, np.broadcast_to(overall, probs.shape), -np.inf)
+    return np.asarray(tie_rank.argmax(axis=1), dtype=np.int64)
 
 
 class QualityPredictor:
-    """`predict(emb) -> [B, M]` probabilities; `route(emb) -> model names`."""
+    """`predict(emb) -> [B, M]` calibrated probabilities; `route(emb) -> model names`."""
 
     def __init__(
         self,
-        head: MLPHead,
-        group_head: MLPHead,
-        prior: np.ndarray,
+        scorer: Scorer,
+        calibrator: Calibrator,
         models: list[str],
-        groups: list[str],
-        prior_weight: float,
+        overall: np.ndarray,
         meta: dict[str, Any],
     ) -> None:
-        # prior: [G, M] mean score of each model on each group
-        if head.config.out_dim != len(models) or prior.shape != (len(groups), len(models)):
+        if len(calibrator.columns) != len(models) or overall.shape != (len(models),):
             raise ArtifactError(
-                f"quality artifact shapes disagree: head {head.config.out_dim} outputs, prior "
-                f"{prior.shape}, {len(groups)} groups x {len(models)} models; retrain."
+                f"quality artifact disagrees with itself: {len(models)} models, {len(calibrator.columns)} "
+                f"calibration maps, overall scores of shape {overall.shape}; retrain with `triage train-quality`."
             )
-        if group_head.config.out_dim != len(groups):
-            raise ArtifactError(f"group head has {group_head.config.out_dim} outputs for {len(groups)} groups.")
-        if not 0.0 <= prior_weight <= 1.0:
-            raise ArtifactError(f"prior_weight must be in [0, 1], got {prior_weight}.")
-        self.head, self.group_head, self.prior = head, group_head, prior.astype(np.float32)
-        self.models, self.groups, self.prior_weight, self.meta = models, groups, prior_weight, meta
+        self.scorer, self.calibrator, self.models = scorer, calibrator, models
+        self.overall = overall.astype(np.float32)  # [M]
+        self.meta = meta
 
-    def predict_parts(self, embedding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """[B, 384] -> (head probabilities [B, M], group-prior scores [B, M])."""
-        return self.head.predict(embedding), self.group_head.predict(embedding) @ self.prior
+    def predict_raw(self, embedding: np.ndarray) -> np.ndarray:
+        """[B, 384] -> [B, M] scorer output before calibration."""
+        return self.scorer.predict(embedding)
 
-    def predict(self, embedding: np.ndarray, prior_weight: float | None = None) -> np.ndarray:
-        """[B, 384] unit embeddings -> [B, M] probability that each model answers well."""
-        w = self.prior_weight if prior_weight is None else prior_weight
-        head, prior = self.predict_parts(embedding)
-        return np.asarray((1.0 - w) * head + w * prior, dtype=np.float32)
+    def predict(self, embedding: np.ndarray) -> np.ndarray:
+        """[B, 384] unit embeddings -> [B, M] calibrated probability that each model answers well."""
+        return self.calibrator.apply(self.predict_raw(embedding))
+
+    def route_indices(self, embedding: np.ndarray) -> np.ndarray:
+        """[B] index of the routed model per prompt."""
+        return route_indices(self.predict(embedding), self.overall)
 
     def route(self, embedding: np.ndarray) -> list[str]:
-        """Argmax model per prompt."""
-        return [self.models[i] for i in self.predict(embedding).argmax(axis=1)]
+        """Routed model name per prompt."""
+        return [self.models[i] for i in self.route_indices(embedding)]
 
     def save(self, out: str | Path) -> None:
+        import torch
         from safetensors.torch import save_file
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        tensors = {f"head.{k}": v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
-        tensors |= {f"group_head.{k}": v.detach().cpu().contiguous() for k, v in self.group_head.state_dict().items()}
-        tensors["prior"] = torch.as_tensor(self.prior, dtype=torch.float32)
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.scorer.arrays().items()}
         save_file(tensors, str(out / "quality.safetensors"))
         meta = {
             **self.meta,
             "format_version": QUALITY_VERSION,
             "models": self.models,
-            "groups": self.groups,
-            "prior_weight": self.prior_weight,
-            "head": self.head.config.to_json(),
-            "group_head": self.group_head.config.to_json(),
+            "overall": [round(float(v), 6) for v in self.overall],
+            "scorer": {"kind": self.scorer.kind, **self.scorer.config_json()},
+            "calibration": self.calibrator.to_json(),
         }
         (out / "meta.json").write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n")
 
     @classmethod
     def load(cls, artifact_dir: str | Path | None = None) -> QualityPredictor:
-        from safetensors.torch import load_file
+        from safetensors.numpy import load_file
 
         adir = Path(artifact_dir) if artifact_dir is not None else DEFAULT_QUALITY_ARTIFACT
         meta_path, weights = adir / "meta.json", adir / "quality.safetensors"
@@ -103,23 +104,11 @@ class QualityPredictor:
                 f"{meta_path}: format_version {meta.get('format_version')} != {QUALITY_VERSION}; "
                 "retrain with `triage train-quality`."
             )
-        tensors = load_file(str(weights))
-        heads = {}
-        for name in ("head", "group_head"):
-            h = MLPHead(HeadConfig.from_json(meta[name]))
-            try:
-                h.load_state_dict({k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(f"{name}.")})
-            except RuntimeError as e:
-                raise ArtifactError(f"{weights} does not match {meta_path} ({e}); retrain.") from e
-            heads[name] = h.eval()
-        if "prior" not in tensors:
-            raise ArtifactError(f"{weights} has no 'prior' table; retrain with `triage train-quality`.")
-        return cls(
-            heads["head"],
-            heads["group_head"],
-            tensors["prior"].numpy(),
-            list(meta["models"]),
-            list(meta["groups"]),
-            float(meta["prior_weight"]),
-            meta,
-        )
+        try:
+            scorer = restore_scorer(meta["scorer"], load_file(str(weights)))
+            calibrator = Calibrator.from_json(meta["calibration"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise ArtifactError(
+                f"{weights} does not match {meta_path} ({e!r}); retrain with `triage train-quality`."
+            ) from e
+        return cls(scorer, calibrator, list(meta["models"]), np.asarray(meta["overall"], dtype=np.float32), meta)

@@ -161,3 +161,16 @@ def heldout_mask(prompt_ids: Sequence[str], strata: Sequence[str], frac: float =
         rows.sort(key=lambda i: _hash01(seed, prompt_ids[i]))
         mask[rows[: round(frac * len(rows))]] = True
     return mask
+
+
+def id_folds(prompt_ids: Sequence[str], groups: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """[N] fold in [0, k): within each benchmark, rows sorted by a seeded hash of prompt_id are dealt round-robin,
+    so every fold holds ~1/k of every benchmark."""
+    if k < 2:
+        raise ValueError(f"k must be at least 2, got {k}.")
+    fold = np.zeros(len(prompt_ids), dtype=np.int64)
+    for g in np.unique(groups):
+        rows = np.flatnonzero(groups == g)
+        order = sorted(rows.tolist(), key=lambda i: _hash01(seed, prompt_ids[i]))
+        fold[order] = np.arange(len(order)) % k
+    return fold

@@ -63,6 +63,12 @@ TUNING_GRID: tuple[dict[str, Any], ...] = (
     {"head_chars": 150, "tail_chars": 150},
     {"family_weight_power": 0.5},
     {"family_weight_power": 1.0},
+    # issue 13: softer targets against the 10-20% wrong regex labels, and n-gram row dropout so that a class is
+    # also learned from the embedding when its training sources' template words are absent
+    {"label_smoothing": 0.1},
+    {"label_smoothing": 0.2},
+    {"lexical_row_dropout": 0.3},
+    {"lexical_row_dropout": 0.6},
 )
 
 

@@ -50,6 +50,10 @@ class TaskFitConfig:
     lr: float = 0.05  # peak learning rate, cosine-decayed to 0
     l2_dense: float = 1e-4  # L2 penalty (sum of squares) on W
     l2_lexical: float = 1e-4  # L2 penalty on V
+    label_smoothing: float = 0.0  # cross-entropy label smoothing (softer targets against noisy rule labels)
+    # each step, this share of rows is trained on the dense features alone (their n-gram logits are dropped,
+    # the kept ones scaled by 1 / (1 - p)): the head cannot lean on a source's template words only
+    lexical_row_dropout: float = 0.0
     seed: int = 0
 
 
@@ -145,9 +149,15 @@ def fit_task_head(
     wt = torch.as_tensor(sample_weight / sample_weight.mean(), dtype=torch.float32)
     s = _csr(rows, nb)
     s_t = s.to_sparse_coo().t().coalesce().to_sparse_csr()  # type: ignore[no-untyped-call]
+    gen = torch.Generator().manual_seed(fit.seed)
     for _ in range(fit.steps):
-        logits = xt @ w + b + _SparseMatmul.apply(v, s, s_t)  # type: ignore[no-untyped-call]
-        loss = (F.cross_entropy(logits, yt, reduction="none") * wt).mean()
+        lexical = _SparseMatmul.apply(v, s, s_t)  # type: ignore[no-untyped-call]
+        if fit.lexical_row_dropout > 0:
+            keep = torch.rand(len(yt), 1, generator=gen) >= fit.lexical_row_dropout  # [N, 1]
+            lexical = lexical * keep / (1.0 - fit.lexical_row_dropout)
+        logits = xt @ w + b + lexical
+        per_row = F.cross_entropy(logits, yt, reduction="none", label_smoothing=fit.label_smoothing)
+        loss = (per_row * wt).mean()
         loss = loss + fit.l2_dense * (w**2).sum() + fit.l2_lexical * (v**2).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]

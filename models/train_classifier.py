@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -93,9 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("task head (linear over embedding + surface features + hashed n-grams)")
     g.add_argument("--tune", action="store_true", help="pick settings from models/task_cv.TUNING_GRID by inner CV")
     g.add_argument("--tune-rounds", type=int, default=3, help="greedy forward-selection rounds with --tune")
+    g.add_argument(
+        "--tune-keys",
+        default="",
+        help="with --tune, only the grid entries that change one of these comma-separated settings "
+        "(e.g. label_smoothing,lexical_row_dropout: try new knobs on top of the settings given by the flags)",
+    )
     g.add_argument("--inner-folds", type=int, default=5, help="grouped inner CV folds on the training part")
     g.add_argument("--task-steps", type=int, default=d.fit.steps, help="full-batch Adam steps")
     g.add_argument("--task-lr", type=float, default=d.fit.lr, help="Adam peak learning rate")
+    g.add_argument("--label-smoothing", type=float, default=d.fit.label_smoothing, help="cross-entropy smoothing")
+    g.add_argument(
+        "--lexical-row-dropout",
+        type=float,
+        default=d.fit.lexical_row_dropout,
+        help="share of rows trained without their n-grams at each step",
+    )
     g.add_argument("--l2-dense", type=float, default=d.fit.l2_dense, help="L2 on embedding/surface weights")
     g.add_argument("--l2-lexical", type=float, default=d.fit.l2_lexical, help="L2 on n-gram weights")
     g.add_argument("--lexical-buckets", type=int, default=dl.n_buckets, help="hash buckets for n-grams")
@@ -132,7 +147,13 @@ def task_settings(args: argparse.Namespace) -> TaskSettings:
     """The task head's settings from the command line."""
     return TaskSettings(
         fit=TaskFitConfig(
-            steps=args.task_steps, lr=args.task_lr, l2_dense=args.l2_dense, l2_lexical=args.l2_lexical, seed=args.seed
+            steps=args.task_steps,
+            lr=args.task_lr,
+            l2_dense=args.l2_dense,
+            l2_lexical=args.l2_lexical,
+            label_smoothing=args.label_smoothing,
+            lexical_row_dropout=args.lexical_row_dropout,
+            seed=args.seed,
         ),
         lexical=LexicalConfig(
             n_buckets=args.lexical_buckets,
@@ -171,7 +192,8 @@ def run_task(
     itr = np.flatnonzero(tr)
     texts_tr = [ps.texts[i] for i in itr]
     folds = inner_family_folds([ps.sources[i] for i in itr], [ps.ids[i] for i in itr], args.inner_folds, args.seed)
-    grid = TUNING_GRID if args.tune else ({},)
+    keys = {k.strip() for k in args.tune_keys.split(",") if k.strip()}
+    grid = tuple(c for c in TUNING_GRID if not keys or not c or set(c) & keys) if args.tune else ({},)
     best, table = tune(
         task_settings(args), grid, x[tr], texts_tr, y[tr], gold[tr], families[tr], folds, labels, args.tune_rounds
     )
@@ -295,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         task_head,
         cx_head,
         {
+            "command": "triage train-classifier " + shlex.join(sys.argv[1:] if argv is None else argv),
             "task": task_metrics,
             "complexity": cx_metrics,
             "seed": args.seed,

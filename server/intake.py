@@ -77,7 +77,10 @@ class Incoming:
 
     def upstream_body(self, upstream_model: str) -> bytes:
         self.payload["model"] = upstream_model
-        return orjson.dumps(self.payload)
+        try:
+            return orjson.dumps(self.payload)
+        except orjson.JSONEncodeError as exc:  # nesting orjson will not write (255 levels): the client's doing
+            raise InvalidRequest(f"the request body cannot be relayed: {exc}; flatten its nesting") from None
 
     def sent_bodies(self, remote_native_apis: frozenset[str]) -> object:
         """What the privacy guard reads: the chat body, and the client's own too where a remote model serves

@@ -73,6 +73,10 @@ class Gateway:
         self.started_at = int(time.time())
         # Byte patterns for the `model` rewrite, built once: engines write compact JSON (`"model":"x"`).
         self.rewrites = {m.name: _model_rewrite(m) for m in config.models}
+        # The privacy guard decides where a prompt may go and whether the audit log may keep its hash; with no
+        # remote model and no audit log its answer changes nothing, so it does not run (it is most of the
+        # router's own work on a small request).
+        self.screen_prompts = any(m.remote for m in config.models) or config.policy.store is not None
 
     def relay(self, adapter: Adapter, ids: RequestIds, tenant: Tenant, received_s: float) -> Relay:
         """A new request's owner of everything it will hold; the caller must `aclose()` it."""
@@ -94,9 +98,9 @@ class Gateway:
     async def plan(self, incoming: Incoming, ids: RequestIds, tenant: Tenant = OPEN_TENANT) -> Plan:
         """Where this request would go and why; raises AtCapacity when every candidate is at its cap. Changes
         nothing; the privacy scan and the classification are kept on `incoming`, so planning again is cheap."""
-        if incoming.screening is None:  # off the event loop for large bodies; fails closed (kept local)
+        if incoming.screening is None and self.screen_prompts:  # large bodies off the event loop; fails closed
             incoming.screening = await self.guard.privacy.screen(incoming.sent_bodies(self.remote_native_apis))
-        private = list(incoming.screening.kinds)
+        private = list(incoming.screening.kinds) if incoming.screening is not None else []
         if incoming.model != "auto":
             return self._plan_named(incoming, tenant, private)
         t0 = time.perf_counter()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -70,6 +71,10 @@ class PrivacyGuard:
         self.max_scan_chars = config.max_scan_chars
         self.max_scan_s = config.max_scan_ms / 1e3
         self.detectors: list[Detector] = [*builtin_detectors(), *user_detectors(config.patterns)]
+        # One search for every detector's triggers at once: most prompts hold none, and then only the detectors
+        # without triggers run (one Python call per detector costs more than the search of all triggers).
+        triggers = sorted({t for d in self.detectors for t in d.triggers}, key=len, reverse=True)
+        self._any_trigger = re.compile("|".join(re.escape(t) for t in triggers)) if triggers else None
         self.kinds = kinds(self.detectors)
         self.views = Views(limit=3 * config.max_scan_chars)
         self._pool: ThreadPoolExecutor | None = None
@@ -148,7 +153,10 @@ class PrivacyGuard:
 
     def _detect(self, text: str, found: set[str], deadline: Deadline, budget: list[int], decode: int) -> None:
         lower = lowered(text)
+        triggered = self._any_trigger is not None and self._any_trigger.search(lower) is not None
         for detector in self.detectors:
+            if detector.triggers and not triggered:
+                continue  # its found() would stop at its triggers
             if detector.kind not in found and detector.found(text, lower, deadline):
                 found.add(detector.kind)
             deadline.check()

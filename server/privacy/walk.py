@@ -21,6 +21,75 @@ MAX_DEPTH = 64  # levels of nested lists and objects; the body itself is level 1
 # Values that name structure rather than say something; left out of the joined conversation so that the
 # pieces of a secret split across messages meet (they are still scanned on their own).
 _STRUCTURAL_KEYS = frozenset({"role", "model", "type", "id", "tool_call_id", "object", "name"})
+# Field names of the OpenAI and Anthropic request schemas: a key that is one of these says nothing, so it is not
+# scanned (unknown keys are: a secret may hide in a metadata key). "max_tokens" alone made the password detector
+# run its regexes on every request, since its triggers include "token".
+KNOWN_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "role",
+        "content",
+        "name",
+        "stream",
+        "stream_options",
+        "include_usage",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "n",
+        "stop",
+        "seed",
+        "user",
+        "tools",
+        "tool_choice",
+        "type",
+        "function",
+        "description",
+        "parameters",
+        "properties",
+        "required",
+        "strict",
+        "response_format",
+        "json_schema",
+        "schema",
+        "text",
+        "image_url",
+        "url",
+        "detail",
+        "tool_calls",
+        "tool_call_id",
+        "id",
+        "arguments",
+        "logprobs",
+        "top_logprobs",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "prompt",
+        "suffix",
+        "echo",
+        "best_of",
+        "input",
+        "instructions",
+        "max_output_tokens",
+        "system",
+        "stop_sequences",
+        "top_k",
+        "metadata",
+        "route",
+        "priority",
+        "weights",
+        "max_latency_ms",
+        "max_cost",
+        "models",
+        "allow_remote",
+        "ignore_eos",
+        "min_tokens",
+        "",
+    }
+)
 _TOKEN_ID_KEYS = ("prompt", "input")
 _TOKEN_ID_PROBE = 64  # items looked at to call a list token ids
 CONTAINER_CHARS = 16  # what a list or object costs of the budget: walking one costs about as much as that text
@@ -83,7 +152,7 @@ def collect(body: object, budget_chars: int, max_depth: int = MAX_DEPTH, deadlin
         for seen, (key, value) in enumerate(pairs, 1):
             if seen % _CHECK_EVERY == 0 and deadline is not None:
                 deadline.check()
-            if key is not None:
+            if key is not None and key not in KNOWN_FIELDS:
                 parts.append(key)
                 chars += len(key) + 1
             kind = type(value)

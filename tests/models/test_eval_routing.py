@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from models.calibration import Calibrator
 from models.eval_routing import main, routing_report
-from models.heads import HeadConfig, MLPHead
 from models.quality import QualityPredictor
+from models.scorers.prior import ConstantScorer
 
 MODELS = ["a", "b", "c"]
 # prompts x models: b is the best single model, the oracle takes the best per row
@@ -62,12 +63,20 @@ def _write_outcomes(path: Path) -> None:
                 )
 
 
-def test_cli_on_synthetic_outcomes_prefers_model_b(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    head = MLPHead(HeadConfig(out_dim=3, hidden=0, dropout=0.0, output="sigmoid"))
-    group_head = MLPHead(HeadConfig(out_dim=1, hidden=0, dropout=0.0))
-    prior = np.array([[0.2, 0.9, 0.3]], dtype=np.float32)  # prior-only predictor: always routes to "b"
+@pytest.mark.parametrize(
+    ("prior", "routed_to"),
+    [
+        ([0.2, 0.9, 0.3], "b"),  # a constant predictor always routes to its argmax
+        ([0.5, 0.5, 0.5], "c"),  # all tied: the model with the best training average ("overall") wins
+    ],
+)
+def test_cli_on_synthetic_outcomes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], prior: list[float], routed_to: str
+) -> None:
     meta = {"max_tokens": 64, "encoder_model": "", "split": {"seed": 0, "heldout_frac": 0.5}}
-    QualityPredictor(head, group_head, prior, MODELS, ["all"], 1.0, meta).save(tmp_path / "pred")
+    scorer = ConstantScorer(np.array(prior, dtype=np.float32))
+    overall = np.array([0.1, 0.2, 0.3], dtype=np.float32)
+    QualityPredictor(scorer, Calibrator.identity(3), MODELS, overall, meta).save(tmp_path / "pred")
     _write_outcomes(tmp_path / "o.jsonl.gz")
     rc = main(
         [
@@ -86,5 +95,12 @@ def test_cli_on_synthetic_outcomes_prefers_model_b(tmp_path: Path, capsys: pytes
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     pw = out["average"]["prompt_weighted"]
-    assert pw["n"] == 6 and pw["oracle"] == 1.0 and pw["routed"] == pw["best_single"]["accuracy"] == round(4 / 6, 4)
-    assert pw["route_share"]["b"] == 1.0 and pw["routed_minus_best_single"] == 0.0
+    assert pw["n"] == 6 and pw["oracle"] == 1.0 and pw["best_single"]["accuracy"] == round(4 / 6, 4)
+    assert pw["route_share"][routed_to] == 1.0
+    assert pw["routed"] == round(float(SCORES[:, MODELS.index(routed_to)].mean()), 4)
+    macro = out["average"]["benchmark_macro"]
+    assert set(macro) >= {"routed", "single", "best_single", "random", "oracle", "routed_minus_best_single"}
+    assert set(out["per_benchmark"]) == {"x", "y"} and set(out["calibration"]["ece"]) == set(MODELS)
+    # a constant 0.5 for model "b" whose mean score is 4/6 is off by 1/6 in every bin it fills
+    if routed_to == "c":
+        assert out["calibration"]["ece"]["b"] == pytest.approx(abs(0.5 - 4 / 6), abs=1e-3)

@@ -44,3 +44,36 @@ def test_temperature_softens_overconfident_logits() -> None:
     logits[np.arange(2000), y] += 1.0
     assert fit_temperature(logits * 10, y) > 5.0
     assert 0.5 < fit_temperature(logits, y) < 2.0
+
+
+def _dense_and_lexical_signal(fit: TaskFitConfig) -> tuple[TaskHead, np.ndarray, np.ndarray]:
+    """Both the n-grams and dense feature 0 carry the label; returns the head, dense inputs and labels."""
+    cfg = TaskHeadConfig(dense_dim=4, n_classes=2, lexical=LexicalConfig(n_buckets=512))
+    y = np.array([0, 1, 0, 1] * 5)
+    dense = np.zeros((len(TEXTS), 4), dtype=np.float32)
+    dense[:, 0] = np.where(y == 1, 0.3, -0.3)
+    head = fit_task_head(cfg, dense, lexical_rows(TEXTS, cfg.lexical), y, np.ones(len(y)), fit)
+    return head, dense, y
+
+
+def test_lexical_row_dropout_makes_the_dense_features_carry_the_label() -> None:
+    plain, dense, y = _dense_and_lexical_signal(TaskFitConfig(steps=80, l2_lexical=0.0))
+    dropped, _, _ = _dense_and_lexical_signal(TaskFitConfig(steps=80, l2_lexical=0.0, lexical_row_dropout=0.7))
+    no_ngrams = lexical_rows([""] * len(TEXTS), plain.config.lexical)
+    margin = [h.logits(dense, no_ngrams) for h in (plain, dropped)]
+    gap = [float((m[y == 1, 1] - m[y == 1, 0]).mean()) for m in margin]  # dense-only logit margin, true class
+    assert gap[1] > gap[0] > 0
+
+
+def test_label_smoothing_keeps_probabilities_off_the_edges() -> None:
+    sharp, _ = _fit()
+    smooth_head = fit_task_head(
+        sharp.config,
+        np.zeros((len(TEXTS), 4), dtype=np.float32),
+        lexical_rows(TEXTS, sharp.config.lexical),
+        np.array([0, 1, 0, 1] * 5),
+        np.ones(len(TEXTS)),
+        TaskFitConfig(steps=50, label_smoothing=0.3),
+    )
+    rows, zeros = lexical_rows(TEXTS, sharp.config.lexical), np.zeros((len(TEXTS), 4), dtype=np.float32)
+    assert smooth_head.predict(zeros, rows).max() < sharp.predict(zeros, rows).max()

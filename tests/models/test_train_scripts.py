@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models import train_classifier, train_quality
+from models import quality_experiment, train_classifier, train_quality
 from models.classifier import PromptClassifier
 from models.quality import QualityPredictor
 
@@ -95,9 +95,44 @@ def test_train_classifier_and_quality_end_to_end(tmp_path: Path) -> None:
     clf = PromptClassifier.load(tmp_path / "clf")
     assert clf.labels == sorted(CATS) and clf.classify_batch(["hello"]).probs.shape == (1, 3)
 
-    rc = train_quality.main([*common, "--out", str(tmp_path / "q"), "--hidden", "0", "--heldout-frac", "0.3"])
+    quality_args = [
+        *common[:-2],  # not --epochs: the scorer's settings come in --spec
+        "--out",
+        str(tmp_path / "q"),
+        "--heldout-frac",
+        "0.3",
+        "--folds",
+        "2",
+        "--spec",
+        json.dumps({"kind": "knn", "k": 3}),
+    ]
+    rc = train_quality.main(quality_args)
     assert rc == 0
     pred = QualityPredictor.load(tmp_path / "q")
     assert pred.models == MODELS and pred.meta["split"]["n_heldout"] == 6
     probs = pred.predict(np.eye(384, dtype=np.float32)[:2])
     assert probs.shape == (2, 2)
+    metrics = pred.meta["metrics_heldout"]
+    # m1 is right on every "mathy" prompt and m2 on every "wordy" one: routing by neighbours is perfect
+    assert metrics["id"]["average"]["benchmark_macro"]["routed"] == 1.0
+    assert set(metrics["lobo"]["per_benchmark"]) == {"mathy", "wordy"}
+    assert pred.meta["command"].startswith("triage train-quality ")
+    assert (tmp_path / "q" / "reliability.png").is_file()
+
+
+def test_quality_experiment_end_to_end(tmp_path: Path) -> None:
+    _outcomes(tmp_path / "o.jsonl.gz")
+    out = tmp_path / "experiment.json"
+    args = ["--outcomes", str(tmp_path / "o.jsonl.gz"), "--cache-dir", str(tmp_path / "cache"), "--device", "cpu"]
+    rc = quality_experiment.main([*args, "--quick", "--folds", "2", "--heldout-frac", "0.3", "--out", str(out)])
+    assert rc == 0
+    result = json.loads(out.read_text())
+    approaches = result["approaches"]
+    assert {"constant", "knn", "mlp", "mf", "contrastive", "group_prior", "v1", "knn+mlp"} <= set(approaches)
+    assert result["chosen"]["approach"] in approaches
+    for a in approaches.values():
+        assert set(a["heldout"]) == {"id", "lobo"} and "criterion" in a["inner"]
+        assert a["calibration"]["method"] in ("none", "platt", "isotonic")
+        boot = a["heldout"]["id"]["average"]["benchmark_macro"]["bootstrap_gain"]
+        assert boot["ci95"][0] <= boot["ci95"][1]
+    assert result["command"].startswith("python -m models.quality_experiment --outcomes")

@@ -81,7 +81,7 @@ def run_triage(config: TriageConfig, start_simulated: bool = True) -> Iterator[R
 
     thread = threading.Thread(target=serve, name="triage-test-server", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 90  # MiniLM start-up takes seconds, more on a busy machine
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("triage test server did not start")

@@ -4,7 +4,6 @@ logged, and that it is fast."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -72,18 +71,6 @@ def test_extra_patterns_and_whole_body_and_bounds(guard: PrivacyGuard) -> None:
     small = PrivacyGuard(PrivacyConfig(max_scan_chars=100))
     assert small.scan_payload({"prompt": "x" * 200}) == [UNSCANNED]  # too long to scan: kept local
     assert PrivacyGuard(PrivacyConfig(enabled=False)).scan_payload({"prompt": PLANTED["email"]}) == []
-
-
-def test_typical_prompt_scans_in_microseconds(guard: PrivacyGuard) -> None:
-    prompt = "Summarize the following meeting notes for the engineering team. " * 20 + CLEAN[2]
-    payload = {"model": "auto", "messages": [{"role": "user", "content": prompt}]}
-    guard.scan_payload(payload)
-    n = 500
-    t0 = time.perf_counter()
-    for _ in range(n):
-        guard.scan_payload(payload)
-    per_us = (time.perf_counter() - t0) / n * 1e6
-    assert per_us < 500, f"{per_us:.0f} µs per {len(prompt)}-char prompt"  # loose: shared CI cores
 
 
 @pytest.fixture(scope="module")

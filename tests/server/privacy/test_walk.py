@@ -12,11 +12,17 @@ from server.privacy.walk import MAX_DEPTH, collect, is_token_ids
 def test_keys_numbers_and_nested_strings() -> None:
     body = {"a": {"b": [1, 2.0, 2.5, True, None, "x"]}, "c": 4111111111111111, "role": "user"}
     got = collect(body, 1000)
-    assert got.parts == ["a", "c", "4111111111111111", "role", "user", "b", "1", "2", "x"]
+    assert got.parts == ["a", "c", "4111111111111111", "user", "b", "1", "2", "x"]  # "role": a known field name
     assert got.said == ["x"]  # numbers, keys and structural values ("role") are not what someone said
     assert not got.over_budget and not got.token_ids
     assert collect([10**30, 4.5, 4e15], 100).parts == ["4000000000000000"]  # huge numbers, fractions: no text
     assert collect("maria@example.org", 100).parts == ["maria@example.org"]  # a bare string is a body too
+
+
+def test_known_field_names_are_not_text_but_unknown_keys_are() -> None:
+    got = collect({"max_tokens": 16, "metadata": {"sk-proj-0123456789abcdefghij": 1}}, 1000)
+    assert "max_tokens" not in got.parts and "metadata" not in got.parts
+    assert "sk-proj-0123456789abcdefghij" in got.parts
 
 
 def test_everything_costs_budget() -> None:

@@ -1,0 +1,207 @@
+"""The quality-predictor experiment: which scorer should `triage train-quality` ship? One protocol, every approach.
+
+Approaches (models/scorers): the benchmark-average floor (`constant`), the benchmark-classifier prior
+(`group_prior`), k-nearest neighbours (`knn`), per-model MLP heads (`mlp`), RouteLLM-style matrix factorisation
+(`mf`), a RouterDC-like contrastive router (`contrastive`), uniform ensembles of the best of each, and the
+predictor shipped before issue 13 (`v1`: MLP head + benchmark prior, half each). Not tried: fine-tuning the
+MiniLM encoder (an epoch over the classifier's prompts was measured at ~25 min on the 2-core CPU box, and a
+fine-tuned encoder would have to replace the served one for category, complexity and quality together); every
+approach here reads the frozen embedding the classifier already computes, so serving stays one encoder pass
+per prompt.
+
+Protocol (models/quality_eval.py): the held-out part (20% of every benchmark by a seeded prompt_id hash) is
+never used to fit, calibrate or choose anything. Stage 1 scores every candidate setting on the training part
+only: out-of-fold routing gain over the best single model in distribution (5 folds) and leave-one-benchmark-
+out (LOBO), benchmark macro-average; criterion = their mean. The best setting of each approach is kept, the
+ensembles are formed from those (their out-of-fold predictions are averages of the members'), and the
+approach with the best criterion is the one to ship. Stage 2 reports each kept approach once on the held-out
+prompts: ID (fitted on the training part) and LOBO (fitted on the other benchmarks' training part only), with
+calibration (none / Platt / isotonic, chosen by cross-fitted ECE on the training part's out-of-fold
+predictions) fitted inside every training set. Output: one JSON (models/artifacts/quality/experiment.json).
+
+Run: `PYTHONPATH=. python -m models.quality_experiment --outcomes ../shared/data/outcomes_routerdc_train.jsonl.gz`
+This script knows nothing about serving; it writes no artifact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.data import REPO_ROOT
+from models.encoder import EncoderConfig
+from models.quality_cv import Fitter
+from models.quality_eval import (
+    InnerResult,
+    OutcomeSplit,
+    add_split_arguments,
+    benchmark_references,
+    heldout_eval,
+    inner_scores,
+    pick_calibration,
+    prepare,
+    score_oof,
+)
+from models.scorers import spec_name
+
+logger = logging.getLogger(__name__)
+DEFAULT_OUT = REPO_ROOT / "models" / "artifacts" / "quality" / "experiment.json"
+
+# Candidate settings per approach (stage 1). group_power 0 = every prompt weighs the same; 1 = every
+# benchmark does. knn `local` mixes each neighbour's own scores with its benchmark's mean scores.
+CANDIDATES: tuple[dict[str, Any], ...] = (
+    {"kind": "constant"},
+    {"kind": "group_prior", "epochs": 20},
+    {"kind": "group_prior", "epochs": 60},
+    {"kind": "group_prior", "epochs": 120},
+    {"kind": "knn", "k": 25, "local": 1.0, "group_power": 0.0},
+    {"kind": "knn", "k": 100, "local": 1.0, "group_power": 0.0},
+    {"kind": "knn", "k": 100, "local": 0.5, "group_power": 0.0},
+    {"kind": "knn", "k": 100, "local": 0.25, "group_power": 0.0},
+    {"kind": "knn", "k": 400, "local": 0.5, "group_power": 0.0},
+    {"kind": "knn", "k": 400, "local": 0.5, "group_power": 1.0},
+    {"kind": "knn", "k": 100, "local": 0.5, "group_power": 0.0, "ood_sim": 0.5, "shrink": 1.0},
+    {"kind": "mlp", "hidden": 0, "epochs": 40, "group_power": 0.0},
+    {"kind": "mlp", "hidden": 256, "epochs": 20, "group_power": 0.0},
+    {"kind": "mlp", "hidden": 256, "epochs": 20, "group_power": 1.0},
+    {"kind": "mf", "dim": 32, "group_power": 0.0},
+    {"kind": "mf", "dim": 128, "group_power": 1.0},
+    {"kind": "contrastive"},
+    {"kind": "contrastive", "sample_loss": 0.0, "top_k": 2, "last_k": 2},
+)
+# The predictor shipped before issue 13: MLP quality head and benchmark prior, blended half and half.
+V1: dict[str, Any] = {
+    "kind": "ensemble",
+    "members": [
+        {"kind": "mlp", "hidden": 256, "epochs": 20, "group_power": 0.0},
+        {"kind": "group_prior", "epochs": 20, "group_power": 0.0},
+    ],
+    "weights": [0.5, 0.5],
+}
+# Uniform ensembles of the best setting of each named approach.
+ENSEMBLES: dict[str, tuple[str, ...]] = {
+    "knn+mlp": ("knn", "mlp"),
+    "knn+group_prior": ("knn", "group_prior"),
+    "knn+mlp+mf": ("knn", "mlp", "mf"),
+    "knn+mlp+mf+contrastive": ("knn", "mlp", "mf", "contrastive"),
+    "knn+mlp+group_prior": ("knn", "mlp", "group_prior"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m models.quality_experiment", description=__doc__.splitlines()[0])
+    add_split_arguments(p)
+    g = p.add_argument_group("runtime")
+    g.add_argument("--max-tokens", type=int, default=256, help="encoder token budget (must match serving)")
+    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="encoder device")
+    g.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    g.add_argument("--quick", action="store_true", help="first setting of each approach only (smoke runs)")
+    g.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON")
+    return p
+
+
+def compact(report: dict[str, Any]) -> dict[str, Any]:
+    """A held-out report without route shares and per-benchmark single-model tables."""
+    per = {
+        b: {
+            "n": r["n"],
+            "routed": r["routed"],
+            "best_single": r["best_single"],
+            "random": r["random"],
+            "oracle": r["oracle"],
+        }
+        for b, r in report["per_benchmark"].items()
+    }
+    return {"per_benchmark": per, "average": report["average"], "calibration": report["calibration"]}
+
+
+def ensemble_inner(split: OutcomeSplit, members: list[InnerResult]) -> InnerResult:
+    """Inner scores of a uniform ensemble from its members' out-of-fold predictions (same folds, same order)."""
+    id_oof = np.mean([m.id_oof for m in members], axis=0)
+    lobo_oof = np.mean([m.lobo_oof for m in members], axis=0)
+    return score_oof(split, id_oof, members[0].id_order, lobo_oof, members[0].lobo_order)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    enc = EncoderConfig(max_tokens=args.max_tokens, device=args.device)
+    split = prepare(args.outcomes, enc, args.cache_dir, args.heldout_frac, args.seed, args.folds)
+    from tqdm import tqdm
+
+    bar = tqdm(desc="fits", unit="fit")
+    fitter = Fitter(split.data, on_fit=lambda: bar.update(1))
+    candidates = list(CANDIDATES)
+    if args.quick:
+        candidates = [c for i, c in enumerate(candidates) if all(d["kind"] != c["kind"] for d in candidates[:i])]
+    candidates = [{**c, "seed": args.seed} if c["kind"] not in ("constant", "knn") else c for c in candidates]
+
+    # stage 1: every candidate on the training part only
+    inner: dict[str, tuple[dict[str, Any], InnerResult]] = {}
+    for spec in [*candidates, V1]:
+        inner[spec_name(spec)] = (spec, inner_scores(fitter, spec, split))
+        logger.info("inner %s: %s", spec_name(spec), inner[spec_name(spec)][1].to_json())
+    approaches: dict[str, tuple[dict[str, Any], InnerResult]] = {}
+    for kind in dict.fromkeys(c["kind"] for c in candidates):
+        approaches[kind] = max((v for v in inner.values() if v[0].get("kind") == kind), key=lambda v: v[1].criterion)
+    approaches["v1"] = inner[spec_name(V1)]
+    for name, kinds in ENSEMBLES.items():
+        if all(k in approaches for k in kinds):
+            specs = [approaches[k][0] for k in kinds]
+            approaches[name] = (
+                {"kind": "ensemble", "members": specs, "weights": [1.0] * len(specs)},
+                ensemble_inner(split, [approaches[k][1] for k in kinds]),
+            )
+    chosen = max(approaches, key=lambda a: approaches[a][1].criterion)
+    logger.info("chosen by inner criterion: %s", chosen)
+
+    # stage 2: held-out report of each kept approach, once
+    table: dict[str, Any] = {}
+    for name, (spec, res) in approaches.items():
+        method, ece_by_method = pick_calibration(split, res)
+        reports, _ = heldout_eval(fitter, spec, method, split)
+        table[name] = {
+            "spec": spec,
+            "inner": res.to_json(),
+            "calibration": {"method": method, "inner_cross_fitted_mean_ece": ece_by_method},
+            "heldout": {k: (v if name == chosen else compact(v)) for k, v in reports.items()},
+        }
+        hid, hlo = (reports[k]["average"]["benchmark_macro"] for k in ("id", "lobo"))
+        print(
+            f"{name:>26}: inner ID {res.id_gain * 100:+.2f} LOBO {res.lobo_gain * 100:+.2f} | held-out ID "
+            f"{hid['routed_minus_best_single'] * 100:+.2f} LOBO {hlo['routed_minus_best_single'] * 100:+.2f} "
+            f"| ECE max {reports['id']['calibration']['ece_max']:.3f} ({method})"
+        )
+    bar.close()
+    out = {
+        "command": "python -m models.quality_experiment " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "protocol": __doc__.split("Protocol (models/quality_eval.py): ")[1].split("\n\nRun:")[0].replace("\n", " "),
+        "data": {"outcomes": str(args.outcomes), "outcomes_sha256": split.table.sha256, "n_prompts": len(split.table)},
+        "split": split.describe(),
+        "encoder": {"id": enc.encoder_id, "max_tokens": enc.max_tokens},
+        "references": benchmark_references(split),
+        "candidates": [{"name": n, "spec": s, "inner": r.to_json()} for n, (s, r) in inner.items()],
+        "approaches": table,
+        "chosen": {"approach": chosen, "spec": approaches[chosen][0], "by": "max inner criterion"},
+        "n_fits": fitter.n_fits,
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2, allow_nan=False) + "\n")
+    print(f"chosen: {chosen}; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
