@@ -49,10 +49,10 @@ def test_eligibility_allow_list_health_context_and_capabilities(board: LoadBoard
     too_long = request("code", prompt_tokens=40_000)
     with pytest.raises(NoEligibleModel):
         p.choose(too_long)
-    needs_tools = request("code")
-    needs_tools.needs = frozenset({"tools"})
+    needs_vision = request("code")
+    needs_vision.needs = frozenset({"vision"})  # the demo models declare tools and json_mode, not vision
     with pytest.raises(NoEligibleModel):
-        p.choose(needs_tools)
+        p.choose(needs_vision)
 
 
 def test_presets_and_weights_trade_quality_for_speed(board: LoadBoard) -> None:
