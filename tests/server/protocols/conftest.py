@@ -98,7 +98,7 @@ def scripted_config(engine_url: str, **overrides: Any) -> dict[str, Any]:
                 "native_apis": ["responses"],
             },
         ],
-        "policy": {"name": "static"},
+        "policy": {"name": "static", "allow_remote": True},  # remote-native may be named (the ceiling is open)
         "aliases": {"claude-*": "scripted", "gpt-5*": "scripted"},
         **overrides,
     }
