@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         "gate": {
             **predictor.gate.to_json(),
             "closed_share": round(float(closed.mean()), 4),
+            "shrunk_share": round(float((confidence < 1).mean()), 4),  # soft gates: any pull toward the prior
+            "mean_confidence": round(float(confidence.mean()), 4),
             "closed_share_per_benchmark": {b: round(float(closed[bench == b].mean()), 4) for b in sorted(set(bench))},
         },
     }

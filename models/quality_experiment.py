@@ -30,7 +30,8 @@ every training set. Bounds (models/gate_bounds.py), to read and not to choose by
 exactly the unseen benchmark) and a hindsight per-benchmark gate, on the ungated kNN's predictions. Output:
 one JSON (models/artifacts/quality/experiment.json).
 
-Run: `PYTHONPATH=. python -m models.quality_experiment --outcomes ../shared/data/outcomes_routerdc_train.jsonl.gz`
+Run (~17 min on the shared 2-core box, embeddings cached):
+`PYTHONPATH=. nice -n 10 python -m models.quality_experiment --outcomes ../shared/data/outcomes_routerdc_train.jsonl.gz`
 This script knows nothing about serving; it writes no artifact.
 """
 
@@ -264,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     bar.close()
     out: dict[str, Any] = {
         "command": "python -m models.quality_experiment " + shlex.join(sys.argv[1:] if argv is None else argv),
-        "protocol": __doc__.split("Protocol (models/quality_eval.py): ")[1].split("\n\nRun:")[0].replace("\n", " "),
+        "protocol": __doc__.split("Protocol (models/quality_eval.py): ")[1].split("\n\nRun")[0].replace("\n", " "),
         "data": {"outcomes": str(args.outcomes), "outcomes_sha256": split.table.sha256, "n_prompts": len(split.table)},
         "split": split.describe(),
         "encoder": {"id": enc.encoder_id, "max_tokens": enc.max_tokens},

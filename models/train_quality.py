@@ -43,9 +43,11 @@ from models.scorers import spec_name
 
 logger = logging.getLogger(__name__)
 
-# Chosen by models/quality_experiment.py (max inner criterion; see experiment.json "chosen").
+# Chosen by models/quality_experiment.py (max inner criterion; see experiment.json "chosen"): the best kNN
+# setting behind the soft purity gate.
 SHIPPED_SPEC: dict[str, Any] = {"kind": "knn", "k": 100, "local": 0.5, "group_power": 0.0}
-SHIPPED_GATE: dict[str, Any] = {"signal": "none"}  # or {"signal": <models/gate.GATE_SIGNALS>, "mode": "hard"|"soft"}
+# {"signal": "none"} = no gate; else a models/gate.GATE_SIGNALS key and "hard" | "soft" (threshold: fitted)
+SHIPPED_GATE: dict[str, Any] = {"signal": "purity", "mode": "soft"}
 
 
 def build_parser() -> argparse.ArgumentParser:
