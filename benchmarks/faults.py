@@ -1,13 +1,15 @@
 """Fault benchmark: Triage under steady load on 127.0.0.1 while simulated engines fail, plus overload, a router
-SIGKILL during usage writes, a planted-secrets corpus and the schemathesis run.
+SIGKILL during usage writes, a planted-secrets corpus, the schemathesis run, the attacks of `attacks.py`
+(worst privacy scan, foreign feedback, concurrent budget use, slowloris, header bomb) and the privacy guard's
+own benchmark (`privacy_guard.py`).
 
 Every scenario starts its own `triage serve` subprocess and one `triage sim-engine` subprocess per model (so an
 engine can be SIGKILLed), drives a bounded closed-loop load (fixed clients, fixed duration) and records each
 request's outcome. Writes benchmarks/results/faults.json: per scenario the requests sent / succeeded / failed
 (and how) and p99 latency; a top-level `summary` with the issue's target numbers.
 
-    python benchmarks/faults.py                 # everything (about 3 minutes on two cores)
-    python benchmarks/faults.py --only overload --duration-s 5
+    python -m benchmarks.faults                 # everything (about 6 minutes on two cores)
+    python -m benchmarks.faults --only overload_3x slowloris --duration-s 5
 """
 
 from __future__ import annotations
@@ -350,11 +352,13 @@ async def router_sigkill(workdir: Path, args: argparse.Namespace) -> dict[str, A
         assert gateway.proc is not None
         router_proc = gateway.proc
 
+        auth = {"authorization": f"Bearer {key}"}  # /metrics needs a key when keys are required
+
         async def poll_acked() -> None:
             async with aiohttp.ClientSession() as session:
                 while router_proc.poll() is None:
                     with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                        async with session.get(f"{gateway.base}/metrics") as r:
+                        async with session.get(f"{gateway.base}/metrics", headers=auth) as r:
                             committed = parse_metrics(await r.text()).get("triage_usage_committed_rows_total", 0.0)
                             acked[0] = max(acked[0], int(committed))
                     await asyncio.sleep(0.02)
@@ -482,18 +486,28 @@ SCENARIOS = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration-s", type=float, default=8.0, help="load per scenario (overload: twice)")
-    parser.add_argument("--only", nargs="*", choices=[*SCENARIOS, "schemathesis"], help="run these only")
+    from benchmarks.attacks import ATTACKS, attack_summary  # not at the top: attacks.py imports this module
+    from benchmarks.privacy_guard import privacy_summary
+    from models.data import DEFAULT_PROMPTS
+
+    scenarios = {**SCENARIOS, **ATTACKS}
+    parser.add_argument(
+        "--only", nargs="*", choices=[*scenarios, "schemathesis", "privacy_guard"], help="run these only"
+    )
     parser.add_argument("--out", default=str(RESULTS), help="results JSON")
+    parser.add_argument("--prompts", type=Path, default=DEFAULT_PROMPTS, help="privacy_guard's ordinary prompts")
     args = parser.parse_args(argv)
-    chosen = args.only or [*SCENARIOS, "schemathesis"]
+    chosen = args.only or [*scenarios, "schemathesis", "privacy_guard"]
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="triage-faults-") as tmp:
         for name in chosen:
             t0 = time.monotonic()
             if name == "schemathesis":
                 results[name] = schemathesis_run(Path(tmp), args)
+            elif name == "privacy_guard":
+                results[name] = privacy_summary(args.prompts)
             else:
-                results[name] = asyncio.run(SCENARIOS[name](Path(tmp), args))
+                results[name] = asyncio.run(scenarios[name](Path(tmp), args))
             results[name]["wall_s"] = round(time.monotonic() - t0, 1)
             print(name, json.dumps(results[name]), flush=True)
     killed = results.get("engine_killed", {})
@@ -506,6 +520,9 @@ def main(argv: list[str] | None = None) -> int:
         "lost_committed_records": results.get("router_sigkill", {}).get("lost_committed_records"),
         "overload_only_429_or_success": results.get("overload_3x", {}).get("only_429_or_success"),
         "overload_rss_mb": results.get("overload_3x", {}).get("rss_mb"),
+        **attack_summary(results),
+        "privacy_evasions_sent_remote": results.get("privacy_guard", {}).get("privacy_evasions_sent_remote"),
+        "privacy_false_positive_rate": results.get("privacy_guard", {}).get("privacy_false_positive_rate"),
     }
     out = {
         "summary": summary,

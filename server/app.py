@@ -15,15 +15,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 
-from .backends import build_clients, build_session, start_engines
+from .backends import attach_classifier, build_clients, build_session, start_engines
 from .classify import Classifier, KeywordClassifier, build_classifier
 from .config import ConfigError, TriageConfig
 from .console import Console, attach_console
 from .errors import InvalidRequest, MethodNotAllowed, RouteNotFound, TriageError, http_error
 from .frontdoor import TriageApp
+from .gatekeeper import Gatekeeper
 from .load import LoadBoard
 from .policy import POLICIES
+from .protocols import dialect_of
+from .protocols.response_store import ResponseStore
 from .routes import attach_router
 from .safeguards import build_safeguards, start_tenancy
 from .serving import Gateway
@@ -34,6 +38,16 @@ from .telemetry.nvml import NvmlReader
 from .telemetry.probe import EngineProbe
 
 log = logging.getLogger("triage")
+# What browsers may read from an answer beyond the CORS-safelisted headers.
+EXPOSED_HEADERS = [
+    "x-request-id",
+    "x-triage-request-id",
+    "x-triage-model",
+    "x-triage-reason",
+    "x-triage-category",
+    "x-triage-overhead-ms",
+    "retry-after",
+]
 
 
 def check_config(config: TriageConfig) -> None:
@@ -74,6 +88,7 @@ def build_app(config: TriageConfig, *, middleware: Sequence[Middleware] = ()) ->
             clients = build_clients(config.models, engines.endpoints, session)
             classifier = await start_classifier(config)
             stack.push_async_callback(classifier.stop)
+            attach_classifier(clients, classifier)  # the minilm kind answers embeddings with it
             policy = POLICIES[config.policy.name](config.models, load, config.policy)
             if policy.uses_store and config.policy.store:
                 store = Store.open(config.policy.store, keep_prompts=config.policy.store_prompts)
@@ -93,7 +108,11 @@ def build_app(config: TriageConfig, *, middleware: Sequence[Middleware] = ()) ->
             safeguards = build_safeguards(config, load, metrics, app.state.drain)
             stack.callback(safeguards.privacy.close)
             safeguards.tenancy = await start_tenancy(config, metrics, stack)
-            app.state.gateway = gateway = Gateway(config, classifier, policy, clients, load, metrics, safeguards)
+            responses = ResponseStore.open(config.responses)
+            stack.callback(responses.close)
+            app.state.gateway = gateway = Gateway(
+                config, classifier, policy, clients, load, metrics, safeguards, responses
+            )
             app.state.console = console = Console(gateway, lambda: nvml.engines_on_gpu)
             await console.start()
             stack.push_async_callback(console.stop)
@@ -110,11 +129,30 @@ def build_app(config: TriageConfig, *, middleware: Sequence[Middleware] = ()) ->
     attach_router(app)
     attach_console(app)
     install_error_handlers(app)
-    return TriageApp(app, middleware)
+    # CORS outermost (preflights and answers on every route get its headers); the gatekeeper innermost
+    gate = Middleware(Gatekeeper, state=app.state, server=config.server)
+    return TriageApp(app, [*cors(config.server.cors_origins), *middleware, gate])
+
+
+def cors(origins: list[str]) -> list[Middleware]:
+    """Starlette's CORS middleware for `server.cors_origins` (none: no CORS headers, browsers on other origins are
+    refused); outermost, so preflights and answers on every route get their headers, the front door's included."""
+    if not origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "HEAD", "OPTIONS"],
+            allow_headers=["*"],  # the SDKs send their own (x-stainless-*, openai-beta, anthropic-version, ...)
+            expose_headers=EXPOSED_HEADERS,
+            max_age=600,
+        )
+    ]
 
 
 def _error_response(request: Request, exc: BaseException) -> Response:
-    error = http_error(exc, f"{request.method} {request.url.path}")
+    error = http_error(exc, f"{request.method} {request.url.path}", dialect_of(request.url.path))
     headers = dict(error.headers)
     request_id = getattr(request.state, "request_id", None)
     if request_id:

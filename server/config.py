@@ -39,7 +39,7 @@ CATEGORIES: tuple[str, ...] = (
     "classification",
 )
 RESERVED_MODEL_NAMES = frozenset({"auto"})
-Capability = Literal["tools", "json_mode", "vision"]
+Capability = Literal["tools", "json_mode", "vision", "embeddings"]
 CAPABILITY_NEEDS: dict[str, str] = {  # capability -> what an engine needs to serve it (said in errors)
     "tools": "vLLM needs --enable-auto-tool-choice --tool-call-parser hermes for Qwen2.5 (other models: their parser)",
     "json_mode": "vLLM serves response_format json_object and json_schema by guided decoding, no flag needed",
@@ -177,6 +177,13 @@ class LaunchConfig(Strict):
         return f"http://{host}:{port}/v1"
 
 
+class AnswerLimits(Strict):
+    """How much of an engine's answer the router will hold, in bytes (a misbehaving engine gets a 502)."""
+
+    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="A whole non-streamed answer.")
+    max_event_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="One server-sent event of a streamed answer.")
+
+
 class ModelConfig(Strict):
     name: str = Field(min_length=1, description="The name clients use; 'auto' is reserved.")
     kind: str = Field(
@@ -197,13 +204,20 @@ class ModelConfig(Strict):
     capabilities: list[Capability] = Field(
         default_factory=list,
         description="What the engine serves beyond plain text: tools (function calling), json_mode "
-        "(response_format), vision (images). Requests that use one only go to models that declare it.",
+        "(response_format), vision (images). Requests that use one only go to models that declare it. embeddings marks "
+        "an embedding model, which serves only POST /v1/embeddings.",
+    )
+    native_apis: list[Literal["responses", "messages"]] = Field(
+        default_factory=list,
+        description="APIs the engine serves itself besides chat completions ('responses': OpenAI's /v1/responses, "
+        "'messages': Anthropic's /v1/messages); requests in them reach this engine untranslated.",
     )
     context_length: int = Field(8192, ge=16)
     remote: bool = Field(False, description="A remote provider: used only for overflow when policy allows.")
     gpu: str | None = Field(None, description="GPU id the engine runs on; engines sharing one contend.")
     max_in_flight: int = Field(512, ge=1, description="Router-side cap on concurrent requests to this model.")
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    limits: AnswerLimits = Field(default_factory=AnswerLimits)
     profile: Profile = Field(default_factory=Profile)
     # Last, so that its check sees the fields it fills gaps from (name, endpoints, gpu, context_length).
     simulated: SerializeAsAny[BaseModel] | None = Field(
@@ -259,6 +273,13 @@ class ModelConfig(Strict):
     def _http_urls(cls, value: list[str], info: ValidationInfo) -> list[str]:
         if "launch" not in info.data:
             return value  # launch itself was invalid; its own error says why
+        if info.data.get("kind") is not None:
+            from .backends import engine_kind  # not at the top: backends imports this module
+
+            if engine_kind(info.data["kind"]).in_process:
+                if value or info.data["launch"] is not None:
+                    raise ValueError(f"kind '{info.data['kind']}' is answered inside Triage: drop endpoints and launch")
+                return value
         if info.data["launch"] is None and not value:
             raise ValueError("give at least one OpenAI base URL, or a launch block that starts the engine")
         if info.data["launch"] is not None and value:
@@ -314,12 +335,34 @@ class ServerConfig(Strict):
     admission_wait_s: float = Field(0.5, ge=0, le=30, description="Longest wait for a free slot before a 429.")
     max_waiting: int = Field(256, ge=0, description="Requests allowed to wait for a slot; more get a 429 at once.")
     drain_s: float = Field(25.0, gt=0, description="On SIGTERM: time open requests get to finish.")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API (CORS), e.g. http://localhost:3000, or '*' for "
+        "any; none by default.",
+    )
     request_deadline_s: float = Field(
         1800.0,
         gt=0,
         description="One deadline per request across all attempts "
         "(fallbacks included) until its first byte; each attempt also has its "
         "model's timeouts.",
+    )
+    limit_concurrency: int = Field(
+        4096, ge=1, description="Open connections (and tasks) at most; beyond it new requests get a 503 (uvicorn)."
+    )
+    keep_alive_timeout_s: float = Field(5.0, gt=0, description="An idle kept-alive connection is closed after this.")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A connection must send a request's headers within this of its first byte."
+    )
+    body_timeout_s: float = Field(60.0, gt=0, description="A request's body must arrive within this of its headers.")
+    max_header_bytes: int = Field(
+        64 * 1024, ge=1024, description="Request headers larger than this in total get a 431 and a closed connection."
+    )
+    metrics_anonymous_loopback: bool = Field(
+        False, description="With API keys required, still serve /metrics without a key to clients on loopback."
+    )
+    feedback_per_minute: int = Field(
+        60, ge=1, description="POST /v1/feedback calls per minute per API key (open mode: per client address)."
     )
 
     @property
@@ -380,7 +423,9 @@ class ClassifierConfig(Strict):
 class PolicyConfig(Strict):
     name: str = Field("triage", description="A key of server.policy.POLICIES (checked at start-up).")
     preset: Priority = Field("balanced", description="Utility weights: a key of server.policy.presets.PRESETS.")
-    allow_remote: bool = Field(False, description="Default for requests that do not say.")
+    allow_remote: bool = Field(
+        False, description="Whether remote providers may be used at all; false is a ceiling no request can lift."
+    )
     explore_share: float = Field(0.02, ge=0, le=0.2, description="Share of decisions that explore (Thompson).")
     store: str | None = Field(
         None, description="SQLite file for the decision audit log and feedback statistics; null: memory only."
@@ -396,6 +441,14 @@ class PolicyConfig(Strict):
     )
 
 
+class ResponsesConfig(Strict):
+    """Where `/v1/responses` keeps stored responses (`store: true`) for `previous_response_id`."""
+
+    store: str | None = Field(None, description="SQLite file; null: kept in memory (lost on restart).")
+    ttl_s: float = Field(30 * 86400.0, gt=0, description="How long a stored response can be continued from.")
+    max_mb: float = Field(64.0, gt=0, description="Stored conversations, all keys together; the oldest go first.")
+
+
 class TriageConfig(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
@@ -403,7 +456,13 @@ class TriageConfig(Strict):
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
     models: list[ModelConfig] = Field(min_length=1)
+    aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="Model names clients send -> a configured model or 'auto'; keys are globs (fnmatch: "
+        "'claude-*'), tried in order after the exact model names.",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> TriageConfig:
@@ -412,6 +471,17 @@ class TriageConfig(Strict):
             if model.name in seen:
                 raise ValueError(f"model name '{model.name}' appears twice; names must be unique")
             seen.add(model.name)
+        return self
+
+    @model_validator(mode="after")
+    def _aliases_name_models(self) -> TriageConfig:
+        names = {m.name for m in self.models} | RESERVED_MODEL_NAMES
+        for pattern, target in self.aliases.items():
+            if target not in names:
+                raise ValueError(
+                    f"aliases: '{pattern}' points at '{target}', which is no model; use 'auto' or one of: "
+                    f"{', '.join(m.name for m in self.models)}"
+                )
         return self
 
     @model_validator(mode="after")
@@ -428,6 +498,22 @@ class TriageConfig(Strict):
         clash = sorted({p for p in ports if ports.count(p) > 1 or p == self.server.port})
         if clash:
             raise ValueError(f"launch.port {clash[0]} is used twice (engines and server.port need their own)")
+        return self
+
+    @model_validator(mode="after")
+    def _encoder_models(self) -> TriageConfig:
+        for model in self.models:
+            if model.kind != "minilm":
+                continue
+            if self.classifier.kind != "minilm":
+                raise ValueError(
+                    f"model '{model.name}' (kind: minilm) answers with the classifier's encoder; set classifier.kind: "
+                    "minilm"
+                )
+            if "embeddings" not in model.capabilities:
+                raise ValueError(
+                    f"model '{model.name}' (kind: minilm) is an embedding model; add capabilities: [embeddings]"
+                )
         return self
 
     def model(self, name: str) -> ModelConfig | None:

@@ -1,14 +1,17 @@
-"""Typed errors for the request path and their one mapping to OpenAI's error shape.
+"""Typed errors for the request path and their one mapping to each protocol's error shape.
 
 Every failure a client can see is one of these classes. Handlers raise them early; `http_error()` is the one
-place that turns any exception into `{"error": {"message", "type", "param", "code"}}` with the class's HTTP
-status (an unexpected exception becomes a 500 that says it is a bug). Nothing here knows about routing.
+place that turns any exception into an HTTP answer with the class's status (an unexpected exception becomes a
+500 that says it is a bug), in the shape of the route's protocol (`Dialect`): OpenAI's
+`{"error": {"message", "type", "param", "code"}}` or Anthropic's `{"type": "error", "error": {"type",
+"message"}}`. Nothing here knows about routing.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 import orjson
 
@@ -91,6 +94,22 @@ class RequestTooLarge(TriageError):
     default_code = "request_too_large"
 
 
+class RequestTimeout(TriageError):
+    """The client did not send its headers or body in time (server.header_timeout_s, server.body_timeout_s)."""
+
+    status = 408
+    type = "invalid_request_error"
+    default_code = "request_timeout"
+
+
+class HeadersTooLarge(TriageError):
+    """The request's headers together exceed server.max_header_bytes."""
+
+    status = 431
+    type = "invalid_request_error"
+    default_code = "request_header_fields_too_large"
+
+
 class RateLimited(TriageError):
     """Too much in flight or over a key's limits; `retry_after_s` goes into the Retry-After header."""
 
@@ -140,14 +159,39 @@ class EngineUnavailable(TriageError):
     default_code = "engine_unavailable"
 
 
+class EngineAnswerTooLarge(EngineUnavailable):
+    """The engine sent more than the router holds (models[].limits): treated as a failing engine, with a 502."""
+
+    status = 502
+    type = "engine_error"
+    default_code = "engine_answer_too_large"
+
+
 class EngineTimeout(TriageError):
     status = 504
     type = "engine_timeout"
     default_code = "engine_timeout"
 
 
+# OpenAI's error types by HTTP status, for engine errors relayed to the client. vLLM writes its exception class
+# instead ("BadRequestError", "NotFoundError") and the status as the code ("400"): neither is what SDKs expect.
+OPENAI_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+_KNOWN_TYPES = {*OPENAI_ERROR_TYPES.values(), "not_found_error", "server_error", "insufficient_quota"}
+
+
 class EngineError(TriageError):
-    """The engine answered with an error we relay; `status` mirrors the engine's own 4xx, 5xx becomes 502."""
+    """The engine answered with an error we relay, in OpenAI's shape: `status` mirrors the engine's own 4xx (5xx
+    becomes 502); the type is OpenAI's for that status unless the engine already wrote one of OpenAI's; a numeric
+    code is dropped. The engine's message is kept."""
 
     type = "engine_error"
     default_code = "engine_error"
@@ -155,14 +199,59 @@ class EngineError(TriageError):
     def __init__(
         self, message: str, *, status: int, param: str | None = None, code: str | None = None, etype: str | None = None
     ) -> None:
+        refused = 400 <= status < 500
+        if code is not None and code.isdigit():
+            code = None
         super().__init__(message, param=param, code=code)
-        self.status = status if 400 <= status < 500 else 502
-        if etype:
+        if refused:
+            self.code = code  # the request's fault: no made-up code (OpenAI's own are mostly null too)
+        self.status = status if refused else 502
+        if etype in _KNOWN_TYPES:
             self.type = etype
+        elif refused:
+            self.type = OPENAI_ERROR_TYPES.get(status, "invalid_request_error")
 
 
 def error_body(message: str, etype: str, param: str | None = None, code: str | None = None) -> bytes:
     return orjson.dumps({"error": {"message": message, "type": etype, "param": param, "code": code}})
+
+
+# Which error shape a route answers in: OpenAI's (chat, completions, responses, everything else) or Anthropic's.
+Dialect = Literal["openai", "anthropic"]
+
+# Anthropic's error types by HTTP status (docs.anthropic.com, "Errors"); any other 4xx is invalid_request_error,
+# any other 5xx api_error. Our 503 (no engine can take it now) is Anthropic's 529 overloaded_error.
+_ANTHROPIC_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+}
+_ANTHROPIC_STATUS = {503: 529}
+# The status behind an OpenAI-shaped error that arrives without one (an error event inside a stream).
+_STATUS_OF_TYPE = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "rate_limit_error": 429,
+    "engine_unavailable": 503,
+    "engine_timeout": 504,
+}
+
+
+def anthropic_error(status: int, message: str) -> tuple[int, bytes]:
+    """Anthropic's status and body for an error we would answer with `status`."""
+    etype = _ANTHROPIC_TYPES.get(status) or ("invalid_request_error" if 400 <= status < 500 else "api_error")
+    body = orjson.dumps({"type": "error", "error": {"type": etype, "message": message}})
+    return _ANTHROPIC_STATUS.get(status, status), body
+
+
+def status_of(openai_type: str) -> int:
+    """The HTTP status an OpenAI error `type` stands for, for errors met inside a stream (500 when unknown)."""
+    return _STATUS_OF_TYPE.get(openai_type, 500)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,10 +261,13 @@ class HttpError:
     body: bytes
 
 
-def http_error(exc: BaseException, where: str = "") -> HttpError:
-    """The HTTP answer for any exception raised while serving `where` (e.g. "POST /v1/chat/completions")."""
-    if isinstance(exc, TriageError):
-        return HttpError(exc.status, exc.headers, exc.body())
-    log.error("unexpected error on %s", where or "a request", exc_info=exc)
-    message = f"internal error in the router ({type(exc).__name__}); this is a bug, please report it"
-    return HttpError(500, {}, error_body(message, "internal_error"))
+def http_error(exc: BaseException, where: str = "", dialect: Dialect = "openai") -> HttpError:
+    """The HTTP answer for any exception raised while serving `where` (e.g. "POST /v1/chat/completions"), in
+    the error shape of the route's `dialect`."""
+    if not isinstance(exc, TriageError):
+        log.error("unexpected error on %s", where or "a request", exc_info=exc)
+        exc = TriageError(f"internal error in the router ({type(exc).__name__}); this is a bug, please report it")
+    if dialect == "anthropic":
+        status, body = anthropic_error(exc.status, exc.message)
+        return HttpError(status, exc.headers, body)
+    return HttpError(exc.status, exc.headers, exc.body())

@@ -1,8 +1,10 @@
 """OpenAI wire models: what clients send and what Triage answers with (pydantic and stdlib only).
 
 Request models validate the fields Triage reads or must reject early and allow every other field, which is
-relayed to the engine untouched (vLLM's sampling extras, `guided_json`, ...). Nothing here knows about routing
-or HTTP; `serving.py` decides what to do with a validated request.
+relayed to the engine untouched (vLLM's sampling extras, `guided_json`, ...). Validation is strict: a field is
+of its type or the request is a 400 naming it (`"stream": "yes"`, `"max_tokens": "2"`), never coerced, since
+the router would act on the coerced value while the engine receives the original. Nothing here knows about
+routing or HTTP; `serving.py` decides what to do with a validated request.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ Priority = Literal["balanced", "quality", "speed", "cost"]
 
 
 class OpenAIBase(BaseModel):
-    # Unknown fields are kept (and relayed): engines accept many extensions we need not know about.
-    model_config = ConfigDict(extra="allow")
+    # Unknown fields are kept (and relayed): engines accept many extensions we need not know about. Known ones
+    # are strict: no "2" for 2, no "yes" for true.
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class StreamOptions(OpenAIBase):
@@ -29,7 +32,7 @@ class StreamOptions(OpenAIBase):
 class RouteOptions(BaseModel):
     """Per-request routing controls, sent as the `route` object in the body (never relayed)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     priority: Priority | None = Field(None, description="Weight preset: balanced, quality, speed or cost.")
     weights: dict[Literal["quality", "latency", "cost"], float] | None = Field(
@@ -83,6 +86,40 @@ class CompletionRequest(SamplingFields):
     echo: bool | None = None
     logprobs: int | None = Field(None, ge=0, le=20)
     suffix: str | None = None
+    best_of: int | None = Field(None, ge=1, le=128, description="Sequences generated per prompt; n are returned.")
+
+
+class EmbeddingRequest(OpenAIBase):
+    model: str = Field(description="An embedding model's name, or 'auto' to let Triage choose among them.")
+    input: str | list[str] | list[int] | list[list[int]] = Field(
+        description="Text, a batch of texts, token ids, or a batch of token-id lists."
+    )
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = None
+    route: RouteOptions | None = None
+
+    @property
+    def stream(self) -> bool:
+        return False  # embeddings are answered whole
+
+
+class Embedding(BaseModel):
+    index: int
+    object: Literal["embedding"] = "embedding"
+    embedding: list[float] | str = Field(description="The vector, or its little-endian float32 bytes in base64.")
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
 
 
 class ErrorDetail(BaseModel):
@@ -104,6 +141,7 @@ class ModelCard(BaseModel):
     roles: list[str] = Field(default_factory=list)
     context_length: int | None = None
     remote: bool = False
+    capabilities: list[str] = Field(default_factory=list, description="tools, json_mode, vision, embeddings.")
 
 
 class ModelList(BaseModel):
@@ -134,7 +172,7 @@ class RouteDecisionResponse(BaseModel):
 
 
 class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     request_id: str = Field(min_length=1)
     score: float = Field(ge=0, le=1, description="1 = good answer, 0 = bad answer.")

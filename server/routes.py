@@ -12,17 +12,19 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from .auth import Tenant
-from .errors import EngineUnavailable
+from .errors import EngineUnavailable, ModelNotFound
 from .frontdoor import read_body
 from .protocol import (
     ChatCompletionRequest,
-    CompletionRequest,
     ErrorResponse,
     FeedbackRequest,
     ModelCard,
     ModelList,
     RouteDecisionResponse,
 )
+from .protocols import ROUTE_ADAPTERS
+from .protocols.anthropic import count_tokens
+from .protocols.anthropic_models import CountTokensRequest, TokenCount
 from .relay import RequestIds
 from .serving import Gateway
 
@@ -61,7 +63,7 @@ def gateway_of(request: Request) -> Gateway:
 
 def tenant_of(request: Request, gateway: Gateway) -> Tenant:
     """The caller, from its API key (401 when keys are required and it has none)."""
-    return gateway.guard.tenancy.authenticate(request.headers.get("authorization"))
+    return gateway.guard.tenancy.authenticate(request.headers.get("authorization"), request.headers.get("x-api-key"))
 
 
 def _body_schema(model: type[Any]) -> dict[str, Any]:
@@ -96,28 +98,69 @@ async def feedback(request: Request) -> Response:
     gateway = gateway_of(request)
     tenant = tenant_of(request, gateway)
     raw = await read_request_body(request, gateway.config.server.max_body_bytes)
-    return Response(await gateway.feedback(raw, tenant), media_type=JSON)
+    client = request.client.host if request.client else None
+    return Response(await gateway.feedback(raw, tenant, client), media_type=JSON)
+
+
+def _cards(gateway: Gateway, tenant: Tenant) -> list[ModelCard]:
+    """`auto` and every model the caller's key may use."""
+    created = gateway.started_at
+    cards = [ModelCard(id="auto", created=created, roles=["router"])]
+    cards += [
+        ModelCard(
+            id=m.name,
+            created=created,
+            roles=m.roles,
+            context_length=m.context_length,
+            remote=m.remote,
+            capabilities=list(m.capabilities),
+        )
+        for m in gateway.models_for(tenant)
+    ]
+    return cards
+
+
+@router.post(
+    "/v1/messages/count_tokens",
+    response_model=TokenCount,
+    responses=_ERRORS,
+    openapi_extra=_body_schema(CountTokensRequest),
+)
+async def messages_count_tokens(request: Request) -> Response:
+    """Anthropic's token count for a Messages body: the router's estimate (characters / 4), not a tokenizer's."""
+    gateway = gateway_of(request)
+    tenant_of(request, gateway)
+    raw = await read_request_body(request, gateway.config.server.max_body_bytes)
+    return Response(count_tokens(raw, gateway.aliases.resolve, gateway.models), media_type=JSON)
 
 
 @router.get("/v1/models", response_model=ModelList, responses={401: _ERRORS[401]})
 async def list_models(request: Request) -> ModelList:
+    """`auto` and the models this key may use (a key limited to some models sees only those)."""
     gateway = gateway_of(request)
-    tenant_of(request, gateway)
-    created = gateway.started_at
-    cards = [ModelCard(id="auto", created=created, roles=["router"])]
-    cards += [
-        ModelCard(id=m.name, created=created, roles=m.roles, context_length=m.context_length, remote=m.remote)
-        for m in gateway.config.models
-    ]
-    return ModelList(data=cards)
+    return ModelList(data=_cards(gateway, tenant_of(request, gateway)))
+
+
+@router.get("/v1/models/{model_id:path}", response_model=ModelCard, responses={401: _ERRORS[401], 404: _ERRORS[404]})
+async def retrieve_model(model_id: str, request: Request) -> ModelCard:
+    """One model, as listed by GET /v1/models; 404 for a model that does not exist or this key may not use."""
+    gateway = gateway_of(request)
+    for card in _cards(gateway, tenant_of(request, gateway)):
+        if card.id == model_id:
+            return card
+    raise ModelNotFound(
+        f"model '{model_id}' does not exist; GET /v1/models lists the models you may use", param="model"
+    )
 
 
 @router.get("/health")
+@router.head("/health", include_in_schema=False)
 async def health() -> Response:
     return Response(b'{"status":"ok"}', media_type=JSON)
 
 
 @router.get("/ready", responses={503: {"model": ErrorResponse}})
+@router.head("/ready", include_in_schema=False)
 async def ready(request: Request) -> Response:
     gateway = gateway_of(request)
     healthy = [name for name, load in gateway.load.engines.items() if load.healthy]
@@ -144,17 +187,19 @@ def _declare_generation_routes(spec: dict[str, Any]) -> None:
         "description": "The answer: a JSON object, or server-sent events when the body says stream: true",
         "content": {JSON: {"schema": {"type": "object"}}, "text/event-stream": {"schema": {"type": "string"}}},
     }
-    for path, model, summary in (
-        ("/v1/chat/completions", ChatCompletionRequest, "Chat completion; model 'auto' is routed"),
-        ("/v1/completions", CompletionRequest, "Text completion; model 'auto' is routed"),
-    ):
-        operation = {"summary": summary, "operationId": path.strip("/").replace("/", "_"), **_body_schema(model)}
+    for path, adapter in ROUTE_ADAPTERS.items():
+        operation = {
+            "summary": adapter.summary,
+            "operationId": path.strip("/").replace("/", "_"),
+            **_body_schema(adapter.request_model),
+        }
         spec.setdefault("paths", {})[path] = {"post": {**operation, "responses": {"200": answer, **errors}}}
 
 
 def attach_router(app: FastAPI) -> None:
     app.include_router(router)
-    schemas = {m.__name__: m for m in (ChatCompletionRequest, CompletionRequest, FeedbackRequest, ErrorResponse)}
+    models = [a.request_model for a in ROUTE_ADAPTERS.values()] + [CountTokensRequest, FeedbackRequest, ErrorResponse]
+    schemas = {m.__name__: m for m in models}
     base_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:

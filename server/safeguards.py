@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from .admission import Admission
 from .auth import KeyStore, Tenancy, resolve_mode
+from .auth.budget import BudgetBook
 from .auth.ledger import UsageLedger
 from .config import TriageConfig
 from .health import Breakers
@@ -38,20 +39,30 @@ def build_safeguards(config: TriageConfig, load: LoadBoard, metrics: Metrics, dr
         breakers=Breakers([m.name for m in config.models], config.breaker, load, metrics),
         drain=drain or Drain(server.drain_s),
         privacy=PrivacyGuard(config.privacy),
-        tenancy=Tenancy("open", metrics),
+        tenancy=Tenancy("open", metrics, feedback_per_minute=server.feedback_per_minute),
     )
+
+
+def hold_seconds(config: TriageConfig) -> float:
+    """How long a budget hold counts: longer than any request may run (its deadline to the first byte, then its
+    model's whole-request timeout), so only a dead process's holds ever expire."""
+    longest_s = max(m.timeouts.total_s for m in config.models)
+    return config.server.request_deadline_s + longest_s + 60.0
 
 
 async def start_tenancy(config: TriageConfig, metrics: Metrics, stack: AsyncExitStack) -> Tenancy:
     """Tenancy for the configured auth mode; in keys mode opens the store and the usage ledger."""
     mode = resolve_mode(config.auth.mode, config.server.loopback)
+    per_minute = config.server.feedback_per_minute
     if mode == "open":
-        return Tenancy(mode, metrics)
+        return Tenancy(mode, metrics, feedback_per_minute=per_minute)
     store = KeyStore.open(config.auth.db)
     stack.callback(store.close)
     ledger = UsageLedger(config.auth.db, on_commit=metrics.usage_committed.inc)
     stack.callback(ledger.close)  # runs before store.close: flushes the queued usage rows
-    tenancy = Tenancy(mode, metrics, store, ledger)
+    budget = BudgetBook(config.auth.db, hold_seconds(config), on_commit=metrics.usage_committed.inc)
+    stack.callback(budget.close)
+    tenancy = Tenancy(mode, metrics, store, ledger, budget, per_minute)
     await tenancy.start()
     stack.push_async_callback(tenancy.stop)
     return tenancy

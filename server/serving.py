@@ -2,7 +2,8 @@
 
 `Gateway.serve()` runs it for one generation request inside a `Relay` the front door made and will close:
 
-- **receive** (`intake.py`): parse and validate the body once; the key's per-minute limits.
+- **receive** (`intake.py`, through the route's adapter in `protocols/`): parse and validate the body once, in
+  chat form whatever the client's protocol; model aliases; the key's per-minute limits.
 - **plan**: classify the prompt and let the policy decide. Pure: no writes, no waiting, no randomness drawn,
   no metric moved, so the dry run `/v1/route` is exactly this step.
 - **commit**, for requests that run: the global admission slot, a bounded wait when every candidate is at its
@@ -22,16 +23,19 @@ from typing import TYPE_CHECKING
 import orjson
 from pydantic import ValidationError
 
+from .aliases import ModelAliases
 from .auth import OPEN_TENANT, Tenant
 from .backends import EngineClient
 from .classify import Classification, Classifier
 from .config import ModelConfig, TriageConfig
 from .console.recent import RecentDecisions
-from .errors import AtCapacity, EngineUnavailable, KeptLocal, ModelNotFound, NoEligibleModel
+from .errors import AtCapacity, EngineUnavailable, Forbidden, InvalidRequest, KeptLocal, ModelNotFound, NoEligibleModel
 from .intake import Endpoint, Incoming, invalid_request, receive
 from .load import LoadBoard
 from .policy import Policy, RouteRequest
 from .protocol import CandidateView, FeedbackRequest, RouteDecisionResponse
+from .protocols import Adapter, ReceiveContext
+from .protocols.response_store import ResponseStore
 from .relay import DisconnectWaiter, Plan, Relay, RequestIds
 from .safeguards import Safeguards, build_safeguards
 from .telemetry.metrics import Metrics
@@ -53,6 +57,7 @@ class Gateway:
         load: LoadBoard,
         metrics: Metrics,
         safeguards: Safeguards | None = None,
+        responses: ResponseStore | None = None,
     ) -> None:
         self.config = config
         self.classifier = classifier
@@ -62,6 +67,10 @@ class Gateway:
         self.metrics = metrics
         self.guard = safeguards or build_safeguards(config, load, metrics)
         self.models = {m.name: m for m in config.models}
+        self.aliases = ModelAliases(config)
+        # APIs a remote model serves natively: a body in one of them may leave as sent, so the guard reads it too
+        self.remote_native_apis = frozenset(api for m in config.models if m.remote for api in m.native_apis)
+        self.responses = responses  # stored Responses-API answers (None: previous_response_id is refused)
         self.started_at = int(time.time())
         self.recent = RecentDecisions()  # what the operator console shows: committed requests, newest last
         # Byte patterns for the `model` rewrite, built once: engines write compact JSON (`"model":"x"`).
@@ -71,14 +80,27 @@ class Gateway:
         # router's own work on a small request).
         self.screen_prompts = any(m.remote for m in config.models) or config.policy.store is not None
 
-    def relay(self, endpoint: Endpoint, ids: RequestIds, tenant: Tenant, received_s: float) -> Relay:
+    def models_for(self, tenant: Tenant) -> list[ModelConfig]:
+        """The configured models this caller may use: its key's allow list, and remote ones only if allowed."""
+        key = tenant.key
+        if key is None:
+            return list(self.config.models)
+        allowed = key.models
+        return [
+            m
+            for m in self.config.models
+            if (allowed is None or m.name in allowed) and (not m.remote or tenant.allow_remote)
+        ]
+
+    def relay(self, adapter: Adapter, ids: RequestIds, tenant: Tenant, received_s: float) -> Relay:
         """A new request's owner of everything it will hold; the caller must `aclose()` it."""
-        return Relay(self, endpoint, ids, tenant, received_s)
+        return Relay(self, adapter, ids, tenant, received_s)
 
     async def serve(self, relay: Relay, raw: bytes, until_disconnect: DisconnectWaiter | None = None) -> None:
         """receive → plan → commit → relay for one generation request; on return `relay` holds the answer."""
         self.guard.drain.check()
-        incoming = receive(raw, relay.endpoint)
+        context = ReceiveContext(relay.request_id, relay.tenant.key_id, self.aliases.resolve, self.responses)
+        incoming = await relay.adapter.receive(raw, context)
         self.guard.tenancy.admit(relay.tenant, incoming.tokens)
         # While every candidate is at its in-flight cap, wait (bounded) for one to finish and plan again.
         plan = await self.guard.admission.when_room(lambda: self.plan(incoming, relay.ids, relay.tenant))
@@ -91,7 +113,7 @@ class Gateway:
         """Where this request would go and why; raises AtCapacity when every candidate is at its cap. Changes
         nothing; the privacy scan and the classification are kept on `incoming`, so planning again is cheap."""
         if incoming.screening is None and self.screen_prompts:  # large bodies off the event loop; fails closed
-            incoming.screening = await self.guard.privacy.screen(incoming.payload)
+            incoming.screening = await self.guard.privacy.screen(incoming.sent_bodies(self.remote_native_apis))
         private = list(incoming.screening.kinds) if incoming.screening is not None else []
         if incoming.model != "auto":
             return self._plan_named(incoming, tenant, private)
@@ -142,10 +164,18 @@ class Gateway:
         if model is None:
             raise ModelNotFound(
                 f"model '{incoming.model}' does not exist; use 'auto' or one of: {', '.join(self.models)} "
-                "(GET /v1/models lists them)",
+                "(GET /v1/models lists them), or map it to one with an alias (config `aliases`)",
                 param="model",
             )
         self.guard.tenancy.check_model(tenant, model)
+        if model.remote and not self.policy.settings.allow_remote:
+            raise Forbidden(
+                f"model '{model.name}' is a remote provider and policy.allow_remote is false; name a local model",
+                param="model",
+            )
+        if ("embeddings" in incoming.needs()) != ("embeddings" in model.capabilities):
+            route = "POST /v1/embeddings" if "embeddings" in model.capabilities else "chat or completions"
+            raise InvalidRequest(f"model '{model.name}' serves {route} only; name another model", param="model")
         if private and model.remote:
             raise KeptLocal(
                 f"the prompt contains {', '.join(private)}, so it may not go to remote model '{model.name}'; "
@@ -171,8 +201,18 @@ class Gateway:
         """Book the plan for a request that will run; returns the plan it runs (exploration may change it)."""
         guard = self.guard
         relay.ticket = await guard.admission.enter()
-        relay.prompt_tokens, relay.output_tokens = incoming.prompt_tokens, incoming.output_tokens
-        relay.reservation = guard.tenancy.reserve(relay.tenant, relay.request_id, plan.model, incoming.tokens)
+        relay.prompt_tokens = incoming.billed_prompt_tokens or incoming.prompt_tokens
+        relay.output_tokens = incoming.sequences * incoming.output_tokens
+        reservation = await guard.tenancy.reserve(
+            relay.tenant, relay.request_id, plan.model, incoming.demand(plan.model.context_length)
+        )
+        relay.reservation = reservation
+        if reservation is not None:  # a key's request: cap what its budget allows, and learn what it used
+            if reservation.max_tokens is not None:
+                incoming.cap_output(reservation.max_tokens)
+                relay.output_tokens = incoming.sequences * min(incoming.output_tokens, reservation.max_tokens)
+            if incoming.stream:
+                relay.client_asked_usage = incoming.ask_usage()
         if plan.decision is not None and plan.route_request is not None:
             decision = self.policy.commit(plan.route_request, plan.decision)
             if decision is not plan.decision:
@@ -194,7 +234,9 @@ class Gateway:
         """The plan `serve()` would make for this body, explained; changes nothing but its own counter."""
         self.metrics.dry_runs.inc()
         endpoint: Endpoint = "chat" if b'"messages"' in raw else "completions"
-        incoming = receive(raw, endpoint, default_model="auto")
+        if endpoint == "completions" and b'"input"' in raw and b'"prompt"' not in raw:
+            endpoint = "embeddings"
+        incoming = receive(raw, endpoint, default_model="auto", resolve_model=self.aliases.resolve)
         plan = await self.plan(incoming, ids, tenant)
         decision = plan.decision
         c = plan.classification
@@ -211,7 +253,10 @@ class Gateway:
             decide_ms=round(plan.decide_ms, 4),
         )
 
-    async def feedback(self, raw: bytes, tenant: Tenant = OPEN_TENANT) -> bytes:
+    async def feedback(self, raw: bytes, tenant: Tenant = OPEN_TENANT, client: str | None = None) -> bytes:
+        """A score for a committed request, from the key that made it, once; rate-limited per key (open mode:
+        per `client` address)."""
+        self.guard.tenancy.admit_feedback(tenant, client)
         try:
             feedback = FeedbackRequest.model_validate_json(raw)
         except ValidationError as exc:

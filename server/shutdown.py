@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -64,14 +65,17 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def serve(app: ASGIApp, *, host: str, port: int, log_level: str, drain_s: float) -> None:
-    """Run `app` under uvicorn until SIGINT/SIGTERM, draining as described above."""
+def serve(
+    app: ASGIApp, *, host: str, port: int, log_level: str, drain_s: float, options: dict[str, Any] | None = None
+) -> None:
+    """Run `app` under uvicorn until SIGINT/SIGTERM, draining as described above; `options` are more
+    `uvicorn.Config` arguments (`connections.uvicorn_options`: the protocol and the connection limits)."""
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        **({"http": "httptools"} | (options or {})),
         log_level=log_level,
         access_log=False,
         timeout_graceful_shutdown=round(drain_s + GRACE_S),

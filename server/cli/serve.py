@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..app import build_app
     from ..config import ConfigError, load_config
+    from ..connections import uvicorn_options
     from ..shutdown import serve
 
     try:
@@ -42,5 +43,6 @@ def main(argv: list[str] | None = None) -> int:
         port=config.server.port,
         log_level=config.server.log_level,
         drain_s=config.server.drain_s,
+        options=uvicorn_options(config.server),
     )
     return 0

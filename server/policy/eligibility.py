@@ -29,11 +29,14 @@ def ineligible_reason(
     if options.models is not None and model.name not in options.models:
         return "not in the request's allow list"
     if model.remote:
-        allowed = options.allow_remote if options.allow_remote is not None else default_allow_remote
+        # policy.allow_remote is a ceiling: a request may opt out of remote providers, never into them
+        allowed = default_allow_remote and options.allow_remote is not False
         if request.local_only:
             return "request must stay local"
         if not (allowed and request.tenant_allow_remote):
             return "remote not allowed"
+    if ("embeddings" in request.needs) != ("embeddings" in model.capabilities):
+        return "an embedding model" if "embeddings" in model.capabilities else "not an embedding model"
     missing = request.needs.difference(model.capabilities)
     if missing:
         return f"{LACKS} {', '.join(sorted(missing))}"

@@ -70,5 +70,12 @@ def test_traffic_moves_away_from_a_busy_engine_and_back(tmp_path: Path) -> None:
             assert served.status_code == 200 and served.headers["x-triage-model"] != "coder"
             assert [f.result(timeout=60) for f in pending] == [200] * 16
 
+        deadline = time.monotonic() + 5  # the answer reaches the client a moment before its accounting ends
+        while triage.gateway.load.engine("coder").in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert triage.gateway.load.engine("coder").in_flight == 0
-        assert route(triage.base_url)["model"] == "coder"  # idle again: back to the best fit
+        # Idle again: back to the best fit once the engine's own gauges, scraped each second, say so too.
+        deadline = time.monotonic() + 5
+        while (model := route(triage.base_url)["model"]) != "coder" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert model == "coder"

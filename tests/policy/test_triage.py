@@ -77,6 +77,10 @@ def test_a_capability_no_model_declares_names_the_key_that_would_fix_it(board: L
     tools_only = request("code")
     tools_only.needs = frozenset({"tools"})
     assert policy(with_tools, board).choose(tools_only).model == "chat"  # the one model that declares it
+    embeddings = request("code")
+    embeddings.needs = frozenset({"embeddings"})  # no embedding model among them
+    with pytest.raises(NoEligibleModel, match="not an embedding model"):
+        policy(trio(), board).choose(embeddings)
 
 
 def test_presets_and_weights_trade_quality_for_speed(board: LoadBoard) -> None:
@@ -113,10 +117,14 @@ def test_max_latency_overflows_to_remote_when_allowed(board: LoadBoard) -> None:
     missed = local_only.choose(request("code", max_latency_ms=50))
     assert missed.model in ("coder", "chat", "fast") and not missed.overflow
     assert "max_latency_ms 50" in missed.reason and "remote is not allowed" in missed.reason
-    decision = local_only.choose(request("code", max_latency_ms=50, allow_remote=True))
+    lifted = local_only.choose(request("code", max_latency_ms=50, allow_remote=True))
+    assert lifted.model != "remote"  # policy.allow_remote: false is a ceiling no request lifts
+    remote_ok = policy(models=models, load=board, allow_remote=True)
+    decision = remote_ok.choose(request("code", max_latency_ms=50))
     assert decision.model == "remote" and decision.overflow
     assert decision.reason.startswith("code: overflow to remote remote: no local model meets max_latency_ms")
-    relaxed = local_only.choose(request("code", max_latency_ms=60_000, allow_remote=True))
+    assert remote_ok.choose(request("code", max_latency_ms=50, allow_remote=False)).model != "remote"  # opted out
+    relaxed = remote_ok.choose(request("code", max_latency_ms=60_000))
     assert relaxed.model == "coder" and not relaxed.overflow  # local first whenever local meets the target
 
 

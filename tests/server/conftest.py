@@ -10,16 +10,18 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import openai
 import pytest
 import uvicorn
 
 from server.app import build_app
 from server.config import TriageConfig, parse_config
+from server.connections import uvicorn_options
 from server.serving import Gateway
 
 
@@ -65,10 +67,10 @@ def run_triage(config: TriageConfig, start_simulated: bool = True) -> Iterator[R
         host="127.0.0.1",
         port=port,
         loop="asyncio",
-        http="httptools",
         log_level="warning",
         access_log=False,
         lifespan="on",
+        **uvicorn_options(config.server),  # the protocol and connection limits `triage serve` uses
     )
     server = uvicorn.Server(uv_config)
     loop_box: dict[str, asyncio.AbstractEventLoop] = {}
@@ -123,3 +125,20 @@ def demo_like_config(**overrides: Any) -> TriageConfig:
 def triage() -> Iterator[RunningTriage]:
     with run_triage(demo_like_config()) as running:
         yield running
+
+
+SDK = Callable[..., openai.OpenAI]
+
+
+@pytest.fixture
+def sdk() -> Iterator[SDK]:
+    """Makes official `openai` clients for a running Triage (`sdk(triage, key)`), closed after the test."""
+    made: list[openai.OpenAI] = []
+
+    def make(triage: RunningTriage, key: str = "unused-in-open-mode") -> openai.OpenAI:
+        made.append(openai.OpenAI(base_url=triage.base_url + "/v1", api_key=key, max_retries=0))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()

@@ -7,9 +7,22 @@ from typing import Any
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from server.config import parse_config
+from server.errors import (
+    EngineError,
+    EngineTimeout,
+    EngineUnavailable,
+    Forbidden,
+    InvalidRequest,
+    ModelNotFound,
+    RateLimited,
+    RequestTooLarge,
+    Unauthorized,
+    http_error,
+)
 
 from .conftest import RunningTriage, free_port, run_triage, sim_model
 
@@ -60,6 +73,33 @@ def test_wrong_types(triage: RunningTriage) -> None:
     assert error["param"] == "max_tokens"
     assert_openai_error(post(triage, {"model": "auto", "messages": [{"role": "wizard", "content": "x"}]}), 400, "role")
     assert_openai_error(post(triage, {"model": "auto", "prompt": {"a": 1}}, "/v1/completions"), 400, "prompt")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("stream", "yes"),
+        ("max_tokens", "2"),
+        ("max_tokens", 2.0),
+        ("max_tokens", True),
+        ("n", "1"),
+        ("temperature", "0.5"),
+        ("model", 7),
+        ("stream_options", {"include_usage": "true"}),
+        ("route", {"allow_remote": "false"}),
+    ],
+)
+def test_strict_types_on_the_fields_the_router_reads(triage: RunningTriage, field: str, value: Any) -> None:
+    body = {"model": "auto", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2, field: value}
+    error = assert_openai_error(post(triage, body), 400, field)
+    assert str(error["param"]).startswith(field)
+    streamed = post(triage, {**body, "stream": True} if field != "stream" else body)
+    assert streamed.headers["content-type"].startswith("application/json")  # an error, never an empty stream
+
+
+def test_unknown_fields_are_still_relayed_under_strict_types(triage: RunningTriage) -> None:
+    body = {"model": "auto", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2, "top_k": "lax?"}
+    assert post(triage, body).status_code == 200  # not ours to judge: the engine (here the simulator) ignores it
 
 
 def test_bad_route_options(triage: RunningTriage) -> None:
@@ -122,3 +162,29 @@ def test_engine_timeout_is_504(broken: RunningTriage) -> None:
 def test_engine_5xx_is_502(broken: RunningTriage) -> None:
     body = {"model": "failing", "messages": [{"role": "user", "content": "x"}]}
     assert_openai_error(post(broken, body), 502, "failing")
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "anthropic_type"),
+    [
+        (InvalidRequest("bad"), 400, "invalid_request_error"),
+        (Unauthorized("who"), 401, "authentication_error"),
+        (Forbidden("no"), 403, "permission_error"),
+        (ModelNotFound("none"), 404, "not_found_error"),
+        (RequestTooLarge("big"), 413, "request_too_large"),
+        (RateLimited("slow down"), 429, "rate_limit_error"),
+        (EngineUnavailable("down"), 529, "overloaded_error"),
+        (EngineTimeout("late"), 504, "timeout_error"),
+        (EngineError("broke", status=500), 502, "api_error"),
+        (ValueError("a bug"), 500, "api_error"),
+    ],
+)
+def test_the_anthropic_dialect_of_every_error(error: Exception, status: int, anthropic_type: str) -> None:
+    answer = http_error(error, "POST /v1/messages", "anthropic")
+    body = orjson.loads(answer.body)
+    assert answer.status == status and body["type"] == "error" and set(body["error"]) == {"type", "message"}
+    assert body["error"]["type"] == anthropic_type and body["error"]["message"]
+    if isinstance(error, RateLimited):
+        assert answer.headers["retry-after"] == "1"
+    openai_answer = http_error(error, "POST /v1/chat/completions")
+    assert set(orjson.loads(openai_answer.body)["error"]) == {"message", "type", "param", "code"}

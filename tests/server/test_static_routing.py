@@ -100,8 +100,18 @@ def test_no_eligible_model_errors() -> None:
 
 
 def test_remote_used_only_when_allowed() -> None:
-    policy, load = _policy()
+    policy, load = _policy(allow_remote=True)
     for name in ("coder", "chat", "fast"):
         load.mark_unhealthy(name, "down")
-    decision = policy.choose(_request("hi", options=RouteOptions(allow_remote=True)))
+    decision = policy.choose(_request("hi"))
     assert decision.model == "cloud" and decision.overflow
+    with pytest.raises(EngineUnavailable):  # the request opted out: nothing healthy is left
+        policy.choose(_request("hi", options=RouteOptions(allow_remote=False)))
+
+
+def test_policy_allow_remote_false_is_a_ceiling_no_request_lifts() -> None:
+    policy, load = _policy()  # policy.allow_remote defaults to false
+    for name in ("coder", "chat", "fast"):
+        load.mark_unhealthy(name, "down")
+    with pytest.raises(EngineUnavailable):
+        policy.choose(_request("hi", options=RouteOptions(allow_remote=True)))

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from server.auth.keys import KeyStore
+from server.auth.ratelimit import Limiter
 from server.auth.tenancy import TokenBucket, resolve_mode
 from server.config import parse_config
 
@@ -26,6 +27,16 @@ def test_token_bucket() -> None:
     assert bucket.take(1, 0.0) == pytest.approx(1.0)
     assert bucket.take(1, 1.0) == 0.0
     assert TokenBucket(10).take(50, 0.0) == 0.0  # bigger than a minute's worth: passes on a full bucket
+
+
+def test_a_limiter_keeps_one_bucket_per_name_and_forgets_the_oldest(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("server.auth.ratelimit.MAX_NAMES", 3)
+    limiter = Limiter(2)
+    assert [limiter.take("a", 0.0) for _ in range(2)] == [0.0, 0.0] and limiter.take("a", 0.0) > 0
+    assert limiter.take("b", 0.0) == 0.0  # its own bucket
+    for name in ("c", "d"):
+        limiter.take(name, 0.0)
+    assert limiter.take("a", 0.0) == 0.0  # forgotten (the least recently used of four): a fresh bucket
 
 
 def test_default_mode_follows_the_bind_address() -> None:
@@ -85,7 +96,7 @@ def test_rate_limit_and_budget_are_429_with_retry_after(keyed: tuple[RunningTria
     limited = post(triage, keys["slow"], CHAT)
     assert_openai_error(limited, 429, "per minute")
     assert int(limited.headers["retry-after"]) >= 1
-    big = {**CHAT, "max_tokens": 200}
+    big = {**CHAT, "max_tokens": 200, "ignore_eos": True}  # the engine really generates 200 tokens
     assert post(triage, keys["budget"], big).status_code == 200
     over = post(triage, keys["budget"], big)
     assert assert_openai_error(over, 429, "local tokens today")["code"] == "insufficient_quota"
