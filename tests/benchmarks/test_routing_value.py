@@ -89,11 +89,16 @@ def test_runs_on_any_outcomes_file_of_that_shape(tmp_path: Path) -> None:
             assert set(row["policies"]) == set(routing_value.POLICIES)
             p = row["policies"]
             assert all(0.0 <= v["accuracy"] <= 1.0 and v["useful_goodput_rps"] <= v["goodput_rps"] for v in p.values())
+            assert all(v["expected_useful_goodput_rps"] <= v["goodput_rps"] for v in p.values())
         light = data["sweep"][0]["policies"]  # no cap reached: the oracle's answers are the best there are
         assert light["oracle"]["accuracy"] >= max(v["accuracy"] for v in light.values())
     summary = result["summary"]
     assert set(routing_value.TARGETS) <= set(summary) and set(summary["met"]) == set(routing_value.TARGETS)
     assert summary["useful_goodput_vs_oracle_overload"] is not None
+    noise = summary["useful_goodput_vs_best_baseline_noise"]
+    assert noise["at_drawn_min"]["drawn_ratio"] == summary["useful_goodput_vs_best_baseline_min"]
+    assert noise["at_drawn_min"]["draw_sd"] >= 0 and noise["expected_min"] > 0
+    assert result["config"]["predictor"]["split"]["n_heldout"] == result["config"]["prompts"]["heldout"]
 
 
 def test_length_models_are_written_per_benchmark() -> None:
