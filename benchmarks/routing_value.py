@@ -41,7 +41,7 @@ if __package__ in (None, ""):  # run as a file: make `benchmarks.*` importable
 
 from benchmarks import outcomes_workload as workload
 from benchmarks.baselines import BestSinglePolicy, LeastBusyPolicy, OraclePolicy, QualityOnlyPolicy, RandomPolicy
-from benchmarks.common import REPO, RESULTS, SHARED_DATA, machine, write_json
+from benchmarks.common import REPO, RESULTS, SHARED_DATA, machine, percentile, write_json
 from benchmarks.engine_profile import PROFILE_FIELDS, measure_shape
 from benchmarks.goodput_noise import BOOTSTRAP_RESAMPLES, Record, compare
 from benchmarks.outcomes_workload import Request, Workload
@@ -220,7 +220,10 @@ def run(kind: str, placement: str, bench: Bench, trace: list[Request]) -> tuple[
     score = np.where(model >= 0, work.table.scores[prompt, np.maximum(model, 0)], 0.0)  # [N] P(correct)
     record = Record(prompt, model, score, np.array(good, dtype=bool))
     metrics = latency_summary(shots, served, end_s, slo_s, work.models)
+    total_s = [min(x.done_s, end_s) - shot.arrival_s for shot, x in zip(shots, served, strict=True)]  # censored
     metrics |= {
+        "latency_p50_ms": round(percentile(total_s, 50) * 1e3, 1),  # end to end: what the latency term prices
+        "latency_p99_ms": round(percentile(total_s, 99) * 1e3, 1),
         "accuracy": round(sum(right[k] for k in routed) / max(1, len(routed)), 4),
         "expected_accuracy": round(float(score[model >= 0].mean()) if routed else 0.0, 4),
         "useful_goodput_rps": round(sum(g and c for g, c in zip(good, right, strict=True)) / span_s, 3),
