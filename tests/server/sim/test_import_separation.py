@@ -12,7 +12,7 @@ import ast
 from functools import cache
 from pathlib import Path
 
-SERVER = Path(__file__).resolve().parents[2] / "server"
+SERVER = Path(__file__).resolve().parents[3] / "server"
 POLICY_LATENCY = "server.policy.latency"
 SIM_TIMING = (  # the simulator's scheduler and timing: what a benchmark's latencies come from
     "server.sim.engine",

@@ -11,7 +11,7 @@ import pytest
 from server.sim.clock import VirtualClock
 from server.sim.engine import SimEngine
 from server.sim.spec import FaultSpec
-from tests.sim.simkit import WAIT_S, StartCluster, spec
+from tests.server.sim.simkit import WAIT_S, StartCluster, spec
 
 PROMPT = {"prompt": "abcd", "max_tokens": 50, "ignore_eos": True}
 

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 
 from server.config import parse_config
-from tests.policy.policykit import trio
 from tests.server.conftest import free_port, run_triage, sim_model
+from tests.server.policy.policykit import trio
 
 CODE_PROMPT = "Write a Python function that merges two sorted lists; add a unit test."
 
