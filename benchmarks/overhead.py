@@ -10,11 +10,15 @@
 
     python benchmarks/overhead.py            # writes benchmarks/results/overhead.json and overhead.png
     python benchmarks/overhead.py --console-ab 10   # writes benchmarks/results/overhead_console.json (and .png)
+    python benchmarks/overhead.py --checkout-ab 40 --baseline-checkout DIR   # overhead_checkout_ab.json (and .png)
 
 `--console-client` keeps one operator-console client (`console_client.py`: the console's live stream, read as
 the page reads it) attached to every Triage process while it is measured. `--console-ab N` measures only what
 that client costs: the zero-latency engine behind Triage (`model: auto`), N blocks of direct-vs-Triage request
 pairs with the client's stream switched on and off between blocks (A B B A ...), percentiles pooled per condition.
+`--checkout-ab N` compares two versions of Triage in the same way: this checkout and `--baseline-checkout` (a git
+worktree of an older commit, run with this interpreter), both started behind the same engine, blocks alternating
+between them, so that a change's cost is measured on the same box in the same minutes.
 
 LiteLLM runs from its own virtual environment (created on first use: `--litellm-venv`), with one worker,
 `LITELLM_LOCAL_MODEL_COST_MAP=True` and a master key, defaults otherwise. All traffic stays on 127.0.0.1.
@@ -71,12 +75,13 @@ def litellm_config(engine_port: int, model: str) -> dict[str, Any]:
     }
 
 
-def triage_config(engine_port: int, model: str, port: int, classifier: str) -> dict[str, Any]:
+def triage_config(engine_port: int, model: str, port: int, classifier: str, policy: str = "static") -> dict[str, Any]:
     return {
         "server": {"host": "127.0.0.1", "port": port, "log_level": "warning"},
         "classifier": {"kind": classifier, "impl": "eager"},
-        # static routing, as the results so far were measured (the single-model `auto` decision is trivial)
-        "policy": {"name": "static"},
+        # static routing, as the results so far were measured (the single-model `auto` decision is trivial); older
+        # checkouts called it `keyword`
+        "policy": {"name": policy},
         "models": [
             {
                 "name": model,
@@ -97,17 +102,22 @@ class Routers:
         self.litellm_exe = litellm_exe
         self.console_client = console_client  # keep one console client attached to every Triage process
 
-    def triage(self, engine_port: int, model: str, classifier: str = "keyword") -> tuple[Any, str]:
+    def triage(
+        self, engine_port: int, model: str, classifier: str = "keyword", checkout: Path = REPO, policy: str = "static"
+    ) -> tuple[Any, str]:
+        """Triage from `checkout` (this repository by default; its `server` package is imported, not ours)."""
         port = free_port()
         path = self.workdir / f"triage-{classifier}-{port}.yaml"
-        path.write_text(yaml.safe_dump(triage_config(engine_port, model, port, classifier)))
+        path.write_text(yaml.safe_dump(triage_config(engine_port, model, port, classifier, policy)))
         url = f"http://127.0.0.1:{port}"
         launch = Launch(
             triage_serve(path),
             url + "/ready",
             f"triage-{classifier}",
+            env={"PYTHONPATH": str(checkout)},
             ready_timeout_s=300,
-            log_path=self.workdir / f"triage-{classifier}.log",
+            log_path=self.workdir / f"triage-{classifier}-{port}.log",
+            cwd=checkout,
         )
         process = server_process(launch)
         return (with_console(process, url) if self.console_client else process), url
@@ -329,14 +339,97 @@ def phase_console_ab(args: argparse.Namespace, routers: Routers) -> dict[str, An
     }
 
 
+def phase_checkout_ab(args: argparse.Namespace, routers: Routers) -> dict[str, Any]:
+    """Triage's added latency (non-streamed, `model: auto`) from `--baseline-checkout` (False) and from this
+    checkout (True), both running behind one zero-latency engine.
+
+    Each version has its own probe (direct and that Triage alternating request by request); blocks of
+    `--console-block` pairs go to one version or the other in an ABBA pattern, so that both sample the same
+    stretches of a noisy machine. Percentiles are pooled per version; the interval is a bootstrap over blocks.
+    """
+    engine, engine_port = fake_engine(args, routers)
+    pooled: dict[bool, dict[str, list[Any]]] = {flag: {"direct": [], "triage_auto": []} for flag in (False, True)}
+    blocks: list[dict[str, Any]] = []
+    with engine:
+        base_cm, base_url = routers.triage(
+            engine_port, "fake", checkout=args.baseline_checkout, policy=args.baseline_policy
+        )
+        this_cm, this_url = routers.triage(engine_port, "fake")
+        with base_cm, this_cm:
+            direct = Target("direct", f"http://127.0.0.1:{engine_port}", "fake")
+            probes: dict[bool, tuple[SequentialProbe, dict[str, bytes]]] = {}
+            for flag, url in ((False, base_url), (True, this_url)):
+                triage = Target("triage_auto", url, "auto")
+                bodies = {t.name: chat_body(t.model, False, args.chunks) for t in (direct, triage)}
+                probe = SequentialProbe([direct, triage])
+                probe.run(bodies, False, 0, warmup=200, budget_s=args.budget_s)
+                probes[flag] = (probe, bodies)
+            t0 = time.monotonic()
+            for n in range(args.checkout_ab):
+                flag = n % 4 in (1, 2)  # A B B A ...
+                probe, bodies = probes[flag]
+                got = probe.run(bodies, False, args.console_block, warmup=0, budget_s=args.budget_s)
+                for name, rows in got.items():
+                    pooled[flag][name] += rows
+                blocks.append({"block": n, "this_checkout": flag, "added_p50_ms": round(added_p50_ms(got), 4)})
+                if time.monotonic() - t0 > args.budget_s:
+                    break
+            for probe, _ in probes.values():
+                probe.close()
+
+    def summary_of(flag: bool) -> dict[str, float]:
+        rows = pooled[flag]
+        return {
+            "requests": len(rows["triage_auto"]),
+            "added_p50_ms": round(added_p50_ms(rows), 4),
+            "triage_p50_ms": round(percentile([x.total_s for x in rows["triage_auto"]], 50) * 1e3, 4),
+            "direct_p50_ms": round(percentile([x.total_s for x in rows["direct"]], 50) * 1e3, 4),
+        }
+
+    before, after = summary_of(False), summary_of(True)
+    delta = after["added_p50_ms"] - before["added_p50_ms"]
+    low, high = bootstrap_delta(blocks, pooled, args.seed, flag="this_checkout")
+    return {
+        "engine": f"zero-latency fake, {args.chunks} streamed events per answer",
+        "checkouts": {"baseline": commit_of(args.baseline_checkout), "this": commit_of(REPO)},
+        "baseline_policy": args.baseline_policy,
+        "baseline": before,
+        "this_checkout": after,
+        "blocks": blocks,
+        "summary": {
+            "blocks": len(blocks),
+            "requests_per_block": args.console_block,
+            "added_p50_ms_baseline": before["added_p50_ms"],
+            "added_p50_ms_this_checkout": after["added_p50_ms"],
+            "delta_added_p50_ms": round(delta, 4),
+            "delta_added_p50_ms_95ci": [round(low, 4), round(high, 4)],
+            "within_0_05_ms": abs(delta) <= 0.05,
+        },
+    }
+
+
+def commit_of(checkout: Path) -> str:
+    """`git describe`-like id of a checkout: its HEAD commit, `+dirty` when it has uncommitted changes."""
+    head = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(
+        ["git", "-C", str(checkout), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+    )
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def bootstrap_delta(
-    blocks: list[dict[str, Any]], pooled: dict[bool, dict[str, list[Any]]], seed: int, draws: int = 300
+    blocks: list[dict[str, Any]],
+    pooled: dict[bool, dict[str, list[Any]]],
+    seed: int,
+    draws: int = 300,
+    flag: str = "console",
 ) -> tuple[float, float]:
-    """95% interval of (with - without) pooled added p50, resampling whole blocks of each condition."""
+    """95% interval of (True - False condition) pooled added p50, resampling whole blocks of each condition;
+    `flag` is the blocks' key that says which condition a block measured."""
     import random
 
     rng = random.Random(seed)
-    size = blocks and len(pooled[False]["direct"]) // max(1, sum(not b["console"] for b in blocks))
+    size = blocks and len(pooled[False]["direct"]) // max(1, sum(not b[flag] for b in blocks))
     if not size:
         return float("nan"), float("nan")
 
@@ -349,34 +442,54 @@ def bootstrap_delta(
     deltas = []
     for _ in range(draws):
         added = {}
-        for flag, chunks in parts.items():
+        for condition, chunks in parts.items():
             drawn = [rng.choice(chunks) for _ in chunks]
-            added[flag] = added_p50_ms({k: [x for c in drawn for x in c[k]] for k in ("direct", "triage_auto")})
+            added[condition] = added_p50_ms({k: [x for c in drawn for x in c[k]] for k in ("direct", "triage_auto")})
         deltas.append(added[True] - added[False])
     return percentile(deltas, 2.5), percentile(deltas, 97.5)
 
 
 def plot_console_ab(result: dict[str, Any], path: Path) -> None:
+    s = result["summary"]
+    low, high = s["console_delta_added_p50_ms_95ci"]
+    title = (
+        f"Console client: pooled added p50 {s['added_p50_ms_without_console']:.3f} -> "
+        f"{s['added_p50_ms_with_console']:.3f} ms (delta {s['console_delta_added_p50_ms']:+.3f}, "
+        f"95% CI {low:+.3f}..{high:+.3f})"
+    )
+    plot_ab(result["blocks"], "console", ("no console client", "one console client attached"), title, s, path)
+
+
+def plot_checkout_ab(result: dict[str, Any], path: Path) -> None:
+    s = result["summary"]
+    low, high = s["delta_added_p50_ms_95ci"]
+    base, this = (result["checkouts"][k][:9] for k in ("baseline", "this"))
+    title = (
+        f"Triage {base} -> {this}: pooled added p50 {s['added_p50_ms_baseline']:.3f} -> "
+        f"{s['added_p50_ms_this_checkout']:.3f} ms (delta {s['delta_added_p50_ms']:+.3f}, "
+        f"95% CI {low:+.3f}..{high:+.3f})"
+    )
+    plot_ab(result["blocks"], "this_checkout", (f"Triage at {base}", f"Triage at {this}"), title, s, path)
+
+
+def plot_ab(
+    blocks: list[dict[str, Any]], flag: str, labels: tuple[str, str], title: str, s: dict[str, Any], path: Path
+) -> None:
+    """Each block's added p50, coloured by the condition (`flag`) it measured."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 4))
-    for attached, colour in ((False, "tab:blue"), (True, "tab:orange")):
-        rows = [b for b in result["blocks"] if b["console"] is attached]
-        label = "one console client attached" if attached else "no console client"
-        ax.scatter([b["block"] for b in rows], [b["added_p50_ms"] for b in rows], s=12, color=colour, label=label)
-    s = result["summary"]
-    low, high = s["console_delta_added_p50_ms_95ci"]
+    for condition, colour in ((False, "tab:blue"), (True, "tab:orange")):
+        rows = [b for b in blocks if b[flag] is condition]
+        ax.scatter(
+            [b["block"] for b in rows], [b["added_p50_ms"] for b in rows], s=12, color=colour, label=labels[condition]
+        )
     ax.set_xlabel(f"block of {s['requests_per_block']} request pairs (A B B A ...)")
     ax.set_ylabel("Triage's added latency, block p50 (ms)")
-    ax.set_title(
-        f"Console client: pooled added p50 {s['added_p50_ms_without_console']:.3f} -> "
-        f"{s['added_p50_ms_with_console']:.3f} ms (delta {s['console_delta_added_p50_ms']:+.3f}, "
-        f"95% CI {low:+.3f}..{high:+.3f})",
-        fontsize=9,
-    )
+    ax.set_title(title, fontsize=9)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -520,12 +633,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--console-client", action="store_true", help="keep a console client on every Triage")
     parser.add_argument("--console-ab", type=int, metavar="BLOCKS", help="only measure a console client's cost")
     parser.add_argument("--console-block", type=int, default=100, help="request pairs per --console-ab block")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (--console-ab)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (--console-ab, --checkout-ab)")
+    parser.add_argument("--checkout-ab", type=int, metavar="BLOCKS", help="only compare with --baseline-checkout")
+    parser.add_argument("--baseline-checkout", type=Path, help="another checkout of Triage (e.g. a git worktree)")
+    parser.add_argument("--baseline-policy", default="static", help="its name of static routing (older: keyword)")
     args = parser.parse_args(argv)
 
     workdir = Path("/tmp/triage-bench-overhead")
     workdir.mkdir(exist_ok=True)
     started = time.time()
+    if args.checkout_ab:
+        if args.baseline_checkout is None:
+            parser.error("--checkout-ab needs --baseline-checkout")
+        out = args.out.with_name("overhead_checkout_ab.json") if args.out.name == "overhead.json" else args.out
+        result = phase_checkout_ab(args, Routers(workdir, None))
+        result = {"benchmark": "overhead_checkout_ab", "machine": machine(), "started_unix": int(started), **result}
+        result["duration_s"] = round(time.time() - started, 1)
+        out.write_text(json.dumps(result, indent=1))
+        plot_checkout_ab(result, out.with_suffix(".png"))
+        print(json.dumps(result["summary"]))
+        return 0
     if args.console_ab:
         out = args.out.with_name("overhead_console.json") if args.out.name == "overhead.json" else args.out
         result = phase_console_ab(args, Routers(workdir, None))
