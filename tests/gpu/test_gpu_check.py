@@ -1,0 +1,175 @@
+"""The GPU check's plumbing on a CPU machine: `scripts/gpu_check.sh --dry-run` end to end (fake vLLM engines, the
+CPU classifier), and the step runner's bookkeeping (budgets, prerequisites, the deadline, the alarm)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.gpu_check import PARTS, Check, Record, Step, main, part_status
+from benchmarks.gpu_steps import Context, StepFailed, StepSkipped, pytest_outcomes
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_dry_run_writes_every_part_as_it_ends(tmp_path: Path) -> None:
+    """A failing part (injected), a step skipped for lack of time, tests that skip without a GPU: all reported."""
+    out = tmp_path / "out"
+    process = subprocess.run(
+        [
+            "bash",
+            str(REPO / "scripts" / "gpu_check.sh"),
+            "--dry-run",
+            "--base",
+            str(tmp_path / "base"),
+            "--inject-failure",
+            "throughput",
+            "--min-s",
+            "e2e-restart=100000",
+        ],
+        env={**os.environ, "OUT": str(out), "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert process.returncode == 1, process.stdout[-3000:] + process.stderr[-3000:]  # a part failed
+    files = {p.name for p in out.iterdir()}
+    assert files == {"summary.json", "results.tar.gz", *(f"{p}.json" for p in PARTS)}  # 7: the device returns 8
+    summary = json.loads((out / "summary.json").read_text())
+    parts = summary["parts"]
+    assert summary["dry_run"] and summary["setup"]["status"] == "ok", summary["setup"]
+    assert {k: v["status"] for k, v in parts.items()} == {
+        "classifier": "ok",
+        "engines": "partial",  # started and ready; no NVML here to check their memory with
+        "e2e": "skipped",  # its tests need vLLM and a GPU; its restart step had no time
+        "throughput": "failed",
+        "replay": "ok",
+    }, parts
+    assert "injected" in parts["throughput"]["reason"]
+    assert parts["e2e"]["steps"]["e2e-restart"]["status"] == "skipped"
+    e2e = json.loads((out / "e2e.json").read_text())["steps"]
+    assert e2e["e2e-restart"]["reason"].startswith("no time")
+    assert "vLLM is not importable" in e2e["e2e-live"]["reason"]
+    assert all(p["wall_s"] >= 0 for p in parts.values()) and summary["wall_s"] < summary["deadline_s"]
+    assert summary["machine"]["python"] and summary["machine"]["gpu"] is None
+    assert summary["encoder"]["weights"] == "dummy" and summary["teardown"]["leftover"] == []
+    assert "--kv-cache-memory-bytes 8589934592" in summary["engine_start_up_shortcuts"]["argv"]["coder"]
+
+    engines = json.loads((out / "engines.json").read_text())["steps"]
+    assert engines["engines"]["details"]["started_together"]
+    assert engines["engines-memory"]["reason"] == "no NVML (no NVIDIA GPU here)"
+    classifier = json.loads((out / "classifier.json").read_text())["steps"]
+    assert classifier["classifier-tests"]["details"]["passed"] > 0
+    assert classifier["classifier-bench"]["details"]["headline"]["eager"]["p50_ms_batch1_128tok"] is None  # 32 only
+    replay = json.loads((out / "replay.json").read_text())["steps"]["replay"]["details"]
+    assert replay["rates_measured"] == [4.0, 8.0] and "synthetic" in replay["source"]
+    with tarfile.open(out / "results.tar.gz") as tar:
+        names = set(tar.getnames())
+    assert {"logs/triage.log", "logs/classifier-tests.log", "results/classifier-eager.json"} <= names
+    assert "results/gpu_replay.json" in names and "results/gpu_throughput.json" not in names  # it was made to fail
+
+
+# -- the runner, with steps that only take time or raise -----------------------------------------------------
+
+
+def context(tmp_path: Path, **args: Any) -> Context:
+    defaults = {"out": tmp_path / "out", "base": tmp_path / "base", "dry_run": False, "grace_s": 0.2}
+    namespace = argparse.Namespace(**{**defaults, "inject_failure": set(), "min_s": {}, **args})
+    return Context.create(namespace)
+
+
+def sleeper(seconds: float) -> Any:
+    def run(ctx: Context, budget_s: float) -> dict[str, Any]:
+        time.sleep(seconds)
+        return {"slept_s": seconds, "budget_s": budget_s}
+
+    return run
+
+
+def raiser(exc: Exception) -> Any:
+    def run(ctx: Context, budget_s: float) -> dict[str, Any]:
+        raise exc
+
+    return run
+
+
+def test_prerequisites_budgets_and_the_deadline(tmp_path: Path) -> None:
+    steps = (
+        Step("a", "classifier", sleeper(0), budget_s=100, min_s=0),
+        Step("b", "engines", raiser(StepFailed("broken", {"x": 1})), 100, 0),
+        Step("c", "e2e", sleeper(0), 100, 0, needs=("b",)),
+        Step("d", "throughput", raiser(StepSkipped("nothing to do")), 100, 0),
+        Step("e", "replay", sleeper(0), 100, min_s=50),  # 30 s deadline - 10 reserved < 50
+        Step("f", "replay", sleeper(0), 5, 0, reserve_s=10),
+    )
+    summary = Check(context(tmp_path), steps, deadline_s=30).run()
+    records = json.loads((tmp_path / "out" / "replay.json").read_text())["steps"]
+    assert records["e"]["reason"].startswith("no time") and records["f"]["status"] == "ok"
+    assert records["f"]["details"]["budget_s"] == 5  # its own budget, not the time left
+    assert {k: v["status"] for k, v in summary["parts"].items()} == {
+        "classifier": "ok",
+        "engines": "failed",
+        "e2e": "skipped",  # needs b
+        "throughput": "skipped",
+        "replay": "partial",
+    }
+    assert summary["parts"]["e2e"]["reason"] == "needs b, which did not end ok"
+    engines = json.loads((tmp_path / "out" / "engines.json").read_text())["steps"]["b"]
+    assert engines["reason"] == "broken" and engines["details"] == {"x": 1}
+
+
+def test_a_step_past_the_deadline_is_cut_and_the_rest_skipped(tmp_path: Path) -> None:
+    steps = (
+        Step("slow", "classifier", sleeper(30), budget_s=100, min_s=0),
+        Step("after", "engines", sleeper(0), 100, 0),
+    )
+    summary = Check(context(tmp_path), steps, deadline_s=0.3).run()  # the alarm: deadline + grace (0.2 s)
+    assert summary["parts"]["classifier"]["status"] == "failed"
+    assert "global deadline" in summary["parts"]["classifier"]["reason"]
+    assert summary["parts"]["engines"]["status"] == "skipped" and summary["wall_s"] < 10
+
+
+def test_injected_failure_and_unknown_steps(tmp_path: Path) -> None:
+    steps = (Step("a", "classifier", sleeper(0), 100, 0),)
+    summary = Check(context(tmp_path, inject_failure={"a"}), steps, deadline_s=10).run()
+    assert summary["parts"]["classifier"]["status"] == "failed"
+    with pytest.raises(SystemExit, match="unknown steps"):
+        main(["--out", str(tmp_path), "--inject-failure", "nope"])
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected"),
+    [
+        (["ok", "ok"], "ok"),
+        (["ok", "skipped"], "partial"),
+        (["skipped", "skipped"], "skipped"),
+        (["ok", "failed", "skipped"], "failed"),
+    ],
+)
+def test_part_status(statuses: list[str], expected: str) -> None:
+    assert part_status([Record(s) for s in statuses])[0] == expected
+
+
+def test_pytest_outcomes_from_verbose_output() -> None:
+    text = (
+        "tests/a.py::test_one PASSED                  [ 25%]\n"
+        "tests/a.py::test_two[x-1] FAILED             [ 50%]\n"
+        "tests/a.py::test_three SKIPPED (no GPU)      [ 75%]\n"
+        "tests/a.py::test_four PASSED                 [100%]\n"
+        "tests/a.py::test_four ERROR                  [100%]\n"
+        "SKIPPED [1] tests/a.py:9: no GPU\n"
+        "SKIPPED [3] tests/b.py: vLLM is not importable\n"
+    )
+    got = pytest_outcomes(text)
+    assert (got["passed"], got["failed"], got["skipped"], got["error"]) == (1, 1, 1, 1)
+    assert got["failing"] == ["tests/a.py::test_four", "tests/a.py::test_two[x-1]"]
+    assert got["skip_reasons"] == ["no GPU", "vLLM is not importable"]
