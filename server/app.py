@@ -15,8 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 
-from .backends import build_clients, build_session, start_engines
+from .backends import attach_classifier, build_clients, build_session, start_engines
 from .classify import Classifier, KeywordClassifier, build_classifier
 from .config import ConfigError, TriageConfig
 from .console import Console, attach_console
@@ -35,6 +36,16 @@ from .telemetry.nvml import NvmlReader
 from .telemetry.probe import EngineProbe
 
 log = logging.getLogger("triage")
+# What browsers may read from an answer beyond the CORS-safelisted headers.
+EXPOSED_HEADERS = [
+    "x-request-id",
+    "x-triage-request-id",
+    "x-triage-model",
+    "x-triage-reason",
+    "x-triage-category",
+    "x-triage-overhead-ms",
+    "retry-after",
+]
 
 
 def check_config(config: TriageConfig) -> None:
@@ -75,6 +86,7 @@ def build_app(config: TriageConfig, *, middleware: Sequence[Middleware] = ()) ->
             clients = build_clients(config.models, engines.endpoints, session)
             classifier = await start_classifier(config)
             stack.push_async_callback(classifier.stop)
+            attach_classifier(clients, classifier)  # the minilm kind answers embeddings with it
             policy = POLICIES[config.policy.name](config.models, load, config.policy)
             if policy.uses_store and config.policy.store:
                 store = Store.open(config.policy.store, keep_prompts=config.policy.store_prompts)
@@ -111,7 +123,26 @@ def build_app(config: TriageConfig, *, middleware: Sequence[Middleware] = ()) ->
     attach_router(app)
     attach_console(app)
     install_error_handlers(app)
-    return TriageApp(app, [*middleware, Middleware(Gatekeeper, state=app.state, server=config.server)])
+    # CORS outermost (preflights and answers on every route get its headers); the gatekeeper innermost
+    gate = Middleware(Gatekeeper, state=app.state, server=config.server)
+    return TriageApp(app, [*cors(config.server.cors_origins), *middleware, gate])
+
+
+def cors(origins: list[str]) -> list[Middleware]:
+    """Starlette's CORS middleware for `server.cors_origins` (none: no CORS headers, browsers on other origins are
+    refused); outermost, so preflights and answers on every route get their headers, the front door's included."""
+    if not origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "HEAD", "OPTIONS"],
+            allow_headers=["*"],  # the SDKs send their own (x-stainless-*, openai-beta, anthropic-version, ...)
+            expose_headers=EXPOSED_HEADERS,
+            max_age=600,
+        )
+    ]
 
 
 def _error_response(request: Request, exc: BaseException) -> Response:

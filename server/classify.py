@@ -134,6 +134,16 @@ class MiniLMClassifier:
         result = await self._batcher.classify(text)
         return Classification(result.category, result.category_scores, float(result.complexity), result.embedding)
 
+    @property
+    def ready(self) -> bool:
+        return self._batcher is not None and bool(self._batcher.running)
+
+    async def embed(self, text: str) -> np.ndarray:
+        """The encoder's embedding of `text` ([384] float32, unit norm), batched with concurrent calls."""
+        result = await self._batcher.classify(text)
+        embedding: np.ndarray = result.embedding
+        return embedding
+
 
 def check_labels(labels: Sequence[str], artifact: str) -> None:
     """The classifier's categories must be the router's (`server.config.CATEGORIES`): profiles, statistics and

@@ -39,7 +39,7 @@ CATEGORIES: tuple[str, ...] = (
     "classification",
 )
 RESERVED_MODEL_NAMES = frozenset({"auto"})
-Capability = Literal["tools", "json_mode", "vision"]
+Capability = Literal["tools", "json_mode", "vision", "embeddings"]
 CAPABILITY_NEEDS: dict[str, str] = {  # capability -> what an engine needs to serve it (said in errors)
     "tools": "vLLM needs --enable-auto-tool-choice --tool-call-parser hermes for Qwen2.5 (other models: their parser)",
     "json_mode": "vLLM serves response_format json_object and json_schema by guided decoding, no flag needed",
@@ -212,7 +212,8 @@ class ModelConfig(Strict):
     capabilities: list[Capability] = Field(
         default_factory=list,
         description="What the engine serves beyond plain text: tools (function calling), json_mode "
-        "(response_format), vision (images). Requests that use one only go to models that declare it.",
+        "(response_format), vision (images). Requests that use one only go to models that declare it. embeddings marks "
+        "an embedding model, which serves only POST /v1/embeddings.",
     )
     context_length: int = Field(8192, ge=16)
     remote: bool = Field(False, description="A remote provider: used only for overflow when policy allows.")
@@ -275,6 +276,13 @@ class ModelConfig(Strict):
     def _http_urls(cls, value: list[str], info: ValidationInfo) -> list[str]:
         if "launch" not in info.data:
             return value  # launch itself was invalid; its own error says why
+        if info.data.get("kind") is not None:
+            from .backends import engine_kind  # not at the top: backends imports this module
+
+            if engine_kind(info.data["kind"]).in_process:
+                if value or info.data["launch"] is not None:
+                    raise ValueError(f"kind '{info.data['kind']}' is answered inside Triage: drop endpoints and launch")
+                return value
         if info.data["launch"] is None and not value:
             raise ValueError("give at least one OpenAI base URL, or a launch block that starts the engine")
         if info.data["launch"] is not None and value:
@@ -330,6 +338,11 @@ class ServerConfig(Strict):
     admission_wait_s: float = Field(0.5, ge=0, le=30, description="Longest wait for a free slot before a 429.")
     max_waiting: int = Field(256, ge=0, description="Requests allowed to wait for a slot; more get a 429 at once.")
     drain_s: float = Field(25.0, gt=0, description="On SIGTERM: time open requests get to finish.")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API (CORS), e.g. http://localhost:3000, or '*' for "
+        "any; none by default.",
+    )
     request_deadline_s: float = Field(
         1800.0,
         gt=0,
@@ -463,6 +476,22 @@ class TriageConfig(Strict):
         clash = sorted({p for p in ports if ports.count(p) > 1 or p == self.server.port})
         if clash:
             raise ValueError(f"launch.port {clash[0]} is used twice (engines and server.port need their own)")
+        return self
+
+    @model_validator(mode="after")
+    def _encoder_models(self) -> TriageConfig:
+        for model in self.models:
+            if model.kind != "minilm":
+                continue
+            if self.classifier.kind != "minilm":
+                raise ValueError(
+                    f"model '{model.name}' (kind: minilm) answers with the classifier's encoder; set classifier.kind: "
+                    "minilm"
+                )
+            if "embeddings" not in model.capabilities:
+                raise ValueError(
+                    f"model '{model.name}' (kind: minilm) is an embedding model; add capabilities: [embeddings]"
+                )
         return self
 
     def model(self, name: str) -> ModelConfig | None:

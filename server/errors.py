@@ -170,8 +170,25 @@ class EngineTimeout(TriageError):
     default_code = "engine_timeout"
 
 
+# OpenAI's error types by HTTP status, for engine errors relayed to the client. vLLM writes its exception class
+# instead ("BadRequestError", "NotFoundError") and the status as the code ("400"): neither is what SDKs expect.
+OPENAI_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+_KNOWN_TYPES = {*OPENAI_ERROR_TYPES.values(), "not_found_error", "server_error", "insufficient_quota"}
+
+
 class EngineError(TriageError):
-    """The engine answered with an error we relay; `status` mirrors the engine's own 4xx, 5xx becomes 502."""
+    """The engine answered with an error we relay, in OpenAI's shape: `status` mirrors the engine's own 4xx (5xx
+    becomes 502); the type is OpenAI's for that status unless the engine already wrote one of OpenAI's; a numeric
+    code is dropped. The engine's message is kept."""
 
     type = "engine_error"
     default_code = "engine_error"
@@ -179,10 +196,17 @@ class EngineError(TriageError):
     def __init__(
         self, message: str, *, status: int, param: str | None = None, code: str | None = None, etype: str | None = None
     ) -> None:
+        refused = 400 <= status < 500
+        if code is not None and code.isdigit():
+            code = None
         super().__init__(message, param=param, code=code)
-        self.status = status if 400 <= status < 500 else 502
-        if etype:
+        if refused:
+            self.code = code  # the request's fault: no made-up code (OpenAI's own are mostly null too)
+        self.status = status if refused else 502
+        if etype in _KNOWN_TYPES:
             self.type = etype
+        elif refused:
+            self.type = OPENAI_ERROR_TYPES.get(status, "invalid_request_error")
 
 
 def error_body(message: str, etype: str, param: str | None = None, code: str | None = None) -> bytes:

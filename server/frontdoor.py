@@ -35,7 +35,11 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-GENERATION_ROUTES: dict[str, Endpoint] = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
+GENERATION_ROUTES: dict[str, Endpoint] = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+}
 _JSON = [(b"content-type", b"application/json")]
 _SSE = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -104,7 +108,8 @@ class FrontDoor:
                 log.warning("sending the answer to %s failed: %r", ids.request_id, exc)
             else:
                 echo = {"x-triage-request-id": ids.request_id, "x-request-id": ids.client_request_id or ids.request_id}
-                await send_error(send, exc, echo, scope)
+                routed = relay.headers if relay is not None else {}  # x-triage-model etc. once it was routed
+                await send_error(send, exc, {**routed, **echo}, scope)
         finally:
             if relay is not None:
                 await relay.aclose()

@@ -1,13 +1,15 @@
-"""What the router reads from a validated request body: the text to classify, a token estimate, the
-capabilities the request needs, the hashes of its message prefixes (conversation affinity). Pure functions over
-protocol models; no I/O.
+"""What the router reads from a validated request body: the text to classify, token estimates, the
+capabilities the request needs (`embeddings` for an embeddings request), the hashes of its message prefixes
+(conversation affinity). Pure functions over protocol models; no I/O.
 """
 
 from __future__ import annotations
 
 import orjson
 
-from .protocol import ChatCompletionRequest, ChatMessage, CompletionRequest
+from .protocol import ChatCompletionRequest, ChatMessage, CompletionRequest, EmbeddingRequest
+
+Request = ChatCompletionRequest | CompletionRequest | EmbeddingRequest  # a validated body of a routed endpoint
 
 CHARS_PER_TOKEN = 4  # a deliberate over-estimate for English BPE (~4.2): context checks err on the safe side
 DEFAULT_OUTPUT_TOKENS = 256  # what a request that sets no max_tokens is assumed to generate, for planning
@@ -26,14 +28,14 @@ def _message_text(message: ChatMessage) -> str:
     return "\n".join(part.text for part in content if part.text)
 
 
-def prompt_text(request: ChatCompletionRequest | CompletionRequest) -> str:
-    """The text the classifier sees: the last user turn of a chat, or the (first) text prompt."""
+def prompt_text(request: Request) -> str:
+    """The text the classifier sees: the last user turn of a chat, or the (first) text prompt or input."""
     if isinstance(request, ChatCompletionRequest):
         for message in reversed(request.messages):
             if message.role == "user":
                 return _message_text(message)
         return _message_text(request.messages[-1])
-    prompt = request.prompt
+    prompt = request.prompt if isinstance(request, CompletionRequest) else request.input
     if isinstance(prompt, str):
         return prompt
     if prompt and isinstance(prompt[0], str):
@@ -41,11 +43,13 @@ def prompt_text(request: ChatCompletionRequest | CompletionRequest) -> str:
     return ""  # token ids: nothing to read
 
 
-def estimate_prompt_tokens(request: ChatCompletionRequest | CompletionRequest) -> int:
+def estimate_prompt_tokens(request: Request) -> int:
     """One sequence's prompt: the longest of a batch (what must fit a model's context)."""
     if isinstance(request, ChatCompletionRequest):
         chars = sum(len(_message_text(m)) for m in request.messages)
         return chars // CHARS_PER_TOKEN + _MESSAGE_OVERHEAD_TOKENS * len(request.messages)
+    if isinstance(request, EmbeddingRequest):
+        return max(_input_tokens(request.input))
     prompt = request.prompt
     if isinstance(prompt, str):
         return len(prompt) // CHARS_PER_TOKEN + 1
@@ -59,18 +63,22 @@ def estimate_prompt_tokens(request: ChatCompletionRequest | CompletionRequest) -
     return max(len(p) for p in prompt if isinstance(p, list))
 
 
-def billed_prompt_tokens(request: ChatCompletionRequest | CompletionRequest) -> int:
+def billed_prompt_tokens(request: Request) -> int:
     """Every prompt of the request together: a batch of prompts is billed in full, not as its longest."""
     if isinstance(request, ChatCompletionRequest):
         return estimate_prompt_tokens(request)
+    if isinstance(request, EmbeddingRequest):
+        return sum(_input_tokens(request.input))
     prompt = request.prompt
     if isinstance(prompt, str) or not prompt or isinstance(prompt[0], int):
         return estimate_prompt_tokens(request)
     return sum(len(p) // CHARS_PER_TOKEN + 1 if isinstance(p, str) else len(p) for p in prompt)
 
 
-def sequences(request: ChatCompletionRequest | CompletionRequest) -> int:
+def sequences(request: Request) -> int:
     """Completions the engine generates: one per prompt of a batch, times `n` (or `best_of`, when larger)."""
+    if isinstance(request, EmbeddingRequest):
+        return 1  # one vector per input, no generation: its inputs are billed as prompt
     if not isinstance(request, CompletionRequest):
         return request.n or 1
     per_prompt = max(request.n or 1, request.best_of or 1)
@@ -79,24 +87,41 @@ def sequences(request: ChatCompletionRequest | CompletionRequest) -> int:
     return per_prompt * batch
 
 
-def output_cap(request: ChatCompletionRequest | CompletionRequest) -> int | None:
-    """Output tokens per sequence as requested (max_completion_tokens, max_tokens), or None when none is set."""
+def _input_tokens(value: str | list[str] | list[int] | list[list[int]]) -> list[int]:
+    """Estimated tokens of each embedding input."""
+    if isinstance(value, str):
+        return [len(value) // CHARS_PER_TOKEN + 1]
+    if not value or isinstance(value[0], int):
+        return [max(1, len(value))]
+    return [len(v) // CHARS_PER_TOKEN + 1 if isinstance(v, str) else max(1, len(v)) for v in value]
+
+
+def output_cap(request: Request) -> int | None:
+    """Output tokens per sequence as requested (max_completion_tokens, max_tokens), or None when none is set;
+    0 for embeddings (nothing is generated)."""
+    if isinstance(request, EmbeddingRequest):
+        return 0
     if isinstance(request, ChatCompletionRequest) and request.max_completion_tokens:
         return request.max_completion_tokens
     return request.max_tokens
 
 
-def default_output_cap(request: ChatCompletionRequest | CompletionRequest) -> int | None:
+def default_output_cap(request: Request) -> int | None:
     """What engines generate when no cap is sent: 16 on completions; on chat, up to the context (None)."""
+    if isinstance(request, EmbeddingRequest):
+        return 0
     return COMPLETIONS_DEFAULT_MAX_TOKENS if isinstance(request, CompletionRequest) else None
 
 
-def requested_output_tokens(request: ChatCompletionRequest | CompletionRequest) -> int:
-    """Output tokens per sequence, for planning: as requested, or a default."""
-    return output_cap(request) or DEFAULT_OUTPUT_TOKENS
+def requested_output_tokens(request: Request) -> int:
+    """Output tokens per sequence, for planning: as requested, or a default (0 for embeddings)."""
+    cap = output_cap(request)
+    return DEFAULT_OUTPUT_TOKENS if cap is None else cap
 
 
-def needed_capabilities(request: ChatCompletionRequest | CompletionRequest) -> frozenset[str]:
+def needed_capabilities(request: Request) -> frozenset[str]:
+    if isinstance(request, EmbeddingRequest):
+        return frozenset({"embeddings"})
     if not isinstance(request, ChatCompletionRequest):
         return frozenset()
     needs: set[str] = set()
@@ -110,7 +135,7 @@ def needed_capabilities(request: ChatCompletionRequest | CompletionRequest) -> f
     return frozenset(needs)
 
 
-def message_prefixes(request: ChatCompletionRequest | CompletionRequest) -> tuple[tuple[int, int], ...]:
+def message_prefixes(request: Request) -> tuple[tuple[int, int], ...]:
     """(hash of messages[:k], estimated tokens of messages[:k]) for k = 1..n, each hash chained on the last.
 
     The last entry identifies this whole conversation so far; the next turn carries it among its prefixes. A

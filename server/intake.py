@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from .errors import InvalidRequest
 from .inspect_request import (
+    Request,
     billed_prompt_tokens,
     default_output_cap,
     estimate_prompt_tokens,
@@ -25,13 +26,13 @@ from .inspect_request import (
     requested_output_tokens,
     sequences,
 )
-from .protocol import ChatCompletionRequest, CompletionRequest, RouteOptions
+from .protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RouteOptions
 
 if TYPE_CHECKING:
     from .classify import Classification
     from .privacy import Screening
 
-Endpoint = Literal["chat", "completions"]
+Endpoint = Literal["chat", "completions", "embeddings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +47,15 @@ class Demand:
     estimate: int  # the planning estimate (a default output length where none is set)
 
 
-UPSTREAM_PATHS: dict[Endpoint, str] = {"chat": "/chat/completions", "completions": "/completions"}
-REQUEST_MODELS: dict[Endpoint, type[ChatCompletionRequest] | type[CompletionRequest]] = {
+UPSTREAM_PATHS: dict[Endpoint, str] = {
+    "chat": "/chat/completions",
+    "completions": "/completions",
+    "embeddings": "/embeddings",
+}
+REQUEST_MODELS: dict[Endpoint, type[Request]] = {
     "chat": ChatCompletionRequest,
     "completions": CompletionRequest,
+    "embeddings": EmbeddingRequest,
 }
 
 
@@ -57,7 +63,7 @@ REQUEST_MODELS: dict[Endpoint, type[ChatCompletionRequest] | type[CompletionRequ
 class Incoming:
     endpoint: Endpoint
     payload: dict[str, Any]  # the JSON as sent, less `route`: relayed with `model` replaced
-    request: ChatCompletionRequest | CompletionRequest  # the validated view of the same body
+    request: Request  # the validated view of the same body
     prompt_tokens: int  # one sequence's, estimated from characters (a batch's longest); engines count exactly
     output_tokens: int  # per sequence: max_tokens as requested, or a planning default
     billed_prompt_tokens: int = 0  # every prompt of a batch together (0: as prompt_tokens)

@@ -89,6 +89,39 @@ class CompletionRequest(SamplingFields):
     best_of: int | None = Field(None, ge=1, le=128, description="Sequences generated per prompt; n are returned.")
 
 
+class EmbeddingRequest(OpenAIBase):
+    model: str = Field(description="An embedding model's name, or 'auto' to let Triage choose among them.")
+    input: str | list[str] | list[int] | list[list[int]] = Field(
+        description="Text, a batch of texts, token ids, or a batch of token-id lists."
+    )
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = None
+    route: RouteOptions | None = None
+
+    @property
+    def stream(self) -> bool:
+        return False  # embeddings are answered whole
+
+
+class Embedding(BaseModel):
+    index: int
+    object: Literal["embedding"] = "embedding"
+    embedding: list[float] | str = Field(description="The vector, or its little-endian float32 bytes in base64.")
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
+
+
 class ErrorDetail(BaseModel):
     message: str
     type: str
@@ -108,6 +141,7 @@ class ModelCard(BaseModel):
     roles: list[str] = Field(default_factory=list)
     context_length: int | None = None
     remote: bool = False
+    capabilities: list[str] = Field(default_factory=list, description="tools, json_mode, vision, embeddings.")
 
 
 class ModelList(BaseModel):

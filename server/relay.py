@@ -163,6 +163,7 @@ class Relay:
                 gateway.guard.breakers.success(model.name)  # the engine is fine: the request itself was refused
                 self.outcome = Outcome.REFUSED
                 self._end_attempt(Outcome.REFUSED)
+                self._set_headers(plan, model, tried)  # the client sees who refused it, and why it went there
                 raise  # another model would refuse it too
             gateway.guard.breakers.success(model.name)
             self._set_headers(plan, model, tried)

@@ -12,11 +12,12 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from .auth import Tenant
-from .errors import EngineUnavailable
+from .errors import EngineUnavailable, ModelNotFound
 from .frontdoor import read_body
 from .protocol import (
     ChatCompletionRequest,
     CompletionRequest,
+    EmbeddingRequest,
     ErrorResponse,
     FeedbackRequest,
     ModelCard,
@@ -100,25 +101,51 @@ async def feedback(request: Request) -> Response:
     return Response(await gateway.feedback(raw, tenant, client), media_type=JSON)
 
 
-@router.get("/v1/models", response_model=ModelList, responses={401: _ERRORS[401]})
-async def list_models(request: Request) -> ModelList:
-    gateway = gateway_of(request)
-    tenant_of(request, gateway)
+def _cards(gateway: Gateway, tenant: Tenant) -> list[ModelCard]:
+    """`auto` and every model the caller's key may use."""
     created = gateway.started_at
     cards = [ModelCard(id="auto", created=created, roles=["router"])]
     cards += [
-        ModelCard(id=m.name, created=created, roles=m.roles, context_length=m.context_length, remote=m.remote)
-        for m in gateway.config.models
+        ModelCard(
+            id=m.name,
+            created=created,
+            roles=m.roles,
+            context_length=m.context_length,
+            remote=m.remote,
+            capabilities=list(m.capabilities),
+        )
+        for m in gateway.models_for(tenant)
     ]
-    return ModelList(data=cards)
+    return cards
+
+
+@router.get("/v1/models", response_model=ModelList, responses={401: _ERRORS[401]})
+async def list_models(request: Request) -> ModelList:
+    """`auto` and the models this key may use (a key limited to some models sees only those)."""
+    gateway = gateway_of(request)
+    return ModelList(data=_cards(gateway, tenant_of(request, gateway)))
+
+
+@router.get("/v1/models/{model_id:path}", response_model=ModelCard, responses={401: _ERRORS[401], 404: _ERRORS[404]})
+async def retrieve_model(model_id: str, request: Request) -> ModelCard:
+    """One model, as listed by GET /v1/models; 404 for a model that does not exist or this key may not use."""
+    gateway = gateway_of(request)
+    for card in _cards(gateway, tenant_of(request, gateway)):
+        if card.id == model_id:
+            return card
+    raise ModelNotFound(
+        f"model '{model_id}' does not exist; GET /v1/models lists the models you may use", param="model"
+    )
 
 
 @router.get("/health")
+@router.head("/health", include_in_schema=False)
 async def health() -> Response:
     return Response(b'{"status":"ok"}', media_type=JSON)
 
 
 @router.get("/ready", responses={503: {"model": ErrorResponse}})
+@router.head("/ready", include_in_schema=False)
 async def ready(request: Request) -> Response:
     gateway = gateway_of(request)
     healthy = [name for name, load in gateway.load.engines.items() if load.healthy]
@@ -148,6 +175,7 @@ def _declare_generation_routes(spec: dict[str, Any]) -> None:
     for path, model, summary in (
         ("/v1/chat/completions", ChatCompletionRequest, "Chat completion; model 'auto' is routed"),
         ("/v1/completions", CompletionRequest, "Text completion; model 'auto' is routed"),
+        ("/v1/embeddings", EmbeddingRequest, "Embeddings; model 'auto' is routed among embedding models"),
     ):
         operation = {"summary": summary, "operationId": path.strip("/").replace("/", "_"), **_body_schema(model)}
         spec.setdefault("paths", {})[path] = {"post": {**operation, "responses": {"200": answer, **errors}}}
@@ -155,7 +183,8 @@ def _declare_generation_routes(spec: dict[str, Any]) -> None:
 
 def attach_router(app: FastAPI) -> None:
     app.include_router(router)
-    schemas = {m.__name__: m for m in (ChatCompletionRequest, CompletionRequest, FeedbackRequest, ErrorResponse)}
+    models = (ChatCompletionRequest, CompletionRequest, EmbeddingRequest, FeedbackRequest, ErrorResponse)
+    schemas = {m.__name__: m for m in models}
     base_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:

@@ -27,7 +27,7 @@ from .backends import EngineClient
 from .classify import Classification, Classifier
 from .config import ModelConfig, TriageConfig
 from .console.recent import RecentDecisions
-from .errors import AtCapacity, EngineUnavailable, Forbidden, KeptLocal, ModelNotFound, NoEligibleModel
+from .errors import AtCapacity, EngineUnavailable, Forbidden, InvalidRequest, KeptLocal, ModelNotFound, NoEligibleModel
 from .intake import Endpoint, Incoming, invalid_request, receive
 from .load import LoadBoard
 from .policy import Policy, RouteRequest
@@ -70,6 +70,18 @@ class Gateway:
         # remote model and no audit log its answer changes nothing, so it does not run (it is most of the
         # router's own work on a small request).
         self.screen_prompts = any(m.remote for m in config.models) or config.policy.store is not None
+
+    def models_for(self, tenant: Tenant) -> list[ModelConfig]:
+        """The configured models this caller may use: its key's allow list, and remote ones only if allowed."""
+        key = tenant.key
+        if key is None:
+            return list(self.config.models)
+        allowed = key.models
+        return [
+            m
+            for m in self.config.models
+            if (allowed is None or m.name in allowed) and (not m.remote or tenant.allow_remote)
+        ]
 
     def relay(self, endpoint: Endpoint, ids: RequestIds, tenant: Tenant, received_s: float) -> Relay:
         """A new request's owner of everything it will hold; the caller must `aclose()` it."""
@@ -151,6 +163,9 @@ class Gateway:
                 f"model '{model.name}' is a remote provider and policy.allow_remote is false; name a local model",
                 param="model",
             )
+        if ("embeddings" in incoming.needs()) != ("embeddings" in model.capabilities):
+            route = "POST /v1/embeddings" if "embeddings" in model.capabilities else "chat or completions"
+            raise InvalidRequest(f"model '{model.name}' serves {route} only; name another model", param="model")
         if private and model.remote:
             raise KeptLocal(
                 f"the prompt contains {', '.join(private)}, so it may not go to remote model '{model.name}'; "
@@ -209,6 +224,8 @@ class Gateway:
         """The plan `serve()` would make for this body, explained; changes nothing but its own counter."""
         self.metrics.dry_runs.inc()
         endpoint: Endpoint = "chat" if b'"messages"' in raw else "completions"
+        if endpoint == "completions" and b'"input"' in raw and b'"prompt"' not in raw:
+            endpoint = "embeddings"
         incoming = receive(raw, endpoint, default_model="auto")
         plan = await self.plan(incoming, ids, tenant)
         decision = plan.decision

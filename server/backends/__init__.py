@@ -16,6 +16,7 @@ from contextlib import AsyncExitStack
 
 import aiohttp
 
+from ..classify import Classifier
 from ..config import ModelConfig
 from ..load import LoadBoard
 from ..telemetry.metrics import Metrics
@@ -26,6 +27,7 @@ ENGINE_KINDS: dict[str, str] = {  # config name -> module defining KIND
     "vllm": "server.backends.vllm",  # vLLM, SGLang, llama.cpp server; a `launch:` block starts vLLM here
     "openai": "server.backends.openai",  # any other OpenAI-compatible API, remote providers included
     "simulated": "server.backends.simulated",  # Triage's own simulator (server/sim), in-process
+    "minilm": "server.backends.minilm",  # the classifier's own encoder as an embedding model, in-process
 }
 
 
@@ -73,6 +75,12 @@ def build_clients(
     return {m.name: engine_kind(m.kind).client(m, endpoints.get(m.name, []), session) for m in models}
 
 
+def attach_classifier(clients: dict[str, EngineClient], classifier: Classifier) -> None:
+    """Give every client the running classifier (in-process kinds answer with it; the others ignore it)."""
+    for client in clients.values():
+        client.use_classifier(classifier)
+
+
 def build_session(limit_per_host: int = 0) -> aiohttp.ClientSession:
     """The one pooled upstream session: keep-alive, no connection cap (admission control caps load)."""
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=limit_per_host, keepalive_timeout=60)
@@ -86,6 +94,7 @@ __all__ = [
     "EngineStats",
     "StartedEngines",
     "UpstreamStream",
+    "attach_classifier",
     "build_clients",
     "build_session",
     "engine_kind",

@@ -13,12 +13,16 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
 
 from ..config import ModelConfig
 from ..errors import EngineAnswerTooLarge, EngineError, EngineTimeout, EngineUnavailable
+
+if TYPE_CHECKING:
+    from ..classify import Classifier
 
 log = logging.getLogger(__name__)
 SSE_SEPARATOR = b"\n\n"
@@ -252,6 +256,10 @@ class EngineClient(ABC):
             code=code,
             etype=etype if isinstance(etype, str) else None,
         )
+
+    def use_classifier(self, classifier: Classifier) -> None:
+        """Called once the router's classifier runs: in-process kinds answer with it; engines elsewhere ignore it."""
+        return None
 
     @abstractmethod
     async def health(self) -> bool:

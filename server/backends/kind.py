@@ -46,3 +46,4 @@ class EngineKind:
     client: type[EngineClient]  # the wire dialect: relays requests and reads health and load
     settings: Settings | None = None  # types the model's `<name>:` block; None: the kind takes no block
     provision: Provisioner | None = None  # starts engines for its models; None: they run elsewhere
+    in_process: bool = False  # answered inside the router (no endpoints); its client is given the classifier

@@ -35,6 +35,8 @@ def ineligible_reason(
             return "request must stay local"
         if not (allowed and request.tenant_allow_remote):
             return "remote not allowed"
+    if ("embeddings" in request.needs) != ("embeddings" in model.capabilities):
+        return "an embedding model" if "embeddings" in model.capabilities else "not an embedding model"
     missing = request.needs.difference(model.capabilities)
     if missing:
         return f"{LACKS} {', '.join(sorted(missing))}"

@@ -6,9 +6,11 @@ awaits `receive()`; when the server reports `http.disconnect` it cancels the seq
 engine's running set at once (queued requests too). Knows nothing about sockets or servers (`runner.py`)
 nor about scheduling (`engine.py`).
 
-Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /version,
-GET /metrics, GET /sim/state, POST /sim/faults (a FaultSpec JSON; replaces the engine's faults).
-Faults touch only the two generation routes, so health checks and scrapes still answer.
+Routes: POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings (`task: embed`), GET /v1/models,
+GET /health, GET /version, GET /metrics, GET /sim/state, POST /sim/faults (a FaultSpec JSON; replaces the
+engine's faults).
+Faults touch only the generation and embedding routes, so health checks and scrapes still answer. A request
+with `n` choices runs `n` sequences in the engine (no prefix sharing, which makes `n > 1` a little slow).
 """
 
 from __future__ import annotations
@@ -24,19 +26,22 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from server.sim.embed import embeddings_body, parse_embed_request
 from server.sim.engine import EngineStoppedError, RequestTooLongError, SimEngine
+from server.sim.framing import ReplyFramer
 from server.sim.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from server.sim.metrics import make_registry, render
 from server.sim.protocol import (
     DONE,
     ApiError,
     Kind,
-    ReplyFramer,
+    SimRequest,
     error_event,
     models_body,
     parse_request,
     request_id,
 )
+from server.sim.reply import ReplyError
 from server.sim.sequence import Sequence
 from server.sim.spec import FaultSpec
 from server.sim.text import Filler
@@ -100,10 +105,11 @@ async def _wait_disconnect(receive: Receive) -> None:
         pass
 
 
-async def _watch(receive: Receive, seq: Sequence) -> None:
-    """Cancel `seq` when the client disconnects; the task is done iff the client went away."""
+async def _watch(receive: Receive, seqs: list[Sequence]) -> None:
+    """Cancel `seqs` when the client disconnects; the task is done iff the client went away."""
     await _wait_disconnect(receive)
-    seq.cancel()
+    for seq in seqs:
+        seq.cancel()
 
 
 class SimApp:
@@ -120,6 +126,7 @@ class SimApp:
         self._routes: dict[tuple[str, str], Callable[[Receive, Send], Awaitable[None]]] = {
             ("POST", "/v1/chat/completions"): self._chat,
             ("POST", "/v1/completions"): self._completions,
+            ("POST", "/v1/embeddings"): self._embeddings,
             ("GET", "/v1/models"): self._models,
             ("GET", "/health"): self._health,
             ("GET", "/version"): self._version,
@@ -182,74 +189,135 @@ class SimApp:
     async def _completions(self, receive: Receive, send: Send) -> None:
         await self._generate("completion", receive, send)
 
-    async def _generate(self, kind: Kind, receive: Receive, send: Send) -> None:
-        raw = await _read_body(receive)
+    async def _faulted(self, receive: Receive) -> bool:
+        """Apply the injected faults to a request: True when it hung (and the client left); raises on an error."""
         faults = self.engine.faults
         if faults.hang:
             await _wait_disconnect(receive)  # never a byte; the client's timeout ends it
-            return
+            return True
         if faults.error_rate > 0 and self._rng.random() < faults.error_rate:
             raise ApiError(500, "simulated engine error (fault injection)", "InternalServerError")
-        req = parse_request(kind, raw, self.engine.name)
+        return False
+
+    def _submit(self, prompts: list[int], max_tokens: int | None, ignore_eos: bool) -> list[Sequence]:
+        """One sequence per prompt (per choice, or per embedding input); all or none."""
+        seqs: list[Sequence] = []
         try:
-            seq = self.engine.submit(req.prompt_tokens, req.max_tokens, req.ignore_eos)
+            for prompt_tokens in prompts:
+                seqs.append(self.engine.submit(prompt_tokens, max_tokens, ignore_eos))
         except RequestTooLongError as exc:
             raise ApiError(400, str(exc), param="max_tokens") from exc
         except EngineStoppedError as exc:
             raise ApiError(503, str(exc), "ServiceUnavailableError") from exc
-        self._serial += 1
-        rid = request_id(kind, self._id_tag, self._serial)
-        framer = ReplyFramer(kind, rid, self.engine.name, self._filler, self._rng.randrange(1 << 16))
-        drop_after: int | None = None
-        if req.stream and faults.drop_mid_stream_rate > 0 and self._rng.random() < faults.drop_mid_stream_rate:
-            drop_after = DROP_AFTER_TOKENS + self._rng.randrange(6)
-        watcher = asyncio.get_running_loop().create_task(_watch(receive, seq))
-        try:
-            if req.stream:
-                await self._stream(send, seq, framer, req.prompt_tokens, req.include_usage, drop_after, watcher)
-            else:
-                await seq.wait_done()
-                if seq.aborted:
-                    if not watcher.done():  # engine stopped under a client that is still there
-                        raise ApiError(503, "simulated engine stopped", "ServiceUnavailableError")
-                    return
-                reason = seq.finish_reason or "stop"
-                await _respond(send, 200, framer.full_body(seq.generated, reason, req.prompt_tokens))
         finally:
-            seq.cancel()
+            if len(seqs) < len(prompts):
+                for seq in seqs:
+                    seq.cancel()
+        return seqs
+
+    async def _generate(self, kind: Kind, receive: Receive, send: Send) -> None:
+        raw = await _read_body(receive)
+        if await self._faulted(receive):
+            return
+        if self.engine.spec.task != "generate":
+            api = "Chat Completions" if kind == "chat" else "Completions"
+            raise ApiError(400, f"The model does not support {api} API (it is an embedding model)")
+        req = parse_request(kind, raw, self.engine.name)
+        seqs = self._submit([req.prompt_tokens] * req.n, req.max_tokens, req.ignore_eos)
+        watcher = asyncio.get_running_loop().create_task(_watch(receive, seqs))
+        try:
+            scripts = []
+            for seq in seqs:
+                offset = self._rng.randrange(1 << 16)
+                try:
+                    script = req.reply.script(self._filler, offset, seq.target_tokens, offset)
+                except ReplyError as exc:
+                    raise ApiError(400, str(exc), param=exc.param) from exc
+                if script.length is not None:  # the text is fixed (JSON, or cut at a stop string): so is its length
+                    seq.target_tokens = max(1, min(script.length, seq.max_tokens))
+                scripts.append(script)
+            self._serial += 1
+            rid = request_id(kind, self._id_tag, self._serial)
+            framer = ReplyFramer(kind, rid, self.engine.name, req.reply, scripts)
+            if req.stream:
+                await self._stream(send, seqs, framer, req, watcher)
+                return
+            for seq in seqs:
+                await seq.wait_done()
+            if any(seq.aborted for seq in seqs):
+                if not watcher.done():  # engine stopped under a client that is still there
+                    raise ApiError(503, "simulated engine stopped", "ServiceUnavailableError")
+                return
+            pairs = zip(scripts, seqs, strict=True)
+            reasons = [req.reply.finish_reason(script, seq.finish_reason or "stop") for script, seq in pairs]
+            body = framer.full_body([seq.generated for seq in seqs], reasons, req.prompt_tokens)
+            await _respond(send, 200, body)
+        finally:
+            for seq in seqs:
+                seq.cancel()
             watcher.cancel()
 
     async def _stream(
-        self,
-        send: Send,
-        seq: Sequence,
-        framer: ReplyFramer,
-        prompt_tokens: int,
-        include_usage: bool,
-        drop_after: int | None,
-        watcher: asyncio.Task[None],
+        self, send: Send, seqs: list[Sequence], framer: ReplyFramer, req: SimRequest, watcher: asyncio.Task[None]
     ) -> None:
-        """One SSE event per token, as produced; usage chunk and [DONE] at the end."""
+        """One SSE event per token and choice, as produced; usage chunk and [DONE] at the end."""
+        drop_after: int | None = None
+        faults = self.engine.faults
+        if faults.drop_mid_stream_rate > 0 and self._rng.random() < faults.drop_mid_stream_rate:
+            drop_after = DROP_AFTER_TOKENS + self._rng.randrange(6)
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        sent = 0
+        sent = [0] * len(seqs)
+        finished = [False] * len(seqs)
+        opening = framer.role_chunk()
         while True:
-            total = await seq.next_tokens(sent)
-            if seq.aborted:
-                if not watcher.done():  # the engine stopped; tell the client in-band
-                    err = ApiError(503, "simulated engine stopped", "ServiceUnavailableError")
-                    await send({"type": "http.response.body", "body": error_event(err) + DONE})
-                return
-            end = total if drop_after is None else min(total, drop_after)
-            finish = seq.finish_reason if seq.done and end == seq.generated else None
-            chunk = (framer.role_chunk() if sent == 0 else b"") + framer.token_chunks(sent, end, finish)
-            sent = end
-            if drop_after is not None and sent >= drop_after and finish is None:
+            chunk, opening = opening, b""
+            for j, seq in enumerate(seqs):
+                if finished[j]:
+                    continue
+                total = await seq.next_tokens(sent[j])
+                if seq.aborted:
+                    if not watcher.done():  # the engine stopped; tell the client in-band
+                        err = ApiError(503, "simulated engine stopped", "ServiceUnavailableError")
+                        await send({"type": "http.response.body", "body": error_event(err) + DONE})
+                    return
+                end = total if drop_after is None else min(total, drop_after)
+                finished[j] = seq.done and end == seq.generated
+                reason = None
+                if finished[j]:
+                    reason = req.reply.finish_reason(framer.scripts[j], seq.finish_reason or "stop")
+                chunk += framer.token_chunks(j, sent[j], end, reason)
+                sent[j] = end
+            if drop_after is not None and sent[0] >= drop_after and not finished[0]:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                seq.cancel()
                 return  # response left incomplete: the server closes the connection mid-stream
-            if finish is not None:
-                if include_usage:
-                    chunk += framer.usage_chunk(prompt_tokens, sent)
+            if all(finished):
+                if req.include_usage:
+                    chunk += framer.usage_chunk(req.prompt_tokens, sum(sent))
                 await send({"type": "http.response.body", "body": chunk + DONE})
                 return
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+    # ---- embeddings ------------------------------------------------------------------------------------
+
+    async def _embeddings(self, receive: Receive, send: Send) -> None:
+        raw = await _read_body(receive)
+        if await self._faulted(receive):
+            return
+        spec = self.engine.spec
+        if spec.task != "embed":
+            raise ApiError(400, "The model does not support Embeddings API (start it with task: embed)")
+        req = parse_embed_request(raw, self.engine.name, spec.embedding_dim)
+        seqs = self._submit(req.tokens, 1, True)  # prefill only: one step after each input's prompt
+        watcher = asyncio.get_running_loop().create_task(_watch(receive, seqs))
+        try:
+            for seq in seqs:
+                await seq.wait_done()
+            if any(seq.aborted for seq in seqs):
+                if not watcher.done():
+                    raise ApiError(503, "simulated engine stopped", "ServiceUnavailableError")
+                return
+            await _respond(send, 200, embeddings_body(req, self.engine.name, spec.embedding_dim, int(time.time())))
+        finally:
+            for seq in seqs:
+                seq.cancel()
+            watcher.cancel()

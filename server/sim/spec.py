@@ -7,6 +7,8 @@ HTTP.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Names of the latency presets in `latency.SHAPES`; kept here so the spec stays free of other imports.
@@ -85,6 +87,12 @@ class SimEngineSpec(_Strict):
         ge=1,
         description="Typical reply length when the request does not set ignore_eos (0.5x-1.5x).",
     )
+    task: Literal["generate", "embed"] = Field(
+        default="generate",
+        description="generate: chat and completions; embed: an embedding model serving only /v1/embeddings "
+        "(vLLM's --task embed).",
+    )
+    embedding_dim: int = Field(default=1024, ge=1, le=8192, description="task embed: length of each vector.")
     seed: int = Field(default=0, description="Seeds reply lengths, filler text and fault draws.")
     time_scale: float = Field(
         default=1.0,

@@ -77,6 +77,10 @@ def test_a_capability_no_model_declares_names_the_key_that_would_fix_it(board: L
     tools_only = request("code")
     tools_only.needs = frozenset({"tools"})
     assert policy(with_tools, board).choose(tools_only).model == "chat"  # the one model that declares it
+    embeddings = request("code")
+    embeddings.needs = frozenset({"embeddings"})  # no embedding model among them
+    with pytest.raises(NoEligibleModel, match="not an embedding model"):
+        policy(trio(), board).choose(embeddings)
 
 
 def test_presets_and_weights_trade_quality_for_speed(board: LoadBoard) -> None:

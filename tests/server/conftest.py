@@ -10,11 +10,12 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import openai
 import pytest
 import uvicorn
 
@@ -124,3 +125,20 @@ def demo_like_config(**overrides: Any) -> TriageConfig:
 def triage() -> Iterator[RunningTriage]:
     with run_triage(demo_like_config()) as running:
         yield running
+
+
+SDK = Callable[..., openai.OpenAI]
+
+
+@pytest.fixture
+def sdk() -> Iterator[SDK]:
+    """Makes official `openai` clients for a running Triage (`sdk(triage, key)`), closed after the test."""
+    made: list[openai.OpenAI] = []
+
+    def make(triage: RunningTriage, key: str = "unused-in-open-mode") -> openai.OpenAI:
+        made.append(openai.OpenAI(base_url=triage.base_url + "/v1", api_key=key, max_retries=0))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()

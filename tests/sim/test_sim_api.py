@@ -115,7 +115,7 @@ async def test_errors_in_openai_shape(start_cluster: StartCluster, client: httpx
     base = cluster.base_url("sim-a")
     cases = [
         ({**CHAT, "model": "nope"}, 404),
-        ({**CHAT, "n": 2}, 400),
+        ({**CHAT, "n": 0}, 400),  # n below 1
         ({"model": "sim-a", "messages": "hi"}, 400),
         ({**CHAT, "max_tokens": 1000}, 400),  # over max_model_len
         ({**CHAT, "stream_options": {"include_usage": True}}, 400),  # without stream

@@ -81,7 +81,8 @@ async def test_disconnect_while_queued_and_not_streamed(start_cluster: StartClus
     hog = asyncio.create_task(client.post(url, json=body))  # holds the only slot
     queued = asyncio.create_task(client.post(url, json=body))
     t0 = time.perf_counter()
-    while engine.num_waiting < 1 and time.perf_counter() - t0 < 2:
+    # poll for the state itself: both may sit in the queue for a moment before the step loop admits the first
+    while not (engine.num_running == 1 and engine.num_waiting == 1) and time.perf_counter() - t0 < 2:
         await asyncio.sleep(0.005)
     assert engine.num_running == 1 and engine.num_waiting == 1
     queued.cancel()  # the client gives up while waiting in the queue

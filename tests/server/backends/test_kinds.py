@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from server.backends import ENGINE_KINDS, build_clients, build_session, engine_kind, start_engines
+from server.backends.minilm import MiniLMClient
 from server.backends.openai import OpenAIClient
 from server.backends.vllm import VllmClient
 from server.config import ConfigError, parse_config
@@ -64,9 +65,9 @@ def probe(kind: str, tmp_path: Path) -> dict[str, Any]:
 
 def test_every_kind_names_its_client() -> None:
     clients = {name: engine_kind(name).client for name in ENGINE_KINDS}
-    assert clients == {"vllm": VllmClient, "openai": OpenAIClient, "simulated": VllmClient}
+    assert clients == {"vllm": VllmClient, "openai": OpenAIClient, "simulated": VllmClient, "minilm": MiniLMClient}
     assert all(engine_kind(name).name == name for name in ENGINE_KINDS)
-    with pytest.raises(ValueError, match="unknown engine kind 'tgi'; use one of: vllm, openai, simulated"):
+    with pytest.raises(ValueError, match="unknown engine kind 'tgi'; use one of: vllm, openai, simulated, minilm"):
         engine_kind("tgi")
 
 
