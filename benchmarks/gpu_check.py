@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="folder for summary.json, <part>.json, results.tar.gz")
     p.add_argument("--base", type=Path, default=Path("/tmp/triage-gpu-check"), help="models, encoder, logs")
     p.add_argument("--deadline-s", type=float, default=None, help=f"wall time for every step (default {DEADLINE_S:g})")
-    p.add_argument("--grace-s", type=float, default=20.0, help="past the deadline before the hard alarm cuts a step")
+    p.add_argument("--grace-s", type=float, default=15.0, help="past the deadline before the hard alarm cuts a step")
     p.add_argument(
         "--inject-failure", default="", type=lambda s: set(filter(None, s.split(","))), help="steps made to fail"
     )

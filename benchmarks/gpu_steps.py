@@ -177,6 +177,7 @@ def setup(ctx: Context, budget_s: float) -> dict[str, Any]:
         "TRIAGE_DUMMY_MODELS": str(models),
     }
     ctx.machine = versions()
+    snapshot(ctx, "nvidia-smi-start")
     checkout = BUNDLE / "data" / "checkout.json"
     ctx.checkout = json.loads(checkout.read_text()) if checkout.is_file() else {"commit": None}
     ctx.shortcuts = {"flags_explained": gpu_stack.SHORTCUTS}
@@ -266,11 +267,19 @@ def engines_ready(ctx: Context, budget_s: float) -> dict[str, Any]:
 def engines_memory(ctx: Context, budget_s: float) -> dict[str, Any]:
     """Each engine's GPU memory (NVML, by process) within its share of the card; idle, right after start-up."""
     memory = gpu_stack.memory_shares(need_stack(ctx))
+    snapshot(ctx, "nvidia-smi-engines-ready")
     if not memory["checked"]:
         raise StepSkipped(memory["why"], memory)
     if not memory["all_within_share"]:
         raise StepFailed("an engine is over its memory share, or was not found on the GPU by process", memory)
     return memory
+
+
+def snapshot(ctx: Context, name: str) -> None:
+    """`nvidia-smi` as it is now, into the logs (nothing where there is no nvidia-smi)."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        text = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=20).stdout
+        ctx.log(name).write_text(text)
 
 
 def need_stack(ctx: Context) -> gpu_stack.Stack:
@@ -289,7 +298,7 @@ def teardown(ctx: Context) -> dict[str, Any]:
     """Stop the router if a step left it running; what was left behind."""
     if ctx.stack is None:
         return {}
-    return gpu_stack.stop(ctx.stack)
+    return gpu_stack.stop(ctx.stack, timeout_s=20.0)  # the engines stop in seconds; the deadline is near
 
 
 # -- part 1: the classifier ------------------------------------------------------------------------------------

@@ -37,10 +37,10 @@ else
     export PYTHONPATH="$PWD:/tmp/triage-site:${PYTHONPATH:-}"
     deadline=540
 fi
-# The device call may run 600 s: the check itself stops starting work at its deadline (9 minutes, setup included)
-# and a hard alarm cuts a step 20 s after it; `timeout` is the last resort if even that hangs.
+# The device call may run 600 s: the check starts no step past its deadline (9 minutes from here), a hard alarm
+# cuts a step 15 s after it, stopping the engines takes at most 20 s more; `timeout` is the last resort.
 left=$((deadline - (SECONDS - t0)))
-timeout --kill-after=10 $((left + 40)) "$PY" -m benchmarks.gpu_check --out "$OUT" --deadline-s "$left" "$@"
+timeout --kill-after=5 $((left + 45)) "$PY" -m benchmarks.gpu_check --out "$OUT" --deadline-s "$left" "$@"
 rc=$?
 ls -l "$OUT"
 exit $rc

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The GPU checks of Triage on the lent GPU machine (the session's device `run` tool), from the repo root:
+# FIRST run scripts/gpu_check.sh (every GPU measurement in one call of 9 minutes). This script keeps the longer
+# single benchmarks, each a call of its own of up to 10 minutes, for when a session has device time left after it.
+# Single GPU checks of Triage on the lent GPU machine (the session's device `run` tool), from the repo root:
 #   e2e    tests/gpu: Triage launches two dummy-weight vLLM engines, routes, streams, reads /metrics and NVML,
-#          restarts a killed engine, shuts down clean (~8 min: three eager engine starts)
+#          restarts a killed engine, shuts down clean (~5 min: two eager engine starts at once, one restart)
 #   bench  benchmarks/gpu_throughput.py: Triage vs direct vLLM at concurrency 1..256 (~6 min)
 #   classifier  tests/kernels + tests/models on the GPU (Triton kernels vs references, fused encoder, CUDA
 #          graphs) and benchmarks/classifier.py (Triton vs eager vs torch.compile vs sentence-transformers); no vLLM
