@@ -3,6 +3,7 @@
 # says what runs, in what order, within which budgets). Whenever a GPU machine is at hand, run this first.
 #
 # On the CPU machine, once:   bash scripts/prepare_device.sh        (prints the size that travels and the call)
+# in the checkout the device tool sends: the session's own, also when a helper calls it from a worktree.
 # Then ONE device call:
 #   run(command="bash scripts/gpu_check.sh", timeout_s=600,
 #       carry=[".vllm/vllm026-a.tar.xz", ".vllm/vllm026-b.tar.xz", ".vllm/bin", ".vllm/data", ".vllm/minilm-shape",

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Everything the GPU check needs on the lent GPU machine, prepared here on the CPU machine in ONE command:
-#   bash scripts/prepare_device.sh              # = gpu-check: for `bash scripts/gpu_check.sh` (~4 min the first time)
-#   bash scripts/prepare_device.sh classifier   # the real fp16 encoder for `scripts/gpu_device.sh classifier` alone
+# Everything the GPU check (`bash scripts/gpu_check.sh`) needs on the lent GPU machine, prepared here on the CPU
+# machine in ONE command (~4 min the first time, seconds after):
+#   bash scripts/prepare_device.sh
+# Run it in the checkout the device call sends: the device tool sends the session's own checkout (the one the
+# session started in), also when a helper calls it from a worktree.
 # The device has torch 2.11/CUDA 13, triton 3.6 and Python 3.12 but no vLLM and no internet, and receives only the
 # checkout plus at most 8 ignored paths named in `carry`, 64 MiB in all (../shared does not travel). So this builds,
 # under the ignored folders .vllm/ and .whl/:
@@ -15,7 +17,7 @@
 # then measures what would travel (checkout + carry) and prints the exact device call. Each step is skipped when
 # its output exists; delete it to rebuild. Needs PyPI for the bundle's wheels (cached in ~/.cache/vllm-bundle-wheels).
 set -euo pipefail
-mode=${1:-gpu-check}
+[ $# -eq 0 ] || { echo "usage: prepare_device.sh   (no arguments)" >&2; exit 2; }
 cd "$(dirname "$0")/.."
 SHARED=${TRIAGE_SHARED:-../shared}
 [ -d "$SHARED/device" ] || SHARED=/work/shared   # a worktree beside the checkout has no ../shared of its own
@@ -90,28 +92,12 @@ sys.exit(0 if total <= int(os.environ["LIMIT_MIB"]) * 2**20 else 1)
 EOF
 }
 
-case "$mode" in
-    gpu-check|vllm)
-        bundle
-        data
-        minilm_shape
-        wheels
-        carry=(.vllm/vllm026-a.tar.xz .vllm/vllm026-b.tar.xz .vllm/bin .vllm/data .vllm/minilm-shape .whl)
-        command="bash scripts/gpu_check.sh"
-        timeout=600 ;;
-    classifier)
-        # the real encoder for a classifier-only call; fp32 (91 MB) is over a call's limit, fp16 is 46 MB
-        [ -f .vllm/minilm-fp16/model.safetensors ] ||
-            PYTHONPATH=. "$PY" scripts/export_encoder_fp16.py .vllm/minilm-fp16
-        data
-        wheels
-        carry=(.vllm/minilm-fp16 .vllm/data .whl)
-        command="bash scripts/gpu_device.sh classifier"
-        timeout=600 ;;
-    *)
-        echo "usage: prepare_device.sh [gpu-check|classifier]" >&2
-        exit 2 ;;
-esac
+bundle
+data
+minilm_shape
+wheels
+carry=(.vllm/vllm026-a.tar.xz .vllm/vllm026-b.tar.xz .vllm/bin .vllm/data .vllm/minilm-shape .whl)
+[ ${#carry[@]} -le 8 ] || { echo "prepare_device.sh: a call carries at most 8 paths" >&2; exit 1; }
 echo "what one device call sends:"
 if ! LIMIT_MIB=$LIMIT_MIB travels "${carry[@]}"; then
     echo "prepare_device.sh: over the ${LIMIT_MIB} MiB a call may send; carry less (see the sizes above)" >&2
@@ -119,4 +105,4 @@ if ! LIMIT_MIB=$LIMIT_MIB travels "${carry[@]}"; then
 fi
 list=$(printf '"%s", ' "${carry[@]}")
 echo "next, ONE device call:"
-echo "  run(command=\"$command\", carry=[${list%, }], timeout_s=$timeout)"
+echo "  run(command=\"bash scripts/gpu_check.sh\", carry=[${list%, }], timeout_s=600)"

@@ -145,7 +145,7 @@ def triage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Triage]:
     if ATTACH:
         pid, log_file = ATTACH.split(":", 1)
         attached = Triage(Attached(int(pid)), Path(log_file), httpx.Client(base_url=TRIAGE, timeout=120))
-        wait_for(lambda: answers(TRIAGE + "/ready"), 60, "the attached router", attached)
+        wait_for(lambda: answers(TRIAGE + "/health"), 60, "the attached router", attached)  # alive; engines may not be
         yield attached
         attached.client.close()
         return
