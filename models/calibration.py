@@ -5,7 +5,9 @@ Measures (plain numpy, scores may be soft targets in [0, 1] such as the probabil
   - `ece(p, y)`: expected calibration error = sum over bins of (bin share) * |mean prediction - mean outcome|.
 Maps, fitted on out-of-fold predictions and applied per model column:
   - `fit_platt`: logit(p') = a * logit(p) + b (a = 1 / temperature when b = 0), by Newton steps on the
-    (soft-label) log-loss;
+    (soft-label) log-loss; `platt` fits one (a, b) per model, `shared_platt` one for all models together
+    (pooled columns), which keeps every prompt's ranking of the models (a > 0), so it calibrates without
+    changing where an argmax routes;
   - `fit_isotonic`: monotone step function by pool-adjacent-violators, stored as breakpoints and applied
     by linear interpolation (`np.interp`) so serving needs nothing but numpy.
 `Calibrator` bundles one map per model column and round-trips through JSON (it lives in meta.json).
@@ -19,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-Method = Literal["none", "platt", "isotonic"]
+Method = Literal["none", "platt", "shared_platt", "isotonic"]
 _EPS = 1e-6
 
 
@@ -150,6 +152,9 @@ class Calibrator:
     @classmethod
     def fit(cls, probs: np.ndarray, scores: np.ndarray, method: Method) -> Calibrator:
         """Fit on out-of-fold predictions probs [N, M] against scores [N, M]."""
+        if method == "shared_platt":
+            a, b = fit_platt(probs.ravel(), scores.ravel())  # pooled over models: one monotone map for all
+            return cls([ColumnMap("platt", a=round(a, 6), b=round(b, 6)) for _ in range(probs.shape[1])])
         maps = []
         for j in range(probs.shape[1]):
             if method == "platt":

@@ -4,7 +4,8 @@ Reads an outcomes file (prompt_id, prompt, model, score, benchmark), embeds its 
 prompt to the model with the highest predicted quality (ties -> the model with the better training average)
 and prints one JSON object: per benchmark and on average (prompt-weighted and benchmark-macro) the routed
 accuracy, every single model, the best single model, random routing (expected accuracy of a uniform pick) and
-the oracle (best model per prompt), plus the expected calibration error of each model's predicted probability.
+the oracle (best model per prompt), plus the expected calibration error of each model's predicted probability
+and the predictor's abstention gate with the share of prompts it fell back on (per benchmark).
 `--split heldout` applies the predictor's own seeded prompt_id split (models/splits.py) so only prompts the
 predictor never trained on are scored. This module knows nothing about how the predictor was trained.
 """
@@ -117,9 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
     )
     emb = embed_cached(ot.texts, enc_cfg, ot.cache_id, args.cache_dir)[mask]
-    probs = predictor.predict(emb)  # [P, M] calibrated
+    probs, confidence = predictor.predict_with_confidence(emb)  # [P, M] calibrated and gated, [P]
     chosen = route_indices(probs, predictor.overall)
     ece = ece_per_column(probs, scores[mask])
+    bench = np.asarray(ot.benchmarks)[mask]
+    closed = confidence < 0.5  # [P] the prior outweighs the scorer
     report = {
         "outcomes": str(args.outcomes),
         "outcomes_sha256": ot.sha256,
@@ -130,6 +133,13 @@ def main(argv: list[str] | None = None) -> int:
             scores[mask], chosen, [b for b, k in zip(ot.benchmarks, mask, strict=True) if k], predictor.models
         ),
         "calibration": {"ece": {m: round(e, 4) for m, e in zip(predictor.models, ece, strict=True)}},
+        "gate": {
+            **predictor.gate.to_json(),
+            "closed_share": round(float(closed.mean()), 4),
+            "shrunk_share": round(float((confidence < 1).mean()), 4),  # soft gates: any pull toward the prior
+            "mean_confidence": round(float(confidence.mean()), 4),
+            "closed_share_per_benchmark": {b: round(float(closed[bench == b].mean()), 4) for b in sorted(set(bench))},
+        },
     }
     text = json.dumps(report, indent=2)
     print(text)

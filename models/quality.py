@@ -1,13 +1,19 @@
 """QualityPredictor: prompt embedding -> calibrated per-model probability of a good answer, and the argmax route.
 
-    predict(emb) = calibrator(scorer(emb))          [B, 384] -> [B, M]
+    raw, signals = scorer(emb)                      [B, 384] -> [B, M], confidence signals [B] each
+    c            = gate(raw, signals)               [B] in [0, 1]: how much the scorer knows this prompt
+    predict(emb) = c * calibrator(raw) + (1 - c) * overall          [B, M]
     route(emb)   = argmax over models of predict(emb), ties -> the model with the better `overall` score
 
 `scorer` is any registered quality scorer (models/scorers: kNN, MLP heads, matrix factorisation, contrastive,
 benchmark prior, or an ensemble of them), `calibrator` one monotone map per model fitted on out-of-fold
-predictions (models/calibration.py), `overall` each model's benchmark-macro mean score on the training rows.
+predictions (models/calibration.py), `overall` each model's benchmark-macro mean score on the training rows, and
+`gate` the abstention rule (models/gate.py): where it closes (c = 0) the prompt gets `overall`, so the policy
+prefers the best single model with honest probabilities; an open gate (no signal) leaves calibrated output.
+One similarity product per prompt gives both the prediction and the signals.
 Artifact (format 2): `<dir>/quality.safetensors` (the scorer's arrays) + `<dir>/meta.json` (scorer config,
-calibration maps, model names, overall scores, split, metrics, the command that made it).
+calibration maps, gate, model names, overall scores, split, metrics, the command that made it; an artifact
+without a `gate` entry has none).
 This module knows nothing about text, data files or training; it maps embeddings to scores.
 """
 
@@ -22,6 +28,7 @@ import numpy as np
 from models.calibration import Calibrator
 from models.data import REPO_ROOT
 from models.errors import ArtifactError
+from models.gate import GateConfig, blend
 from models.scorers import Scorer, restore_scorer
 
 DEFAULT_QUALITY_ARTIFACT = REPO_ROOT / "models" / "artifacts" / "quality"
@@ -46,6 +53,7 @@ class QualityPredictor:
         models: list[str],
         overall: np.ndarray,
         meta: dict[str, Any],
+        gate: GateConfig | None = None,
     ) -> None:
         if len(calibrator.columns) != len(models) or overall.shape != (len(models),):
             raise ArtifactError(
@@ -55,14 +63,22 @@ class QualityPredictor:
         self.scorer, self.calibrator, self.models = scorer, calibrator, models
         self.overall = overall.astype(np.float32)  # [M]
         self.meta = meta
+        self.gate = gate if gate is not None else GateConfig()
 
     def predict_raw(self, embedding: np.ndarray) -> np.ndarray:
-        """[B, 384] -> [B, M] scorer output before calibration."""
+        """[B, 384] -> [B, M] scorer output before calibration and gate."""
         return self.scorer.predict(embedding)
 
+    def predict_with_confidence(self, embedding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """[B, 384] unit embeddings -> ([B, M] probability that each model answers well, [B] gate confidence;
+        0 = the prompt got the prior `overall`)."""
+        raw, signals = self.scorer.predict_with_signals(embedding)
+        confidence = self.gate.confidence(raw, signals, self.overall)
+        return blend(self.calibrator.apply(raw), confidence, self.overall), confidence
+
     def predict(self, embedding: np.ndarray) -> np.ndarray:
-        """[B, 384] unit embeddings -> [B, M] calibrated probability that each model answers well."""
-        return self.calibrator.apply(self.predict_raw(embedding))
+        """[B, 384] unit embeddings -> [B, M] calibrated, gated probability that each model answers well."""
+        return self.predict_with_confidence(embedding)[0]
 
     def route_indices(self, embedding: np.ndarray) -> np.ndarray:
         """[B] index of the routed model per prompt."""
@@ -87,6 +103,7 @@ class QualityPredictor:
             "overall": [round(float(v), 6) for v in self.overall],
             "scorer": {"kind": self.scorer.kind, **self.scorer.config_json()},
             "calibration": self.calibrator.to_json(),
+            "gate": {**self.meta.get("gate", {}), **self.gate.to_json()},
         }
         (out / "meta.json").write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n")
 
@@ -107,8 +124,10 @@ class QualityPredictor:
         try:
             scorer = restore_scorer(meta["scorer"], load_file(str(weights)))
             calibrator = Calibrator.from_json(meta["calibration"])
+            gate = GateConfig.from_json(meta.get("gate"))
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise ArtifactError(
                 f"{weights} does not match {meta_path} ({e!r}); retrain with `triage train-quality`."
             ) from e
-        return cls(scorer, calibrator, list(meta["models"]), np.asarray(meta["overall"], dtype=np.float32), meta)
+        overall = np.asarray(meta["overall"], dtype=np.float32)
+        return cls(scorer, calibrator, list(meta["models"]), overall, meta, gate)

@@ -86,22 +86,6 @@ class Fitter:
         return self.fit(spec, rows), cal
 
 
-def choose_calibration(
-    oof: np.ndarray, scores: np.ndarray, folds: np.ndarray, methods: Sequence[Method] = ("none", "platt", "isotonic")
-) -> tuple[Method, dict[str, float]]:
-    """Pick the method with the lowest mean per-model ECE when each fold is calibrated by maps fitted on the
-    other folds' out-of-fold predictions (cross-fitting: no row calibrates itself). Ties -> the simpler method."""
-    mean_ece: dict[str, float] = {}
-    for method in methods:
-        cal = np.zeros_like(oof)
-        for f in np.unique(folds):
-            rows = folds == f
-            cal[rows] = Calibrator.fit(oof[~rows], scores[~rows], method).apply(oof[rows])
-        mean_ece[method] = round(float(np.mean(ece_per_column(cal, scores))), 4)
-    best = min(methods, key=lambda m: (mean_ece[m], list(methods).index(m)))
-    return best, mean_ece
-
-
 def routing_gain(probs: np.ndarray, scores: np.ndarray, benchmarks: Sequence[str], order: np.ndarray) -> float:
     """Benchmark-macro routed accuracy minus the best single model's; argmax routing, ties -> `order` ([M] or
     [N, M])."""
@@ -136,10 +120,37 @@ def bootstrap_gain(
     }
 
 
-def heldout_report(
-    probs: np.ndarray, scores: np.ndarray, benchmarks: Sequence[str], models: Sequence[str], order: np.ndarray
+def bootstrap_macro_mean(
+    values: np.ndarray, benchmarks: Sequence[str], n_boot: int = 2000, seed: int = 0
 ) -> dict[str, Any]:
-    """Routing report (per benchmark + averages) plus per-model ECE and Brier score of the probabilities."""
+    """Sampling spread of the benchmark-macro mean of per-row `values` [N] (e.g. one router's routed score
+    minus another's on the same prompts: a paired difference); rows resampled within each benchmark."""
+    rng = np.random.default_rng(seed)
+    bench = np.asarray(benchmarks)
+    names = sorted(set(bench.tolist()))
+    macro = np.zeros(n_boot)
+    for b in names:
+        rows = np.flatnonzero(bench == b)
+        macro += values[rows[rng.integers(0, len(rows), size=(n_boot, len(rows)))]].mean(axis=1) / len(names)
+    point = float(np.mean([values[bench == b].mean() for b in names]))
+    return {
+        "mean": round(point, 4),
+        "ci95": [round(float(np.quantile(macro, 0.025)), 4), round(float(np.quantile(macro, 0.975)), 4)],
+        "p_le_0": round(float((macro <= 0).mean()), 4),
+        "n_boot": n_boot,
+    }
+
+
+def heldout_report(
+    probs: np.ndarray,
+    scores: np.ndarray,
+    benchmarks: Sequence[str],
+    models: Sequence[str],
+    order: np.ndarray,
+    confidence: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Routing report (per benchmark + averages) plus per-model ECE and Brier score of the probabilities, and
+    with a gate's [N] confidence, the share of prompts it closed on (fell back to the prior), per benchmark."""
     chosen = route_indices(probs, order)
     report = routing_report(scores, chosen, benchmarks, models)
     report["average"]["benchmark_macro"]["bootstrap_gain"] = bootstrap_gain(scores, chosen, benchmarks)
@@ -149,4 +160,14 @@ def heldout_report(
         "ece_max": round(max(ece), 4),
         "brier": round(float(((probs - scores) ** 2).mean()), 4),
     }
+    if confidence is not None:
+        closed = confidence < 0.5  # [N] soft gates: the prior outweighs the scorer
+        bench = np.asarray(benchmarks)
+        report["gate"] = {
+            "closed_share": round(float(closed.mean()), 4),
+            "mean_confidence": round(float(confidence.mean()), 4),
+            "closed_share_per_benchmark": {
+                b: round(float(closed[bench == b].mean()), 4) for b in sorted(set(benchmarks))
+            },
+        }
     return report

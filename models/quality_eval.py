@@ -4,10 +4,14 @@
     prompt_id hash holds out `heldout_frac` of every benchmark, models/splits.heldout_mask) and ID folds.
   - `inner_scores`: on the training part only, out-of-fold routing gain in distribution (k folds) and leave-one-
     benchmark-out (each training benchmark predicted by scorers fitted on the other benchmarks' training rows);
-    the selection criterion is their mean. Held-out prompts are never touched here.
+    the selection criterion is their mean. Held-out prompts are never touched here. With a gate rule
+    (models/gate_fit.py) every inner fold's gate is itself tuned inside that fold's fitting rows (nested).
+  - `pick_calibration`: the per-model map the policy will see, by the same criterion on calibrated predictions
+    (each fold calibrated by maps fitted on the other folds' out-of-fold predictions), among the maps whose
+    cross-fitted ECE is within `ECE_TARGET` for every model; ties -> lower mean ECE.
   - `heldout_eval`: the numbers to report, computed once per chosen setting. ID: fitted (and calibrated) on the
-    whole training part, scored on the held-out prompts. LOBO: for each benchmark b, fitted and calibrated on
-    the training part of the *other* benchmarks only, scored on b's held-out prompts; the per-benchmark
+    whole training part, scored on the held-out prompts. LOBO: for each benchmark b, fitted, calibrated (and
+    gated) on the training part of the *other* benchmarks only, scored on b's held-out prompts; the per-benchmark
     predictions are pooled into one report (per benchmark and benchmark-macro, beside random, each single
     model and the oracle).
 This module knows nothing about which scorers exist or which one ships.
@@ -22,13 +26,19 @@ from typing import Any
 
 import numpy as np
 
-from models.calibration import Method
+from models.calibration import Calibrator, Method, ece_per_column
 from models.data import DEFAULT_OUTCOMES, OutcomeTable, load_outcomes
 from models.embed_cache import DEFAULT_CACHE_DIR, embed_cached
 from models.encoder import EncoderConfig
-from models.quality_cv import Fitter, choose_calibration, heldout_report, routing_gain
+from models.gate import blend
+from models.gate_fit import GateRule
+from models.quality import route_indices
+from models.quality_cv import Fitter, heldout_report, routing_gain
 from models.scorers import TrainSet
 from models.splits import heldout_mask, id_folds
+
+CALIBRATION_METHODS: tuple[Method, ...] = ("none", "platt", "shared_platt", "isotonic")
+ECE_TARGET = 0.05  # issue 13: expected calibration error per model at most this
 
 
 @dataclass
@@ -86,44 +96,90 @@ def prepare(
 class InnerResult:
     id_gain: float  # benchmark-macro routed - best single, out-of-fold on the training part
     lobo_gain: float  # the same with each benchmark predicted by scorers that never saw it
-    id_oof: np.ndarray  # [n_train, M] out-of-fold predictions (for calibration choice and ensembles)
-    id_order: np.ndarray  # [n_train, M] tie-break order per row
+    id_oof: np.ndarray  # [n_train, M] out-of-fold scorer output, before any gate (for calibration, ensembles)
+    id_order: np.ndarray  # [n_train, M] tie-break order per row = the prior a closed gate answers with
     lobo_oof: np.ndarray  # [n_train, M]
     lobo_order: np.ndarray  # [n_train, M]
+    id_conf: np.ndarray | None = None  # [n_train] gate confidence per row (None: no gate)
+    lobo_conf: np.ndarray | None = None
 
     @property
     def criterion(self) -> float:
         return (self.id_gain + self.lobo_gain) / 2
 
+    def gated(self, kind: str, probs: np.ndarray | None = None) -> np.ndarray:
+        """[n_train, M] `probs` (default: the raw out-of-fold output) of kind "id"/"lobo" after the gate."""
+        raw, order, conf = (
+            (self.id_oof, self.id_order, self.id_conf)
+            if kind == "id"
+            else (self.lobo_oof, self.lobo_order, self.lobo_conf)
+        )
+        probs = raw if probs is None else probs
+        return probs if conf is None else blend(probs, conf, order)
+
     def to_json(self) -> dict[str, float]:
-        return {
+        out = {
             "id_gain": round(self.id_gain, 4),
             "lobo_gain": round(self.lobo_gain, 4),
             "criterion": round(self.criterion, 4),
         }
+        for kind, conf in (("id", self.id_conf), ("lobo", self.lobo_conf)):
+            if conf is not None:
+                out[f"{kind}_closed_share"] = round(float((conf < 0.5).mean()), 4)
+        return out
 
 
 def score_oof(
-    split: OutcomeSplit, id_oof: np.ndarray, id_order: np.ndarray, lobo_oof: np.ndarray, lobo_order: np.ndarray
+    split: OutcomeSplit,
+    id_oof: np.ndarray,
+    id_order: np.ndarray,
+    lobo_oof: np.ndarray,
+    lobo_order: np.ndarray,
+    id_conf: np.ndarray | None = None,
+    lobo_conf: np.ndarray | None = None,
 ) -> InnerResult:
-    """Routing gains of given out-of-fold predictions on the training part (also used for ensembles)."""
+    """Routing gains of given out-of-fold predictions (and gate confidences) on the training part."""
     tr = split.train
     scores, bench = split.data.scores[tr], split.benchmarks[tr].tolist()
-    return InnerResult(
-        routing_gain(id_oof, scores, bench, id_order),
-        routing_gain(lobo_oof, scores, bench, lobo_order),
+    res = InnerResult(0.0, 0.0, id_oof, id_order, lobo_oof, lobo_order, id_conf, lobo_conf)
+    res.id_gain = routing_gain(res.gated("id"), scores, bench, id_order)
+    res.lobo_gain = routing_gain(res.gated("lobo"), scores, bench, lobo_order)
+    return res
+
+
+def inner_scores(
+    fitter: Fitter, spec: dict[str, Any], split: OutcomeSplit, gate: GateRule | None = None
+) -> InnerResult:
+    tr = split.train
+    id_oof, id_order = fitter.oof_predict(spec, tr, split.folds)
+    lobo_oof, lobo_order = fitter.oof_predict(spec, tr, split.data.groups)
+    if gate is None:
+        return score_oof(split, id_oof, id_order, lobo_oof, lobo_order)
+    return score_oof(
+        split,
         id_oof,
         id_order,
         lobo_oof,
         lobo_order,
+        nested_confidence(gate, split, "id"),
+        nested_confidence(gate, split, "lobo"),
     )
 
 
-def inner_scores(fitter: Fitter, spec: dict[str, Any], split: OutcomeSplit) -> InnerResult:
+def nested_confidence(gate: GateRule, split: OutcomeSplit, kind: str) -> np.ndarray:
+    """[n_train] gate confidence of every training row, out of fold: the row is predicted by a scorer fitted
+    without its fold (kind "id") or benchmark ("lobo"), gated by a threshold tuned inside those fitting rows."""
     tr = split.train
-    id_oof, id_order = fitter.oof_predict(spec, tr, split.folds)
-    lobo_oof, lobo_order = fitter.oof_predict(spec, tr, split.data.groups)
-    return score_oof(split, id_oof, id_order, lobo_oof, lobo_order)
+    held = split.folds if kind == "id" else split.data.groups
+    idx = np.flatnonzero(tr)
+    conf = np.ones(len(idx), dtype=np.float32)
+    for h in np.unique(held[idx]):
+        out = held[idx] == h
+        rows = tr & (held != h)
+        cfg, _ = gate.fit(rows)
+        o = gate.tuner.predict(rows, idx[out])
+        conf[out] = cfg.confidence(o.raw, o.signals, o.prior)
+    return conf
 
 
 def benchmark_references(split: OutcomeSplit) -> dict[str, Any]:
@@ -156,30 +212,94 @@ def benchmark_references(split: OutcomeSplit) -> dict[str, Any]:
     }
 
 
-def pick_calibration(split: OutcomeSplit, inner: InnerResult) -> tuple[Method, dict[str, float]]:
-    """Calibration method by cross-fitted ECE of the training part's out-of-fold predictions."""
+def cross_fit(
+    fit_on: np.ndarray, apply_to: np.ndarray, scores: np.ndarray, held: np.ndarray, method: Method
+) -> np.ndarray:
+    """[n, M]: the rows of each `held` label in `apply_to`, calibrated by `method` fitted on the other labels'
+    rows of `fit_on` (out-of-fold predictions) against `scores`; no row calibrates itself."""
+    out = np.zeros_like(apply_to)
+    for h in np.unique(held):
+        rows = held == h
+        out[rows] = Calibrator.fit(fit_on[~rows], scores[~rows], method).apply(apply_to[rows])
+    return out
+
+
+def pick_calibration(split: OutcomeSplit, inner: InnerResult) -> tuple[Method, dict[str, dict[str, float]]]:
+    """The calibration map to ship with a scorer (see the module docstring) and the table it was chosen from:
+    per method, cross-fitted ECE (mean and max over models) and the inner gains of calibrated, gated routing.
+    ID rows are calibrated by maps fitted on the other ID folds, LOBO rows of benchmark b by maps fitted on the
+    other benchmarks' ID out-of-fold predictions (as a LOBO model's calibration is)."""
     tr = split.train
-    return choose_calibration(inner.id_oof, split.data.scores[tr], split.folds[tr])
+    scores = split.data.scores[tr]
+    table: dict[str, dict[str, float]] = {}
+    for method in CALIBRATION_METHODS:
+        id_cal = cross_fit(inner.id_oof, inner.id_oof, scores, split.folds[tr], method)
+        lobo_cal = cross_fit(inner.id_oof, inner.lobo_oof, scores, split.data.groups[tr], method)
+        ece = ece_per_column(id_cal, scores)
+        gains = score_oof(split, id_cal, inner.id_order, lobo_cal, inner.lobo_order, inner.id_conf, inner.lobo_conf)
+        table[method] = {"mean_ece": round(float(np.mean(ece)), 4), "max_ece": round(max(ece), 4), **gains.to_json()}
+    ok = [m for m in CALIBRATION_METHODS if table[m]["max_ece"] <= ECE_TARGET] or list(CALIBRATION_METHODS)
+    best = max(ok, key=lambda m: (table[m]["criterion"], -table[m]["mean_ece"]))
+    return best, table
+
+
+def routed_inner(split: OutcomeSplit, inner: InnerResult, method: Method) -> np.ndarray:
+    """[n_train] per training prompt, the mean of its ID and LOBO out-of-fold routed score with `method`'s
+    cross-fitted calibration and the gate, as `pick_calibration` scores it (for paired comparisons)."""
+    tr = split.train
+    scores = split.data.scores[tr]
+    id_cal = cross_fit(inner.id_oof, inner.id_oof, scores, split.folds[tr], method)
+    lobo_cal = cross_fit(inner.id_oof, inner.lobo_oof, scores, split.data.groups[tr], method)
+    rows = np.arange(len(scores))
+    id_pick = route_indices(inner.gated("id", id_cal), inner.id_order)
+    lobo_pick = route_indices(inner.gated("lobo", lobo_cal), inner.lobo_order)
+    return np.asarray((scores[rows, id_pick] + scores[rows, lobo_pick]) / 2)
+
+
+@dataclass
+class HeldOut:
+    """What `heldout_eval` measured on the held-out prompts."""
+
+    reports: dict[str, Any]  # {"id": report, "lobo": report}, plus "gate" (the fitted gates) when gated
+    id_probs: np.ndarray  # [n_heldout, M] calibrated (and gated) ID probabilities
+    lobo_probs: np.ndarray  # [n_heldout, M] the same from the leave-one-benchmark-out fits
+    lobo_order: np.ndarray  # [n_heldout, M] the prior of each row's LOBO fit (its fallback and tie-break)
 
 
 def heldout_eval(
-    fitter: Fitter, spec: dict[str, Any], method: Method, split: OutcomeSplit
-) -> tuple[dict[str, Any], np.ndarray]:
-    """({"id": report, "lobo": report} on the held-out prompts, ID probabilities [n_heldout, M]); see the module
-    docstring."""
+    fitter: Fitter, spec: dict[str, Any], method: Method, split: OutcomeSplit, gate: GateRule | None = None
+) -> HeldOut:
+    """The held-out numbers of `spec` (+ calibration `method`, + a gate tuned inside every fitting set); see
+    the module docstring."""
     data, tr, ho, models = split.data, split.train, split.heldout, split.table.models
-    scorer, cal = fitter.fit_calibrated(spec, tr, split.folds, method)
-    id_probs = cal.apply(scorer.predict(data.emb[ho]))
-    id_report = heldout_report(id_probs, data.scores[ho], split.benchmarks[ho].tolist(), models, fitter.overall(tr))
+    bench = split.benchmarks[ho].tolist()
+    fitted: dict[str, Any] = {}
+
+    def predict(fit_rows: np.ndarray, at: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+        scorer, cal = fitter.fit_calibrated(spec, fit_rows, split.folds, method)
+        raw, signals = scorer.predict_with_signals(data.emb[at])
+        prior = fitter.overall(fit_rows)
+        conf = np.ones(len(at), dtype=np.float32)
+        if gate is not None:
+            cfg, inner = gate.fit(fit_rows)
+            conf = cfg.confidence(raw, signals, prior)
+            fitted[name] = {**cfg.to_json(), "nested": inner}
+        return blend(cal.apply(raw), conf, prior), conf
+
+    id_probs, id_conf = predict(tr, np.flatnonzero(ho), "id")
+    id_report = heldout_report(id_probs, data.scores[ho], bench, models, fitter.overall(tr), id_conf)
 
     idx = np.flatnonzero(ho)
     lobo_probs = np.zeros((len(idx), data.n_models), dtype=np.float32)
     lobo_order = np.zeros_like(lobo_probs)
+    lobo_conf = np.ones(len(idx), dtype=np.float32)
     for g in np.unique(data.groups[idx]):
         out = data.groups[idx] == g
         fit_rows = tr & (data.groups != g)  # the other benchmarks' training part; nothing of benchmark g
-        scorer, cal = fitter.fit_calibrated(spec, fit_rows, split.folds, method)
-        lobo_probs[out] = cal.apply(scorer.predict(data.emb[idx[out]]))
+        lobo_probs[out], lobo_conf[out] = predict(fit_rows, idx[out], data.group_names[g])
         lobo_order[out] = fitter.overall(fit_rows)
-    lobo_report = heldout_report(lobo_probs, data.scores[ho], split.benchmarks[ho].tolist(), models, lobo_order)
-    return {"id": id_report, "lobo": lobo_report}, id_probs
+    lobo_report = heldout_report(lobo_probs, data.scores[ho], bench, models, lobo_order, lobo_conf)
+    reports: dict[str, Any] = {"id": id_report, "lobo": lobo_report}
+    if gate is not None:
+        reports["gate"] = {"rule": gate.name, "fitted": fitted}
+    return HeldOut(reports, id_probs, lobo_probs, lobo_order)

@@ -3,13 +3,16 @@
 The scorer (`--spec`, default `SHIPPED_SPEC`, the approach models/quality_experiment.py chose by inner
 cross-validation; its table is models/artifacts/quality/experiment.json) is fitted on the training part of a
 seeded prompt_id split (`--heldout-frac` of every benchmark held out, models/splits.py), with per-model
-calibration fitted on its out-of-fold predictions over `--folds` inner folds (`--calibration auto` picks none,
-Platt or isotonic by cross-fitted ECE on those predictions). The held-out prompts are then scored once: in
+calibration fitted on its out-of-fold predictions over `--folds` inner folds (`--calibration auto` picks the map
+by the inner criterion on cross-fitted calibrated predictions among those with ECE <= 0.05 per model,
+models/quality_eval.pick_calibration), behind the abstention gate `--gate` (`SHIPPED_GATE`; its threshold is
+fitted on the training part by nested ID + leave-one-benchmark-out cross-validation, models/gate_fit.py). The
+held-out prompts are then scored once: in
 distribution, and leave-one-benchmark-out (each benchmark's held-out prompts routed by a scorer fitted and
-calibrated on the other benchmarks' training part only), see models/quality_eval.py. Writes
+calibrated (and gated) on the other benchmarks' training part only), see models/quality_eval.py. Writes
   <out>/quality.safetensors   the scorer's arrays
-  <out>/meta.json             scorer config, calibration maps, split, held-out metrics incl. ECE per model,
-                              reliability bins, the command
+  <out>/meta.json             scorer config, calibration maps, gate, split, held-out metrics incl. ECE per
+                              model, reliability bins, the command
   <out>/reliability.png       reliability diagram per model on the held-out prompts (if matplotlib is installed)
 The artifact is the model fitted on the training part, so `triage eval-routing --split heldout` reproduces the
 held-out ID numbers. This script knows nothing about serving.
@@ -31,6 +34,8 @@ import torch
 
 from models.calibration import Method, reliability
 from models.encoder import EncoderConfig
+from models.gate import GateConfig
+from models.gate_fit import GateRule, GateTuner
 from models.quality import DEFAULT_QUALITY_ARTIFACT, QualityPredictor
 from models.quality_cv import Fitter
 from models.quality_eval import add_split_arguments, heldout_eval, inner_scores, pick_calibration, prepare
@@ -38,8 +43,11 @@ from models.scorers import spec_name
 
 logger = logging.getLogger(__name__)
 
-# Chosen by models/quality_experiment.py (max inner criterion; see experiment.json "chosen").
+# Chosen by models/quality_experiment.py (max inner criterion; see experiment.json "chosen"): the best kNN
+# setting behind the soft purity gate.
 SHIPPED_SPEC: dict[str, Any] = {"kind": "knn", "k": 100, "local": 0.5, "group_power": 0.0}
+# {"signal": "none"} = no gate; else a models/gate.GATE_SIGNALS key and "hard" | "soft" (threshold: fitted)
+SHIPPED_GATE: dict[str, Any] = {"signal": "purity", "mode": "soft"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--calibration",
         default="auto",
         choices=["auto", "none", "platt", "isotonic"],
-        help="per-model calibration map; auto = lowest cross-fitted ECE on the training part",
+        help="per-model calibration map; auto = best inner criterion among maps with cross-fitted ECE <= 0.05",
+    )
+    g.add_argument(
+        "--gate",
+        default=json.dumps(SHIPPED_GATE),
+        help='abstention gate as JSON: {"signal": "none"} or {"signal": "purity", "mode": "hard"} (models/gate.py); '
+        "the threshold is fitted by nested cross-validation on the training part",
     )
     g = p.add_argument_group("output")
     g.add_argument("--out", type=Path, default=DEFAULT_QUALITY_ARTIFACT, help="artifact directory")
@@ -102,12 +116,18 @@ def main(argv: list[str] | None = None) -> int:
 
     with tqdm(desc="fits", unit="fit") as bar:
         fitter = Fitter(split.data, on_fit=lambda: bar.update(1))
-        ece_by_method: dict[str, float] = {}
+        gate_arg: dict[str, Any] = json.loads(args.gate)
+        rule = None
+        if gate_arg.get("signal", "none") != "none":
+            rule = GateRule(GateTuner(fitter, spec, split.folds), gate_arg["signal"], gate_arg.get("mode", "hard"))
+        calibration_table: dict[str, dict[str, float]] = {}
         method = cast(Method, args.calibration)
         if args.calibration == "auto":
-            method, ece_by_method = pick_calibration(split, inner_scores(fitter, spec, split))
-        reports, id_probs = heldout_eval(fitter, spec, method, split)
+            method, calibration_table = pick_calibration(split, inner_scores(fitter, spec, split, rule))
+        held = heldout_eval(fitter, spec, method, split, rule)
+        reports, id_probs = held.reports, held.id_probs
         scorer, cal = fitter.fit_calibrated(spec, split.train, split.folds, method)  # cached: the ID model
+        gate, gate_fit = (GateConfig(), {}) if rule is None else rule.fit(split.train)  # OOF cached: cheap
     models, ho = split.table.models, split.heldout
     ho_scores = split.data.scores[ho]  # [n_heldout, M]
     for kind in ("id", "lobo"):
@@ -126,14 +146,15 @@ def main(argv: list[str] | None = None) -> int:
         "max_tokens": enc.max_tokens,
         "split": split.describe(),
         "spec_name": spec_name(spec),
-        "calibration_choice": {"method": method, "inner_cross_fitted_mean_ece": ece_by_method},
+        "calibration_choice": {"method": method, "inner_cross_fitted": calibration_table},
+        "gate": {"fit": "nested ID + LOBO criterion on the training part (models/gate_fit.py)", "nested": gate_fit},
         "metrics_heldout": reports,
         "reliability_heldout": {m: reliability(id_probs[:, j], ho_scores[:, j]) for j, m in enumerate(models)},
         "data": {"outcomes_sha256": split.table.sha256, "n_prompts": len(split.table)},
         "training": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "wall_s": round(time.perf_counter() - t0, 1),
     }
-    predictor = QualityPredictor(scorer, cal, models, fitter.overall(split.train), meta)
+    predictor = QualityPredictor(scorer, cal, models, fitter.overall(split.train), meta, gate)
     predictor.save(args.out)
     plot_reliability(id_probs, ho_scores, models, ece, args.out / "reliability.png")
     size = sum(f.stat().st_size for f in args.out.iterdir() if f.name in ("quality.safetensors", "meta.json"))

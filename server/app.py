@@ -26,6 +26,8 @@ from .frontdoor import TriageApp
 from .gatekeeper import Gatekeeper
 from .load import LoadBoard
 from .policy import POLICIES
+from .protocols import dialect_of
+from .protocols.response_store import ResponseStore
 from .routes import attach_router
 from .safeguards import build_safeguards, start_tenancy
 from .serving import Gateway
@@ -106,7 +108,11 @@ def build_app(config: TriageConfig, *, middleware: Sequence[Middleware] = ()) ->
             safeguards = build_safeguards(config, load, metrics, app.state.drain)
             stack.callback(safeguards.privacy.close)
             safeguards.tenancy = await start_tenancy(config, metrics, stack)
-            app.state.gateway = gateway = Gateway(config, classifier, policy, clients, load, metrics, safeguards)
+            responses = ResponseStore.open(config.responses)
+            stack.callback(responses.close)
+            app.state.gateway = gateway = Gateway(
+                config, classifier, policy, clients, load, metrics, safeguards, responses
+            )
             app.state.console = console = Console(gateway, lambda: nvml.engines_on_gpu)
             await console.start()
             stack.push_async_callback(console.stop)
@@ -146,7 +152,7 @@ def cors(origins: list[str]) -> list[Middleware]:
 
 
 def _error_response(request: Request, exc: BaseException) -> Response:
-    error = http_error(exc, f"{request.method} {request.url.path}")
+    error = http_error(exc, f"{request.method} {request.url.path}", dialect_of(request.url.path))
     headers = dict(error.headers)
     request_id = getattr(request.state, "request_id", None)
     if request_id:

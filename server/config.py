@@ -215,6 +215,11 @@ class ModelConfig(Strict):
         "(response_format), vision (images). Requests that use one only go to models that declare it. embeddings marks "
         "an embedding model, which serves only POST /v1/embeddings.",
     )
+    native_apis: list[Literal["responses", "messages"]] = Field(
+        default_factory=list,
+        description="APIs the engine serves itself besides chat completions ('responses': OpenAI's /v1/responses, "
+        "'messages': Anthropic's /v1/messages); requests in them reach this engine untranslated.",
+    )
     context_length: int = Field(8192, ge=16)
     remote: bool = Field(False, description="A remote provider: used only for overflow when policy allows.")
     gpu: str | None = Field(None, description="GPU id the engine runs on; engines sharing one contend.")
@@ -444,6 +449,14 @@ class PolicyConfig(Strict):
     )
 
 
+class ResponsesConfig(Strict):
+    """Where `/v1/responses` keeps stored responses (`store: true`) for `previous_response_id`."""
+
+    store: str | None = Field(None, description="SQLite file; null: kept in memory (lost on restart).")
+    ttl_s: float = Field(30 * 86400.0, gt=0, description="How long a stored response can be continued from.")
+    max_mb: float = Field(64.0, gt=0, description="Stored conversations, all keys together; the oldest go first.")
+
+
 class TriageConfig(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
@@ -451,7 +464,13 @@ class TriageConfig(Strict):
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
     models: list[ModelConfig] = Field(min_length=1)
+    aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="Model names clients send -> a configured model or 'auto'; keys are globs (fnmatch: "
+        "'claude-*'), tried in order after the exact model names.",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> TriageConfig:
@@ -460,6 +479,17 @@ class TriageConfig(Strict):
             if model.name in seen:
                 raise ValueError(f"model name '{model.name}' appears twice; names must be unique")
             seen.add(model.name)
+        return self
+
+    @model_validator(mode="after")
+    def _aliases_name_models(self) -> TriageConfig:
+        names = {m.name for m in self.models} | RESERVED_MODEL_NAMES
+        for pattern, target in self.aliases.items():
+            if target not in names:
+                raise ValueError(
+                    f"aliases: '{pattern}' points at '{target}', which is no model; use 'auto' or one of: "
+                    f"{', '.join(m.name for m in self.models)}"
+                )
         return self
 
     @model_validator(mode="after")

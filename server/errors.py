@@ -1,14 +1,17 @@
-"""Typed errors for the request path and their one mapping to OpenAI's error shape.
+"""Typed errors for the request path and their one mapping to each protocol's error shape.
 
 Every failure a client can see is one of these classes. Handlers raise them early; `http_error()` is the one
-place that turns any exception into `{"error": {"message", "type", "param", "code"}}` with the class's HTTP
-status (an unexpected exception becomes a 500 that says it is a bug). Nothing here knows about routing.
+place that turns any exception into an HTTP answer with the class's status (an unexpected exception becomes a
+500 that says it is a bug), in the shape of the route's protocol (`Dialect`): OpenAI's
+`{"error": {"message", "type", "param", "code"}}` or Anthropic's `{"type": "error", "error": {"type",
+"message"}}`. Nothing here knows about routing.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 import orjson
 
@@ -213,6 +216,44 @@ def error_body(message: str, etype: str, param: str | None = None, code: str | N
     return orjson.dumps({"error": {"message": message, "type": etype, "param": param, "code": code}})
 
 
+# Which error shape a route answers in: OpenAI's (chat, completions, responses, everything else) or Anthropic's.
+Dialect = Literal["openai", "anthropic"]
+
+# Anthropic's error types by HTTP status (docs.anthropic.com, "Errors"); any other 4xx is invalid_request_error,
+# any other 5xx api_error. Our 503 (no engine can take it now) is Anthropic's 529 overloaded_error.
+_ANTHROPIC_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+}
+_ANTHROPIC_STATUS = {503: 529}
+# The status behind an OpenAI-shaped error that arrives without one (an error event inside a stream).
+_STATUS_OF_TYPE = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "rate_limit_error": 429,
+    "engine_unavailable": 503,
+    "engine_timeout": 504,
+}
+
+
+def anthropic_error(status: int, message: str) -> tuple[int, bytes]:
+    """Anthropic's status and body for an error we would answer with `status`."""
+    etype = _ANTHROPIC_TYPES.get(status) or ("invalid_request_error" if 400 <= status < 500 else "api_error")
+    body = orjson.dumps({"type": "error", "error": {"type": etype, "message": message}})
+    return _ANTHROPIC_STATUS.get(status, status), body
+
+
+def status_of(openai_type: str) -> int:
+    """The HTTP status an OpenAI error `type` stands for, for errors met inside a stream (500 when unknown)."""
+    return _STATUS_OF_TYPE.get(openai_type, 500)
+
+
 @dataclass(frozen=True, slots=True)
 class HttpError:
     status: int
@@ -220,10 +261,13 @@ class HttpError:
     body: bytes
 
 
-def http_error(exc: BaseException, where: str = "") -> HttpError:
-    """The HTTP answer for any exception raised while serving `where` (e.g. "POST /v1/chat/completions")."""
-    if isinstance(exc, TriageError):
-        return HttpError(exc.status, exc.headers, exc.body())
-    log.error("unexpected error on %s", where or "a request", exc_info=exc)
-    message = f"internal error in the router ({type(exc).__name__}); this is a bug, please report it"
-    return HttpError(500, {}, error_body(message, "internal_error"))
+def http_error(exc: BaseException, where: str = "", dialect: Dialect = "openai") -> HttpError:
+    """The HTTP answer for any exception raised while serving `where` (e.g. "POST /v1/chat/completions"), in
+    the error shape of the route's `dialect`."""
+    if not isinstance(exc, TriageError):
+        log.error("unexpected error on %s", where or "a request", exc_info=exc)
+        exc = TriageError(f"internal error in the router ({type(exc).__name__}); this is a bug, please report it")
+    if dialect == "anthropic":
+        status, body = anthropic_error(exc.status, exc.message)
+        return HttpError(status, exc.headers, body)
+    return HttpError(exc.status, exc.headers, exc.body())

@@ -1,12 +1,13 @@
 """The one front door: every HTTP request enters here, through the same middleware stack.
 
-Routes that generate (`GENERATION_ROUTES`) are served by `FrontDoor._generate` on raw ASGI — one
-implementation: authenticate, read the body (bounded), hand a `Relay` to the gateway, send its answer, and close
-the relay in one `finally`, whatever happened. Profiling showed FastAPI's routing and dependency machinery
-costing about half of the router's CPU per request, so the hot path skips it; FastAPI still declares these
-routes in the OpenAPI schema and serves every other route. Errors on every route go through
-`errors.http_error`, the one mapping. Middleware (`TriageApp`) wraps the front door, so it applies to the hot
-routes too. Knows nothing about routing decisions.
+Routes that generate (`protocols.ROUTE_ADAPTERS`: chat completions, completions, the Responses API, Anthropic's
+Messages API) are served by `FrontDoor._generate` on raw ASGI — one implementation: authenticate (`Authorization`
+or `x-api-key`), read the body (bounded), hand a `Relay` to the gateway, send its answer, and close the relay in
+one `finally`, whatever happened. Profiling showed FastAPI's routing and dependency machinery costing about half
+of the router's CPU per request, so the hot path skips it; FastAPI still declares these routes in the OpenAPI
+schema and serves every other route. Errors on every route go through `errors.http_error`, the one mapping, in
+the route's protocol's shape. Middleware (`TriageApp`) wraps the front door, so it applies to the hot routes too.
+Knows nothing about routing decisions.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 
-from .errors import InvalidRequest, MethodNotAllowed, RequestTooLarge, TriageError, http_error
-from .intake import Endpoint
+from .errors import Dialect, InvalidRequest, MethodNotAllowed, RequestTooLarge, TriageError, http_error
+from .protocols import ROUTE_ADAPTERS, Adapter
 from .relay import RequestIds
 from .serving import Gateway
 
@@ -35,11 +36,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-GENERATION_ROUTES: dict[str, Endpoint] = {
-    "/v1/chat/completions": "chat",
-    "/v1/completions": "completions",
-    "/v1/embeddings": "embeddings",
-}
 _JSON = [(b"content-type", b"application/json")]
 _SSE = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -70,17 +66,17 @@ class FrontDoor:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            endpoint = GENERATION_ROUTES.get(scope["path"])
-            if endpoint is not None:
+            adapter = ROUTE_ADAPTERS.get(scope["path"])
+            if adapter is not None:
                 if scope["method"] == "POST":
-                    await self._generate(endpoint, scope, receive, send)
+                    await self._generate(adapter, scope, receive, send)
                 else:
                     exc = MethodNotAllowed(f"method {scope['method']} is not allowed on {scope['path']}; use POST")
-                    await send_error(send, exc, {"allow": "POST"}, scope)
+                    await send_error(send, exc, {"allow": "POST"}, scope, adapter.dialect)
                 return
         await self.app(scope, receive, send)
 
-    async def _generate(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _generate(self, adapter: Adapter, scope: Scope, receive: Receive, send: Send) -> None:
         received_s = time.perf_counter()
         headers = dict(scope["headers"])
         ids = RequestIds.mint(_text(headers.get(b"x-request-id")))
@@ -88,10 +84,12 @@ class FrontDoor:
         relay = None
         started = False  # whether the response has begun (no error answer is possible after that)
         try:
-            tenant = gateway.guard.tenancy.authenticate(_text(headers.get(b"authorization")))
+            tenant = gateway.guard.tenancy.authenticate(
+                _text(headers.get(b"authorization")), _text(headers.get(b"x-api-key"))
+            )
             limit = gateway.config.server.max_body_bytes
             raw = await read_body(_body_chunks(receive), _text(headers.get(b"content-length")), limit)
-            relay = gateway.relay(endpoint, ids, tenant, received_s)
+            relay = gateway.relay(adapter, ids, tenant, received_s)
             await gateway.serve(relay, raw, functools.partial(wait_for_disconnect, receive))
             response_headers = _encode(relay.headers)
             started = True
@@ -109,7 +107,7 @@ class FrontDoor:
             else:
                 echo = {"x-triage-request-id": ids.request_id, "x-request-id": ids.client_request_id or ids.request_id}
                 routed = relay.headers if relay is not None else {}  # x-triage-model etc. once it was routed
-                await send_error(send, exc, {**routed, **echo}, scope)
+                await send_error(send, exc, {**routed, **echo}, scope, adapter.dialect)
         finally:
             if relay is not None:
                 await relay.aclose()
@@ -171,8 +169,10 @@ async def _body_chunks(receive: Receive) -> AsyncIterator[bytes]:
             return
 
 
-async def send_error(send: Send, exc: BaseException, headers: dict[str, str], scope: Scope) -> None:
-    error = http_error(exc, f"{scope['method']} {scope['path']}")
+async def send_error(
+    send: Send, exc: BaseException, headers: dict[str, str], scope: Scope, dialect: Dialect = "openai"
+) -> None:
+    error = http_error(exc, f"{scope['method']} {scope['path']}", dialect)
     out = _JSON + _encode({**headers, **error.headers})
     await send({"type": "http.response.start", "status": error.status, "headers": out})
     await send({"type": "http.response.body", "body": error.body})

@@ -18,6 +18,7 @@ from typing import Any
 from .config import ServerConfig
 from .errors import TriageError, Unauthorized
 from .frontdoor import ASGIApp, Receive, Scope, Send, send_error
+from .protocols import dialect_of
 
 INTROSPECTION = frozenset({"/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 LOOPBACK = frozenset({"127.0.0.1", "::1"})
@@ -35,7 +36,7 @@ class Gatekeeper:
             try:
                 self._check(scope)
             except TriageError as exc:
-                await send_error(send, exc, {}, scope)
+                await send_error(send, exc, {}, scope, dialect_of(scope["path"]))
                 return
         await self.app(scope, receive, send)
 

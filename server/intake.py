@@ -2,7 +2,10 @@
 what the router reads from it (token estimates, needed capabilities, message-prefix hashes, whether it streams).
 
 The body is validated once with pydantic, and the original JSON (minus Triage's own `route` object) is what
-goes upstream, so fields Triage does not know are relayed untouched. Pure functions; no I/O, no routing.
+goes upstream, so fields Triage does not know are relayed untouched. A body in another protocol (Responses,
+Anthropic Messages) arrives here already translated to chat form by its adapter (`server/protocols/`), with the
+`Translation` that carries the answer back. Model aliases are resolved here. Pure functions; no I/O, no
+routing.
 """
 
 from __future__ import annotations
@@ -29,8 +32,12 @@ from .inspect_request import (
 from .protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RouteOptions
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .classify import Classification
+    from .config import ModelConfig
     from .privacy import Screening
+    from .protocols.adapter import Translation
 
 Endpoint = Literal["chat", "completions", "embeddings"]
 
@@ -71,6 +78,7 @@ class Incoming:
     # Kept by the first plan, so that planning again after a wait for capacity costs only the decision:
     screening: Screening | None = None  # what the privacy guard found (kinds only)
     classification: Classification | None = None
+    translation: Translation | None = None  # how the answer goes back to a client of another protocol
 
     @property
     def model(self) -> str:
@@ -135,17 +143,56 @@ class Incoming:
         except orjson.JSONEncodeError as exc:  # nesting orjson will not write (255 levels): the client's doing
             raise InvalidRequest(f"the request body cannot be relayed: {exc}; flatten its nesting") from None
 
+    def sent_bodies(self, remote_native_apis: frozenset[str]) -> object:
+        """What the privacy guard reads: the chat body, and the client's own too where a remote model serves
+        its protocol natively (then it may leave untranslated)."""
+        translation = self.translation
+        if translation is not None and translation.native_api in remote_native_apis:
+            return {"chat": self.payload, "client": translation.client_body()}
+        return self.payload
 
-def receive(raw: bytes, endpoint: Endpoint, default_model: str | None = None) -> Incoming:
+    def upstream(self, model: ModelConfig) -> tuple[str, bytes, bool]:
+        """Path and body for `model`, and whether they are the client's own (the engine serves its protocol)."""
+        translation = self.translation
+        if translation is not None and translation.native_api in model.native_apis:
+            return translation.native_path, translation.native_body(model.upstream_name), True
+        return self.upstream_path, self.upstream_body(model.upstream_name), False
+
+
+def receive(
+    raw: bytes,
+    endpoint: Endpoint,
+    default_model: str | None = None,
+    resolve_model: Callable[[str], str] | None = None,
+) -> Incoming:
     """Parse and validate one body; `InvalidRequest` (400) names the first bad field."""
+    payload = parse_object(raw)
+    if default_model is not None:
+        payload.setdefault("model", default_model)
+    return incoming(payload, endpoint, resolve_model)
+
+
+def parse_object(raw: bytes) -> dict[str, Any]:
+    """A body that must be a JSON object; `InvalidRequest` (400) otherwise."""
     try:
         payload = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON ({exc}); send a JSON object") from None
     if not isinstance(payload, dict):
         raise InvalidRequest("request body must be a JSON object")
-    if default_model is not None:
-        payload.setdefault("model", default_model)
+    return payload
+
+
+def incoming(
+    payload: dict[str, Any],
+    endpoint: Endpoint,
+    resolve_model: Callable[[str], str] | None = None,
+    translation: Translation | None = None,
+) -> Incoming:
+    """Validate a chat or completions body (as sent, or translated from another protocol)."""
+    model = payload.get("model")
+    if resolve_model is not None and isinstance(model, str):
+        payload["model"] = resolve_model(model)
     try:
         request = REQUEST_MODELS[endpoint].model_validate(payload)
     except ValidationError as exc:
@@ -159,6 +206,7 @@ def receive(raw: bytes, endpoint: Endpoint, default_model: str | None = None) ->
         requested_output_tokens(request),
         billed_prompt_tokens(request),
         sequences(request),
+        translation=translation,
     )
 
 

@@ -10,6 +10,8 @@ client hung up half way. Nothing else releases these resources, and nothing reli
 Attempts: the planned model first, then the decision's fallbacks that are still eligible, all before the first
 byte and under one deadline. Each attempt ends with one `Outcome`; only `ENGINE_FAILURE` opens breakers and
 teaches the policy. After the first byte there is no fallback: a broken stream ends with an SSE error event.
+A request that arrived in another protocol carries its `Translation` (`protocols/`): the answer, whole or
+event by event, goes back through it; an engine that serves that protocol itself gets the client's body.
 Knows nothing about HTTP framing (the front door sends what `events()` yields) or how the model was chosen.
 """
 
@@ -32,12 +34,13 @@ from .classify import Classification
 from .config import ModelConfig
 from .console.recent import Recorded
 from .errors import ClientDisconnected, EngineError, EngineTimeout, EngineUnavailable, TriageError
-from .intake import Endpoint, Incoming
+from .intake import Incoming
 from .policy import Decision, Outcome, RouteRequest
 from .policy.eligibility import ineligible_reason
 from .usage import StreamUsage, body_usage
 
 if TYPE_CHECKING:
+    from .protocols import Adapter, Translation
     from .serving import Gateway
 
 log = logging.getLogger(__name__)
@@ -91,11 +94,10 @@ class _Attempt:
 
 
 class Relay:
-    def __init__(
-        self, gateway: Gateway, endpoint: Endpoint, ids: RequestIds, tenant: Tenant, received_s: float
-    ) -> None:
+    def __init__(self, gateway: Gateway, adapter: Adapter, ids: RequestIds, tenant: Tenant, received_s: float) -> None:
         self.gateway = gateway
-        self.endpoint = endpoint
+        self.adapter = adapter  # the route's client protocol
+        self.endpoint = adapter.name  # chat, completions, responses, messages: a metrics label
         self.ids = ids
         self.tenant = tenant
         self.received_s = received_s  # perf_counter() when the request arrived
@@ -115,7 +117,10 @@ class Relay:
         self._first = b""
         self._attempt: _Attempt | None = None
         self._last_model: ModelConfig | None = None  # the model of the latest attempt, whom usage is booked on
-        self._events: AsyncIterator[bytes] | None = None
+        self._events: AsyncIterator[bytes] | None = None  # what the client gets, or
+        self._upstream_events: AsyncIterator[bytes] | None = None  # what the engine sent, when it is translated
+        self._translation: Translation | None = None
+        self._native = False  # whether the answering engine spoke the client's protocol itself
         self._first_byte = False
         self._closed = False
 
@@ -137,16 +142,17 @@ class Relay:
         failures: list[TriageError] = []
         budget_s = gateway.config.server.request_deadline_s  # one deadline across every attempt, from receipt
         deadline_s = asyncio.get_running_loop().time() + budget_s - (time.perf_counter() - self.received_s)
+        self._translation = incoming.translation
         for model in self._attempts(plan):
-            body = incoming.upstream_body(model.upstream_name)
+            path, body, self._native = incoming.upstream(model)
             gateway.guard.breakers.attempt(model.name)
             attempt = self._begin(model)
             try:
                 async with asyncio.timeout_at(deadline_s):
                     if incoming.stream:
-                        await self._open_stream(attempt, incoming, body)
+                        await self._open_stream(attempt, path, body)
                     else:
-                        await self._complete(attempt, incoming, body, until_disconnect)
+                        await self._complete(attempt, path, body, until_disconnect)
             except TimeoutError:
                 timeout = EngineTimeout(
                     f"no engine answered within the overall deadline of {budget_s:g} s (server.request_deadline_s)"
@@ -197,23 +203,26 @@ class Relay:
             yield model
 
     async def _complete(
-        self, attempt: _Attempt, incoming: Incoming, body: bytes, until_disconnect: DisconnectWaiter | None
+        self, attempt: _Attempt, path: str, body: bytes, until_disconnect: DisconnectWaiter | None
     ) -> None:
         name = attempt.model.name
-        work = self.gateway.clients[name].complete(incoming.upstream_path, body)
+        work = self.gateway.clients[name].complete(path, body)
         answer = await (work if until_disconnect is None else _unless_disconnected(work, until_disconnect))
         back_s = time.perf_counter()
-        self.body = self.gateway.rewrites[name](answer)
+        answer = self.gateway.rewrites[name](answer)
         if self.reservation is not None:
             self.reported_tokens = body_usage(answer)
+        if self._translation is not None:
+            answer = await self._translation.answer(answer, self._native)
+        self.body = answer
         self.outcome = Outcome.OK
         self._first_byte = True
         self._observe_overhead(attempt, back_s)
         self._end_attempt(Outcome.OK)  # the engine's work is done: its load ends now, not when the client has it
 
-    async def _open_stream(self, attempt: _Attempt, incoming: Incoming, body: bytes) -> None:
+    async def _open_stream(self, attempt: _Attempt, path: str, body: bytes) -> None:
         name = attempt.model.name
-        self.stream, self._first = await self.gateway.clients[name].open_stream(incoming.upstream_path, body)
+        self.stream, self._first = await self.gateway.clients[name].open_stream(path, body)
         first_s = time.perf_counter()
         self._first_byte = True
         metrics = self.gateway.metrics
@@ -250,9 +259,13 @@ class Relay:
     # -- after the first byte ----------------------------------------------------------------------------
 
     def events(self) -> AsyncIterator[bytes]:
-        """The streamed answer, event by event, `model` rewritten; call once, after `start()`."""
+        """The streamed answer, event by event, `model` rewritten, in the client's protocol; call once, after
+        `start()`."""
         if self._events is None:
             self._events = self._relay_events()
+            if self._translation is not None:
+                self._upstream_events = self._events
+                self._events = self._translation.events(self._upstream_events, self._native)
         return self._events
 
     async def _relay_events(self) -> AsyncIterator[bytes]:
@@ -330,8 +343,9 @@ class Relay:
             return
         self._closed = True
         try:
-            if self._events is not None:
-                await self._events.aclose()  # type: ignore[attr-defined]
+            for events in (self._events, self._upstream_events):
+                if events is not None:
+                    await events.aclose()  # type: ignore[attr-defined]
         finally:
             if self.stream is not None:
                 self.stream.close()  # before the first byte is read in full, this aborts the engine's work too

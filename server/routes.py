@@ -16,14 +16,15 @@ from .errors import EngineUnavailable, ModelNotFound
 from .frontdoor import read_body
 from .protocol import (
     ChatCompletionRequest,
-    CompletionRequest,
-    EmbeddingRequest,
     ErrorResponse,
     FeedbackRequest,
     ModelCard,
     ModelList,
     RouteDecisionResponse,
 )
+from .protocols import ROUTE_ADAPTERS
+from .protocols.anthropic import count_tokens
+from .protocols.anthropic_models import CountTokensRequest, TokenCount
 from .relay import RequestIds
 from .serving import Gateway
 
@@ -62,7 +63,7 @@ def gateway_of(request: Request) -> Gateway:
 
 def tenant_of(request: Request, gateway: Gateway) -> Tenant:
     """The caller, from its API key (401 when keys are required and it has none)."""
-    return gateway.guard.tenancy.authenticate(request.headers.get("authorization"))
+    return gateway.guard.tenancy.authenticate(request.headers.get("authorization"), request.headers.get("x-api-key"))
 
 
 def _body_schema(model: type[Any]) -> dict[str, Any]:
@@ -119,6 +120,20 @@ def _cards(gateway: Gateway, tenant: Tenant) -> list[ModelCard]:
     return cards
 
 
+@router.post(
+    "/v1/messages/count_tokens",
+    response_model=TokenCount,
+    responses=_ERRORS,
+    openapi_extra=_body_schema(CountTokensRequest),
+)
+async def messages_count_tokens(request: Request) -> Response:
+    """Anthropic's token count for a Messages body: the router's estimate (characters / 4), not a tokenizer's."""
+    gateway = gateway_of(request)
+    tenant_of(request, gateway)
+    raw = await read_request_body(request, gateway.config.server.max_body_bytes)
+    return Response(count_tokens(raw, gateway.aliases.resolve, gateway.models), media_type=JSON)
+
+
 @router.get("/v1/models", response_model=ModelList, responses={401: _ERRORS[401]})
 async def list_models(request: Request) -> ModelList:
     """`auto` and the models this key may use (a key limited to some models sees only those)."""
@@ -172,18 +187,18 @@ def _declare_generation_routes(spec: dict[str, Any]) -> None:
         "description": "The answer: a JSON object, or server-sent events when the body says stream: true",
         "content": {JSON: {"schema": {"type": "object"}}, "text/event-stream": {"schema": {"type": "string"}}},
     }
-    for path, model, summary in (
-        ("/v1/chat/completions", ChatCompletionRequest, "Chat completion; model 'auto' is routed"),
-        ("/v1/completions", CompletionRequest, "Text completion; model 'auto' is routed"),
-        ("/v1/embeddings", EmbeddingRequest, "Embeddings; model 'auto' is routed among embedding models"),
-    ):
-        operation = {"summary": summary, "operationId": path.strip("/").replace("/", "_"), **_body_schema(model)}
+    for path, adapter in ROUTE_ADAPTERS.items():
+        operation = {
+            "summary": adapter.summary,
+            "operationId": path.strip("/").replace("/", "_"),
+            **_body_schema(adapter.request_model),
+        }
         spec.setdefault("paths", {})[path] = {"post": {**operation, "responses": {"200": answer, **errors}}}
 
 
 def attach_router(app: FastAPI) -> None:
     app.include_router(router)
-    models = (ChatCompletionRequest, CompletionRequest, EmbeddingRequest, FeedbackRequest, ErrorResponse)
+    models = [a.request_model for a in ROUTE_ADAPTERS.values()] + [CountTokensRequest, FeedbackRequest, ErrorResponse]
     schemas = {m.__name__: m for m in models}
     base_openapi = app.openapi
 

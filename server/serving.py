@@ -2,7 +2,8 @@
 
 `Gateway.serve()` runs it for one generation request inside a `Relay` the front door made and will close:
 
-- **receive** (`intake.py`): parse and validate the body once; the key's per-minute limits.
+- **receive** (`intake.py`, through the route's adapter in `protocols/`): parse and validate the body once, in
+  chat form whatever the client's protocol; model aliases; the key's per-minute limits.
 - **plan**: classify the prompt and let the policy decide. Pure: no writes, no waiting, no randomness drawn,
   no metric moved, so the dry run `/v1/route` is exactly this step.
 - **commit**, for requests that run: the global admission slot, a bounded wait when every candidate is at its
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 import orjson
 from pydantic import ValidationError
 
+from .aliases import ModelAliases
 from .auth import OPEN_TENANT, Tenant
 from .backends import EngineClient
 from .classify import Classification, Classifier
@@ -32,6 +34,8 @@ from .intake import Endpoint, Incoming, invalid_request, receive
 from .load import LoadBoard
 from .policy import Policy, RouteRequest
 from .protocol import CandidateView, FeedbackRequest, RouteDecisionResponse
+from .protocols import Adapter, ReceiveContext
+from .protocols.response_store import ResponseStore
 from .relay import DisconnectWaiter, Plan, Relay, RequestIds
 from .safeguards import Safeguards, build_safeguards
 from .telemetry.metrics import Metrics
@@ -53,6 +57,7 @@ class Gateway:
         load: LoadBoard,
         metrics: Metrics,
         safeguards: Safeguards | None = None,
+        responses: ResponseStore | None = None,
     ) -> None:
         self.config = config
         self.classifier = classifier
@@ -62,6 +67,10 @@ class Gateway:
         self.metrics = metrics
         self.guard = safeguards or build_safeguards(config, load, metrics)
         self.models = {m.name: m for m in config.models}
+        self.aliases = ModelAliases(config)
+        # APIs a remote model serves natively: a body in one of them may leave as sent, so the guard reads it too
+        self.remote_native_apis = frozenset(api for m in config.models if m.remote for api in m.native_apis)
+        self.responses = responses  # stored Responses-API answers (None: previous_response_id is refused)
         self.started_at = int(time.time())
         self.recent = RecentDecisions()  # what the operator console shows: committed requests, newest last
         # Byte patterns for the `model` rewrite, built once: engines write compact JSON (`"model":"x"`).
@@ -83,14 +92,15 @@ class Gateway:
             if (allowed is None or m.name in allowed) and (not m.remote or tenant.allow_remote)
         ]
 
-    def relay(self, endpoint: Endpoint, ids: RequestIds, tenant: Tenant, received_s: float) -> Relay:
+    def relay(self, adapter: Adapter, ids: RequestIds, tenant: Tenant, received_s: float) -> Relay:
         """A new request's owner of everything it will hold; the caller must `aclose()` it."""
-        return Relay(self, endpoint, ids, tenant, received_s)
+        return Relay(self, adapter, ids, tenant, received_s)
 
     async def serve(self, relay: Relay, raw: bytes, until_disconnect: DisconnectWaiter | None = None) -> None:
         """receive → plan → commit → relay for one generation request; on return `relay` holds the answer."""
         self.guard.drain.check()
-        incoming = receive(raw, relay.endpoint)
+        context = ReceiveContext(relay.request_id, relay.tenant.key_id, self.aliases.resolve, self.responses)
+        incoming = await relay.adapter.receive(raw, context)
         self.guard.tenancy.admit(relay.tenant, incoming.tokens)
         # While every candidate is at its in-flight cap, wait (bounded) for one to finish and plan again.
         plan = await self.guard.admission.when_room(lambda: self.plan(incoming, relay.ids, relay.tenant))
@@ -103,7 +113,7 @@ class Gateway:
         """Where this request would go and why; raises AtCapacity when every candidate is at its cap. Changes
         nothing; the privacy scan and the classification are kept on `incoming`, so planning again is cheap."""
         if incoming.screening is None and self.screen_prompts:  # large bodies off the event loop; fails closed
-            incoming.screening = await self.guard.privacy.screen(incoming.payload)
+            incoming.screening = await self.guard.privacy.screen(incoming.sent_bodies(self.remote_native_apis))
         private = list(incoming.screening.kinds) if incoming.screening is not None else []
         if incoming.model != "auto":
             return self._plan_named(incoming, tenant, private)
@@ -154,7 +164,7 @@ class Gateway:
         if model is None:
             raise ModelNotFound(
                 f"model '{incoming.model}' does not exist; use 'auto' or one of: {', '.join(self.models)} "
-                "(GET /v1/models lists them)",
+                "(GET /v1/models lists them), or map it to one with an alias (config `aliases`)",
                 param="model",
             )
         self.guard.tenancy.check_model(tenant, model)
@@ -226,7 +236,7 @@ class Gateway:
         endpoint: Endpoint = "chat" if b'"messages"' in raw else "completions"
         if endpoint == "completions" and b'"input"' in raw and b'"prompt"' not in raw:
             endpoint = "embeddings"
-        incoming = receive(raw, endpoint, default_model="auto")
+        incoming = receive(raw, endpoint, default_model="auto", resolve_model=self.aliases.resolve)
         plan = await self.plan(incoming, ids, tenant)
         decision = plan.decision
         c = plan.classification

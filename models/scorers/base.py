@@ -74,6 +74,11 @@ class Scorer(ABC):
     def predict(self, emb: np.ndarray) -> np.ndarray:
         """[B, D] unit embeddings -> [B, M] float32 in (0, 1)."""
 
+    def predict_with_signals(self, emb: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """[B, D] -> ([B, M] as `predict`, confidence signals name -> [B]) from the same pass (models/gate.py
+        lists the names). A scorer without such signals returns none."""
+        return self.predict(emb), {}
+
     @abstractmethod
     def config_json(self) -> dict[str, Any]:
         """Everything besides the arrays needed to rebuild the scorer (JSON-safe)."""

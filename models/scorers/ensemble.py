@@ -3,7 +3,8 @@
     p(x) = sum_i weight_i * p_i(x) / sum_i weight_i
 
 Members are any registered scorers (models/scorers/__init__.py builds and restores them); their arrays are
-saved under `m<i>.<name>`. This module knows nothing about which members work well together.
+saved under `m<i>.<name>`; their confidence signals (models/gate.py) are passed on.
+This module knows nothing about which members work well together.
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ class EnsembleScorer(Scorer):
     def predict(self, emb: np.ndarray) -> np.ndarray:
         out = sum(w * m.predict(emb) for m, w in zip(self.members, self.weights, strict=True))
         return np.asarray(out, dtype=np.float32)
+
+    def predict_with_signals(self, emb: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The weighted average, and every member's signals (the first member that gives a name wins)."""
+        out: np.ndarray | None = None
+        signals: dict[str, np.ndarray] = {}
+        for m, w in zip(self.members, self.weights, strict=True):
+            probs, sig = m.predict_with_signals(emb)
+            out = w * probs if out is None else out + w * probs
+            signals = {**sig, **signals}
+        return np.asarray(out, dtype=np.float32), signals
 
     def config_json(self) -> dict[str, Any]:
         return {

@@ -10,9 +10,13 @@ prompts, shrunk toward a prior.
 `prior` is the benchmark-macro mean score of each model (each training benchmark counts once); `row_weight`
 can balance benchmarks (`group_power`). Each neighbour's own 0/1 outcomes are noisy; mixing in its
 benchmark's mean (`local` < 1) keeps the per-prompt signal while averaging most of the noise away.
+`predict_with_signals` also returns, from the same neighbours, how familiar the prompt is (the abstention
+gate's inputs, models/gate.py): `max_sim` and `mean_sim` (cosine to the nearest / mean over the k nearest)
+and `purity` (share of the k nearest from their most common training benchmark).
 Stored: the training embeddings as int8 with one float scale per row ([N, D] + [N]; cosine error ~1e-3, and
 the fitted scorer already uses the quantised vectors, so a saved one predicts exactly the same), the targets
-t ([N, M]), row weights and the prior. Serving cost per prompt: one [D] x [D, N] product and a top-k.
+t ([N, M]), row weights, benchmark ids ([N]) and the prior. Serving cost per prompt: one [D] x [D, N] product
+and a top-k.
 This module knows nothing about files or routing.
 """
 
@@ -44,7 +48,13 @@ class KNNScorer(Scorer):
     kind: ClassVar[str] = "knn"
 
     def __init__(
-        self, config: KNNConfig, emb: np.ndarray, scores: np.ndarray, row_weight: np.ndarray, prior: np.ndarray
+        self,
+        config: KNNConfig,
+        emb: np.ndarray,
+        scores: np.ndarray,
+        row_weight: np.ndarray,
+        prior: np.ndarray,
+        groups: np.ndarray | None = None,
     ) -> None:
         self.config = config
         self.emb_q, self.emb_scale = quantize(emb)  # [N, D] int8, [N] float32
@@ -56,11 +66,14 @@ class KNNScorer(Scorer):
         self.scores = scores.astype(np.float32)  # [N, M]
         self.row_weight = row_weight.astype(np.float32)  # [N]
         self.prior = prior.astype(np.float32)  # [M]
+        # [N] benchmark id per training row (for `purity`); None in artifacts saved before the gate existed
+        self.groups = None if groups is None else groups.astype(np.int64)
 
     @classmethod
     def fit(cls, data: TrainSet, config: KNNConfig) -> KNNScorer:
         targets = config.local * data.scores + (1.0 - config.local) * data.group_table()[data.groups]  # [N, M]
-        return cls(config, data.emb, targets, data.group_balanced_weights(config.group_power), data.macro_mean())
+        weights = data.group_balanced_weights(config.group_power)
+        return cls(config, data.emb, targets, weights, data.macro_mean(), data.groups)
 
     def neighbours(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """[B, D] -> (indices [B, k], cosine similarities [B, k]) of the nearest training prompts."""
@@ -71,7 +84,19 @@ class KNNScorer(Scorer):
         return idx, np.take_along_axis(sims, idx, axis=1)
 
     def predict(self, emb: np.ndarray) -> np.ndarray:
-        idx, sims = self.neighbours(emb)
+        return self._combine(*self.neighbours(emb))
+
+    def predict_with_signals(self, emb: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        idx, sims = self.neighbours(emb)  # [B, k], [B, k]
+        signals = {"max_sim": sims.max(axis=1), "mean_sim": sims.mean(axis=1)}
+        if self.groups is not None:
+            g = self.groups[idx]  # [B, k] benchmark of each neighbour
+            counts = (g[:, :, None] == np.arange(int(self.groups.max()) + 1)).sum(axis=1)  # [B, G]
+            signals["purity"] = counts.max(axis=1) / idx.shape[1]
+        return self._combine(idx, sims), {k: np.asarray(v, dtype=np.float32) for k, v in signals.items()}
+
+    def _combine(self, idx: np.ndarray, sims: np.ndarray) -> np.ndarray:
+        """Neighbours (indices [B, k], cosines [B, k]) -> [B, M] probabilities (the formula above)."""
         c = self.config
         if c.temperature > 0:
             ref = sims.max(axis=1, keepdims=True) if c.ood_sim is None else c.ood_sim
@@ -92,12 +117,15 @@ class KNNScorer(Scorer):
             "scores": self.scores,
             "row_weight": self.row_weight,
             "prior": self.prior,
+            **({} if self.groups is None else {"groups": self.groups}),
         }
 
     @classmethod
     def from_state(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> KNNScorer:
         emb = dequantize(arrays["emb_q"], arrays["emb_scale"])
-        return cls(KNNConfig(**config), emb, arrays["scores"], arrays["row_weight"], arrays["prior"])
+        return cls(
+            KNNConfig(**config), emb, arrays["scores"], arrays["row_weight"], arrays["prior"], arrays.get("groups")
+        )
 
 
 def quantize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,14 +1,14 @@
 """Who is calling and what they may do: API key → `Tenant`, and each tenant's rate limits and daily budget.
 
-`Tenancy.authenticate(header)` checks a bearer key against the in-memory table of active key hashes (reloaded
-from the store every few seconds, so `triage keys revoke` takes effect without a restart). `admit()` enforces
-requests and tokens per minute (token buckets); `restrict()` narrows a request's routing options to the key's
-models and remote permission (and drops remote once the daily dollar budget is spent); `reserve()` holds a
-request's worst case against the key's daily budget before any work, in the shared store (`budget.py`), so
-neither concurrent requests nor several routers on one store can overrun it; `settle()` books what was used
-(the engine's reported usage when there is one) and frees the hold; `admit_feedback()` rate-limits feedback
-per key (open mode: per client address). In open mode every caller is `OPEN_TENANT`.
-Knows nothing about HTTP frameworks, routing or engines.
+`Tenancy.authenticate(authorization, x_api_key)` checks a bearer key (or Anthropic's `x-api-key` header) against
+the in-memory table of active key hashes (reloaded from the store every few seconds, so `triage keys revoke`
+takes effect without a restart). `admit()` enforces requests and tokens per minute (token buckets); `restrict()`
+narrows a request's routing options to the key's models and remote permission (and drops remote once the daily
+dollar budget is spent); `reserve()` holds a request's worst case against the key's daily budget before any
+work, in the shared store (`budget.py`), so neither concurrent requests nor several routers on one store can
+overrun it; `settle()` books what was used (the engine's reported usage when there is one) and frees the hold;
+`admit_feedback()` rate-limits feedback per key (open mode: per client address). In open mode every caller is
+`OPEN_TENANT`. Knows nothing about HTTP frameworks, routing or engines.
 """
 
 from __future__ import annotations
@@ -150,16 +150,23 @@ class Tenancy:
 
     # -- the request path -------------------------------------------------------------------------------
 
-    def authenticate(self, authorization: str | None) -> Tenant:
+    def authenticate(self, authorization: str | None, x_api_key: str | None = None) -> Tenant:
+        """The caller of a request whose headers were `Authorization` and `x-api-key` (the Anthropic SDKs send
+        that one); Authorization wins when both are present."""
         if self.open:
             return OPEN_TENANT
-        if not authorization:
+        if not authorization and not x_api_key:
             self.metrics.auth_rejected.labels("missing").inc()
             raise Unauthorized(
-                "no API key: send 'Authorization: Bearer <key>' (create one with `triage keys create NAME`)"
+                "no API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>' (create one with "
+                "`triage keys create NAME`)"
             )
-        scheme, _, key = authorization.partition(" ")
-        record = self._keys.get(hash_key(key.strip())) if scheme.lower() == "bearer" else None
+        if authorization:
+            scheme, _, key = authorization.partition(" ")
+            key = key if scheme.lower() == "bearer" else ""
+        else:
+            key = x_api_key or ""
+        record = self._keys.get(hash_key(key.strip())) if key.strip() else None
         if record is None:
             self.metrics.auth_rejected.labels("invalid").inc()
             raise Unauthorized("invalid or revoked API key")

@@ -1,6 +1,9 @@
 """The learned quality predictor as the policy sees it: per configured model, the predicted probability that it
 answers this prompt well, from the prompt's embedding (`models/quality.py`, trained by `triage train-quality`
 on an outcomes file). Models the predictor does not know keep their profile quality (`None` here).
+Where the predictor's abstention gate closes (a prompt unlike its training prompts, models/gate.py), the
+probabilities are each model's overall success rate: the policy then prefers the best single model overall,
+and latency and cost still weigh against honest numbers.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ class Weights:
 # balanced: a 2x slower answer is worth about 0.1 quality points at typical latencies; quality: latency only
 # breaks near-ties and avoids queues; speed: latency first, quality still breaks ties; cost: spend GPU time
 # (or dollars) only where quality pays for it.
-PRESETS: dict[Priority, Weights] = {  # every Priority has weights: tests/policy checks the keys
+PRESETS: dict[Priority, Weights] = {  # every Priority has weights: tests/server/policy checks the keys
     "balanced": Weights(quality=1.0, latency=0.25, cost=0.05),
     "quality": Weights(quality=1.0, latency=0.08, cost=0.01),
     "speed": Weights(quality=0.5, latency=0.6, cost=0.02),

@@ -11,6 +11,7 @@ import pytest
 
 from models.calibration import Calibrator
 from models.eval_routing import main, routing_report
+from models.gate import GateConfig
 from models.quality import QualityPredictor
 from models.scorers.prior import ConstantScorer
 
@@ -64,19 +65,21 @@ def _write_outcomes(path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("prior", "routed_to"),
+    ("prior", "gate", "routed_to"),
     [
-        ([0.2, 0.9, 0.3], "b"),  # a constant predictor always routes to its argmax
-        ([0.5, 0.5, 0.5], "c"),  # all tied: the model with the best training average ("overall") wins
+        ([0.2, 0.9, 0.3], GateConfig(), "b"),  # a constant predictor always routes to its argmax
+        ([0.5, 0.5, 0.5], GateConfig(), "c"),  # all tied: the model with the best training average ("overall") wins
+        # a gate that always closes (no margin reaches 1): every prompt gets the prior, i.e. the best overall
+        ([0.2, 0.9, 0.3], GateConfig("margin", "hard", 1.0), "c"),
     ],
 )
 def test_cli_on_synthetic_outcomes(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], prior: list[float], routed_to: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], prior: list[float], gate: GateConfig, routed_to: str
 ) -> None:
     meta = {"max_tokens": 64, "encoder_model": "", "split": {"seed": 0, "heldout_frac": 0.5}}
     scorer = ConstantScorer(np.array(prior, dtype=np.float32))
     overall = np.array([0.1, 0.2, 0.3], dtype=np.float32)
-    QualityPredictor(scorer, Calibrator.identity(3), MODELS, overall, meta).save(tmp_path / "pred")
+    QualityPredictor(scorer, Calibrator.identity(3), MODELS, overall, meta, gate).save(tmp_path / "pred")
     _write_outcomes(tmp_path / "o.jsonl.gz")
     rc = main(
         [
@@ -101,6 +104,8 @@ def test_cli_on_synthetic_outcomes(
     macro = out["average"]["benchmark_macro"]
     assert set(macro) >= {"routed", "single", "best_single", "random", "oracle", "routed_minus_best_single"}
     assert set(out["per_benchmark"]) == {"x", "y"} and set(out["calibration"]["ece"]) == set(MODELS)
+    assert out["gate"]["signal"] == gate.signal
+    assert out["gate"]["closed_share"] == (0.0 if gate.is_open else 1.0)
     # a constant 0.5 for model "b" whose mean score is 4/6 is off by 1/6 in every bin it fills
-    if routed_to == "c":
+    if routed_to == "c" and gate.is_open:
         assert out["calibration"]["ece"]["b"] == pytest.approx(abs(0.5 - 4 / 6), abs=1e-3)

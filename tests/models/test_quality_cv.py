@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from models.data import OutcomeTable
+from models.gate_fit import GateRule, GateTuner
 from models.quality import route_indices
-from models.quality_cv import Fitter, bootstrap_gain, choose_calibration, routing_gain
-from models.quality_eval import OutcomeSplit, heldout_eval, inner_scores
+from models.quality_cv import Fitter, bootstrap_gain, routing_gain
+from models.quality_eval import OutcomeSplit, heldout_eval, inner_scores, pick_calibration, score_oof
 from models.scorers import SCORERS, Scorer, TrainSet
 from models.splits import heldout_mask, id_folds
 
@@ -38,6 +39,9 @@ class SpyScorer(Scorer):
 
     def predict(self, emb: np.ndarray) -> np.ndarray:
         return np.tile(self.prior, (len(emb), 1)).astype(np.float32)
+
+    def predict_with_signals(self, emb: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        return self.predict(emb), {"max_sim": np.linspace(0.0, 1.0, len(emb), dtype=np.float32)}
 
     def config_json(self) -> dict[str, Any]:
         return {}
@@ -71,7 +75,7 @@ def test_no_fit_ever_sees_a_heldout_prompt_and_lobo_never_sees_its_benchmark(mon
     bench_of = dict(zip(split.table.prompt_ids, split.table.benchmarks, strict=True))
     fitter = Fitter(split.data)
     inner_scores(fitter, {"kind": "spy"}, split)
-    reports, _ = heldout_eval(fitter, {"kind": "spy"}, "platt", split)  # platt: calibration needs its own OOF fits
+    reports = heldout_eval(fitter, {"kind": "spy"}, "platt", split).reports  # platt: calibration needs OOF fits
     assert FIT_LOG and all(not (fit & heldout_ids) for fit in FIT_LOG)
     # every LOBO report row was predicted by a model (and calibrated on OOF fits) without its benchmark: there
     # are fits missing exactly one whole benchmark, and for each benchmark some fit lacks it entirely
@@ -128,15 +132,65 @@ def test_routing_gain_is_zero_for_the_best_single_model_and_positive_for_the_ora
     assert routing_gain(scores, scores, bench, np.zeros(2)) > 0
 
 
-def test_calibration_choice_prefers_the_map_that_fixes_the_out_of_fold_predictions() -> None:
-    rng = np.random.default_rng(4)
-    truth = rng.random((400, 3))
-    y = (rng.random(truth.shape) < truth).astype(np.float32)
-    method, table = choose_calibration(truth**4, y, np.arange(len(y)) % 4)
-    assert method in ("platt", "isotonic") and table[method] < table["none"]
-    assert table["none"] > 0.1
-    _, calibrated = choose_calibration(truth, y, np.arange(len(y)) % 4)  # already calibrated
-    assert calibrated["none"] < 0.06
+def test_calibration_choice_keeps_the_routing_when_a_shared_map_calibrates() -> None:
+    # the scorer ranks models well but is over-confident in the same way for every model: one shared map fixes
+    # that without moving any argmax; per-model maps fix it too but reorder models and lose routing
+    split = _split(n_per=1000)
+    rng = np.random.default_rng(3)
+    tr = split.train
+    n = int(tr.sum())
+    truth = np.clip(rng.beta(2, 2, size=(n, 2)), 0.05, 0.95)  # [n, 2] true P(good)
+    split.data.scores[tr] = (rng.random((n, 2)) < truth).astype(np.float32)
+    over = truth**3 / (truth**3 + (1 - truth) ** 3)  # sharpened: same monotone distortion for both models
+    inner = score_oof(split, over, np.zeros_like(over), over, np.zeros_like(over))
+    method, table = pick_calibration(split, inner)
+    assert table["none"]["max_ece"] > 0.05  # uncalibrated: not eligible
+    assert table["shared_platt"]["max_ece"] <= 0.05
+    assert table["shared_platt"]["criterion"] == pytest.approx(inner.criterion)  # same argmax everywhere
+    assert method in ("shared_platt", "platt", "isotonic") and table[method]["max_ece"] <= 0.05
+    assert table[method]["criterion"] >= table["shared_platt"]["criterion"]
+
+
+def test_nested_gate_tuning_never_sees_the_benchmark_or_prompts_it_is_judged_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(SCORERS, "spy", (SpyScorer, SpyConfig))
+    split = _split()
+    fitter = Fitter(split.data)
+    fit_rows: list[np.ndarray] = []  # the rows of every scorer fit, in order
+    real_fit = fitter.fit
+
+    def spy_fit(spec: dict[str, Any], rows: np.ndarray) -> Scorer:
+        fit_rows.append(rows.copy())
+        return real_fit(spec, rows)
+
+    monkeypatch.setattr(fitter, "fit", spy_fit)
+    tuner = GateTuner(fitter, {"kind": "spy"}, split.folds)
+    windows: list[tuple[np.ndarray, list[np.ndarray]]] = []  # (rows a gate was fitted on, fits made meanwhile)
+    real_gate_fit = tuner.fit
+
+    def spy_gate_fit(rows: np.ndarray, signal: str, mode: Any) -> Any:
+        start = len(fit_rows)
+        out = real_gate_fit(rows, signal, mode)
+        windows.append((rows.copy(), fit_rows[start:]))
+        return out
+
+    monkeypatch.setattr(tuner, "fit", spy_gate_fit)
+    rule = GateRule(tuner, "max_sim", "hard")
+    inner_scores(fitter, {"kind": "spy"}, split, rule)
+    n_inner = len(windows)
+    heldout_eval(fitter, {"kind": "spy"}, "platt", split, rule)
+    assert n_inner == 3 + 3  # one gate per inner ID fold and per inner left-out benchmark
+    assert sum(len(f) for _, f in windows) > 0
+    for outer, fits in windows:
+        assert all(not (r & ~outer).any() for r in fits)  # nested: every fit inside the gate's own rows
+    assert all(not (r & split.heldout).any() for r in fit_rows)
+    # held-out: the ID gate on the whole training part, then one LOBO gate per benchmark without that benchmark
+    held_gates = [outer for outer, _ in windows[n_inner:]]
+    assert len(held_gates) == 4 and (held_gates[0] == split.train).all()
+    groups = split.data.groups
+    for b, outer in enumerate(held_gates[1:]):
+        assert (outer == (split.train & (groups != b))).all()
 
 
 def test_bootstrap_gain_brackets_the_oracle_above_zero_and_the_best_single_at_or_below() -> None:

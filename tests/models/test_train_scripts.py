@@ -129,10 +129,15 @@ def test_quality_experiment_end_to_end(tmp_path: Path) -> None:
     result = json.loads(out.read_text())
     approaches = result["approaches"]
     assert {"constant", "knn", "mlp", "mf", "contrastive", "group_prior", "v1", "knn+mlp"} <= set(approaches)
-    assert result["chosen"]["approach"] in approaches
-    for a in approaches.values():
-        assert set(a["heldout"]) == {"id", "lobo"} and "criterion" in a["inner"]
-        assert a["calibration"]["method"] in ("none", "platt", "isotonic")
+    assert {"knn+gate(purity,hard)", "knn+gate(max_sim,soft)"} <= set(approaches)
+    assert result["chosen"]["approach"] in approaches and result["chosen"]["margin"]
+    for name, a in approaches.items():
+        assert set(a["heldout"]) == ({"id", "lobo", "gate"} if "gate(" in name else {"id", "lobo"})
+        assert "criterion" in a["inner"]
+        assert a["calibration"]["method"] in ("none", "platt", "shared_platt", "isotonic")
         boot = a["heldout"]["id"]["average"]["benchmark_macro"]["bootstrap_gain"]
         assert boot["ci95"][0] <= boot["ci95"][1]
     assert result["command"].startswith("python -m models.quality_experiment --outcomes")
+    bounds = result["gate_bounds"]["heldout"]
+    assert set(bounds) == {"ungated", "oracle_gate", "hindsight_benchmark_gate"}
+    assert bounds["hindsight_benchmark_gate"]["lobo_gain"] >= max(b["lobo_gain"] for b in bounds.values()) - 1e-9

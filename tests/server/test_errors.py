@@ -7,9 +7,22 @@ from typing import Any
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from server.config import parse_config
+from server.errors import (
+    EngineError,
+    EngineTimeout,
+    EngineUnavailable,
+    Forbidden,
+    InvalidRequest,
+    ModelNotFound,
+    RateLimited,
+    RequestTooLarge,
+    Unauthorized,
+    http_error,
+)
 
 from .conftest import RunningTriage, free_port, run_triage, sim_model
 
@@ -149,3 +162,29 @@ def test_engine_timeout_is_504(broken: RunningTriage) -> None:
 def test_engine_5xx_is_502(broken: RunningTriage) -> None:
     body = {"model": "failing", "messages": [{"role": "user", "content": "x"}]}
     assert_openai_error(post(broken, body), 502, "failing")
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "anthropic_type"),
+    [
+        (InvalidRequest("bad"), 400, "invalid_request_error"),
+        (Unauthorized("who"), 401, "authentication_error"),
+        (Forbidden("no"), 403, "permission_error"),
+        (ModelNotFound("none"), 404, "not_found_error"),
+        (RequestTooLarge("big"), 413, "request_too_large"),
+        (RateLimited("slow down"), 429, "rate_limit_error"),
+        (EngineUnavailable("down"), 529, "overloaded_error"),
+        (EngineTimeout("late"), 504, "timeout_error"),
+        (EngineError("broke", status=500), 502, "api_error"),
+        (ValueError("a bug"), 500, "api_error"),
+    ],
+)
+def test_the_anthropic_dialect_of_every_error(error: Exception, status: int, anthropic_type: str) -> None:
+    answer = http_error(error, "POST /v1/messages", "anthropic")
+    body = orjson.loads(answer.body)
+    assert answer.status == status and body["type"] == "error" and set(body["error"]) == {"type", "message"}
+    assert body["error"]["type"] == anthropic_type and body["error"]["message"]
+    if isinstance(error, RateLimited):
+        assert answer.headers["retry-after"] == "1"
+    openai_answer = http_error(error, "POST /v1/chat/completions")
+    assert set(orjson.loads(openai_answer.body)["error"]) == {"message", "type", "param", "code"}

@@ -12,6 +12,7 @@ import pytest
 
 from server.auth import OPEN_TENANT
 from server.config import parse_config
+from server.protocols import ROUTE_ADAPTERS
 from server.relay import RequestIds
 
 from .conftest import RunningTriage, free_port, run_triage, sim_model
@@ -228,7 +229,8 @@ def test_stream_abandoned_before_relay_starts_releases_engine_and_accounting(rea
     )
 
     async def open_and_abandon() -> int:
-        relay = gateway.relay("chat", RequestIds.mint(), OPEN_TENANT, time.perf_counter())
+        chat = ROUTE_ADAPTERS["/v1/chat/completions"]
+        relay = gateway.relay(chat, RequestIds.mint(), OPEN_TENANT, time.perf_counter())
         await gateway.serve(relay, raw)
         in_flight = gateway.load.engine("chat").in_flight
         await relay.aclose()

@@ -29,7 +29,7 @@ from server.supervisor import (
     with_parent_death_signal,
 )
 from server.telemetry.metrics import Metrics
-from tests.telemetry.fake_pynvml import FakeGpu, install
+from tests.server.telemetry.fake_pynvml import FakeGpu, install
 
 FAKE_VLLM = str(Path(__file__).with_name("fake_vllm.py"))
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import pytest
 
 from server.cli import decisions
 from server.store import Store
-from tests.policy.policykit import commit, policy, request
+from tests.server.policy.policykit import commit, policy, request
 
 
 def test_decisions_lists_the_latest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,7 +10,7 @@ from server.health import Breakers, BreakerState, CircuitBreaker
 from server.load import LoadBoard
 from server.policy.eligibility import ineligible_reason
 from server.telemetry.metrics import Metrics
-from tests.policy.policykit import request, trio
+from tests.server.policy.policykit import request, trio
 
 from ..conftest import free_port, run_triage, sim_model
 

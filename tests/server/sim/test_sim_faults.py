@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from server.sim.spec import FaultSpec
-from tests.sim.simkit import StartCluster, spec
+from tests.server.sim.simkit import StartCluster, spec
 
 PROMPT = {"prompt": "abcd", "max_tokens": 50, "ignore_eos": True}
 

@@ -13,7 +13,7 @@ import pytest
 from server.load import LoadBoard
 from server.telemetry.metrics import Metrics
 from server.telemetry.nvml import NvmlReader, read_gpus_once
-from tests.telemetry.fake_pynvml import FakeGpu, install
+from tests.server.telemetry.fake_pynvml import FakeGpu, install
 
 GIB = 1024**3
 

@@ -9,7 +9,7 @@ from server.errors import NoEligibleModel
 from server.load import LoadBoard
 from server.policy import POLICIES
 from server.policy.triage import TriagePolicy
-from tests.policy.policykit import busy, commit, policy, remote_model, request, trio
+from tests.server.policy.policykit import busy, commit, policy, remote_model, request, trio
 
 
 def test_registered_under_triage() -> None:

@@ -8,7 +8,7 @@ import orjson
 
 from server.backends.vllm import parse_vllm_metrics
 from server.sim.text import SIM_MARKER
-from tests.sim.simkit import StartCluster, metric, spec
+from tests.server.sim.simkit import StartCluster, metric, spec
 
 CHAT = {"model": "sim-a", "messages": [{"role": "user", "content": "x" * 40}]}
 

@@ -14,7 +14,7 @@ import openai
 import orjson
 
 from server.sim.text import SIM_MARKER, Filler
-from tests.sim.simkit import StartCluster, spec
+from tests.server.sim.simkit import StartCluster, spec
 
 CHAT = {"model": "sim-a", "messages": [{"role": "user", "content": "What is the weather in Paris?"}]}
 WEATHER = {

@@ -9,7 +9,7 @@ import pytest
 
 from server.sim.runner import SimCluster, serve_engines
 from server.sim.spec import SimEngineSpec
-from tests.sim.simkit import StartCluster
+from tests.server.sim.simkit import StartCluster
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from server.policy import Decision, RouteRequest
 from server.policy.triage import TriagePolicy
 from server.protocol import RouteOptions
 
-DEMO = Path(__file__).parents[2] / "configs" / "demo.yaml"
+DEMO = Path(__file__).parents[3] / "configs" / "demo.yaml"
 
 
 def trio(gpus: tuple[str, str, str] = ("0", "0", "0")) -> list[ModelConfig]:

@@ -7,7 +7,7 @@ import pytest
 
 from server.load import GpuLoad, LoadBoard
 from server.policy.latency import OUTPUT_FILL, STALE_S, LatencyPredictor, Prediction
-from tests.policy.policykit import busy, trio
+from tests.server.policy.policykit import busy, trio
 
 
 def predict(p: LatencyPredictor, model: str, now_s: float = 100.0, prompt: int = 100, out: int = 256) -> Prediction:

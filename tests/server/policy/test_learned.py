@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from models.calibration import Calibrator
+from models.gate import GateConfig
 from models.quality import QualityPredictor
+from models.scorers import TrainSet, fit_scorer
 from server.classify import Classification
 from server.config import ConfigError, ModelConfig
 from server.load import LoadBoard
@@ -63,3 +68,31 @@ def test_unknown_predictor_model_is_a_config_error() -> None:
         policy([_model("x", "nobody/model-7b")], LoadBoard(), quality_predictor="default")
     with pytest.raises(ConfigError, match=r"no model has profile\.predictor_model"):
         policy([_model("x", None)], LoadBoard(), quality_predictor="default")
+
+
+def test_a_closed_gate_gives_the_prior_so_the_best_overall_model_wins(tmp_path: Path) -> None:
+    # llama answers kind-0 prompts, metamath is the better model overall; the gate closes far from both kinds
+    rng = np.random.default_rng(0)
+    centres = np.eye(384, dtype=np.float32)[:2]
+    groups = np.repeat([0, 1], 40)
+    emb = centres[groups] + 0.02 * rng.standard_normal((80, 384)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    scores = np.where(groups[:, None] == 0, [[1.0, 0.6]], [[0.0, 0.8]]).astype(np.float32)  # [80, 2]
+    data = TrainSet(emb, scores, groups, ["k0", "k1"])
+    scorer = fit_scorer({"kind": "knn", "k": 10, "local": 1.0}, data)
+    gate = GateConfig("max_sim", "hard", 0.5)
+    QualityPredictor(scorer, Calibrator.identity(2), [LLAMA, METAMATH], data.macro_mean(), {}, gate).save(tmp_path)
+    models = [_model("llama", LLAMA), _model("metamath", METAMATH)]
+    chooser = policy(models, LoadBoard(), quality_predictor=str(tmp_path))
+
+    def decide(embedding: np.ndarray) -> tuple[str, dict[str, float]]:
+        cls = Classification("math", {"math": 1.0}, 0.5, embedding)
+        decision = chooser.choose(RouteRequest("r", cls, 50, 128))
+        return decision.model, {c.model: c.terms["quality"] for c in decision.candidates}
+
+    near = centres[0] + 0.02 * rng.standard_normal(384).astype(np.float32)
+    model, terms = decide(near / np.linalg.norm(near))
+    assert model == "llama" and terms["llama"] > 0.9
+    model, terms = decide(_embedding(7))  # a random direction: like no training prompt
+    assert model == "metamath"
+    assert terms == pytest.approx({"llama": 0.5, "metamath": 0.7}, abs=1e-4)  # each model's overall rate

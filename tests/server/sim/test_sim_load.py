@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from tests.sim.simkit import StartCluster, metric, spec
+from tests.server.sim.simkit import StartCluster, metric, spec
 
 
 async def _ttft_s(client: httpx.AsyncClient, url: str, max_tokens: int) -> float:

@@ -13,8 +13,8 @@ from server.load import LoadBoard
 from server.policy import Outcome, RouteRequest
 from server.policy.affinity import AffinityMap
 from server.protocol import ChatCompletionRequest
-from tests.policy.policykit import busy, commit, policy, request, trio
 from tests.server.conftest import free_port, run_triage, sim_model
+from tests.server.policy.policykit import busy, commit, policy, request, trio
 
 
 def test_the_map_finds_the_longest_prefix_each_model_served() -> None:

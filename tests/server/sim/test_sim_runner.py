@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from server.sim.config import SimConfigError, specs_from_models, specs_from_yaml
 from server.sim.runner import SimClusterError, serve_engines
 from server.sim.spec import FaultSpec, SimEngineSpec
-from tests.sim.simkit import StartCluster, spec
+from tests.server.sim.simkit import StartCluster, spec
 
 
 def test_spec_validation_messages() -> None:

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 
 from server.config import parse_config
-from tests.policy.policykit import trio
 from tests.server.conftest import free_port, run_triage, sim_model
+from tests.server.policy.policykit import trio
 
 CODE_PROMPT = "Write a Python function that merges two sorted lists; add a unit test."
 
@@ -74,4 +74,8 @@ def test_traffic_moves_away_from_a_busy_engine_and_back(tmp_path: Path) -> None:
         while triage.gateway.load.engine("coder").in_flight and time.monotonic() < deadline:
             time.sleep(0.01)
         assert triage.gateway.load.engine("coder").in_flight == 0
-        assert route(triage.base_url)["model"] == "coder"  # idle again: back to the best fit
+        # Idle again: back to the best fit once the engine's own gauges, scraped each second, say so too.
+        deadline = time.monotonic() + 5
+        while (model := route(triage.base_url)["model"]) != "coder" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert model == "coder"

@@ -9,7 +9,7 @@ from pathlib import Path
 from server.load import LoadBoard
 from server.policy import Outcome
 from server.store import Store
-from tests.policy.policykit import commit, policy, request
+from tests.server.policy.policykit import commit, policy, request
 
 
 def test_store_is_wal_and_decisions_are_audited_with_a_prompt_hash(tmp_path: Path) -> None:
