@@ -1,7 +1,7 @@
 """The GPU check: every GPU measurement of Triage in one command that ends within a deadline (default 9 min).
 
     bash scripts/gpu_check.sh              # on the lent GPU machine: OUT=folder that comes back
-    bash scripts/gpu_check.sh --dry-run    # on a CPU machine: fake vLLM, CPU classifier, the same plumbing
+    bash scripts/gpu_check.sh --dry-run    # on a CPU machine: simulated vLLM, CPU classifier, the same plumbing
 
 Steps run in the order of `STEPS`, each inside its own time budget and never past the global deadline: a step
 that no longer fits is skipped ("no time"), a step whose prerequisite failed is skipped, and a hard alarm cuts
@@ -39,7 +39,7 @@ from benchmarks.gpu_steps import Context, StepFailed, StepSkipped
 
 PARTS = ("classifier", "engines", "e2e", "throughput", "replay")  # one JSON file each, in the issue's order
 DEADLINE_S = 540.0  # the device call's command may run 600 s; leave a minute for start-up and what follows
-DRY_RUN_DEADLINE_S = 170.0
+DRY_RUN_DEADLINE_S = 240.0
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Step:
     min_s: float  # not started with less than this left before the deadline (minus what later steps reserve)
     needs: tuple[str, ...] = ()  # steps that must have ended ok
     reserve_s: float = 0.0  # kept back from the steps before this one: it always gets this much
-    dry_budget_s: float = 60.0  # budget in a dry run (fakes are fast; CI machines are slow)
+    dry_budget_s: float = 60.0  # budget in a dry run (simulated engines are fast; CI machines are slow)
 
 
 STEPS: tuple[Step, ...] = (
@@ -242,7 +242,7 @@ def _min_s(text: str) -> dict[str, float]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    p.add_argument("--dry-run", action="store_true", help="fake vLLM engines and the CPU classifier (no GPU)")
+    p.add_argument("--dry-run", action="store_true", help="simulated vLLM engines and the CPU classifier (no GPU)")
     p.add_argument("--out", type=Path, required=True, help="folder for summary.json, <part>.json, results.tar.gz")
     p.add_argument("--base", type=Path, default=Path("/tmp/triage-gpu-check"), help="models, encoder, logs")
     p.add_argument("--deadline-s", type=float, default=None, help=f"wall time for every step (default {DEADLINE_S:g})")

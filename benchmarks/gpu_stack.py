@@ -1,6 +1,6 @@
 """The serving stack a GPU check measures: one `triage serve` on configs/gpu-dummy.yaml that launches its vLLM
-engines itself (Qwen2.5 shapes, dummy weights, fixed KV caches, so they start at the same time), or the fake
-engine of tests/server/fake_vllm.py in a dry run on a CPU machine.
+engines itself (Qwen2.5 shapes, dummy weights, fixed KV caches, so they start at the same time), or, in a dry run on
+a CPU machine, the same shapes simulated (tests/gpu/sim_vllm.py: `vllm serve`'s argv, Triage's simulator behind it).
 
 `start()` writes the config (model folders, engine command, start-up flags), spawns the router in its own
 session and returns at once; `wait_ready()` waits for `/ready` (every engine healthy); `memory_shares()` reads
@@ -25,7 +25,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "gpu-dummy.yaml"
-FAKE_VLLM = REPO / "tests" / "server" / "fake_vllm.py"
+SIM_VLLM = REPO / "tests" / "gpu" / "sim_vllm.py"
 SHAPES = ("qwen2.5-1.5b", "qwen2.5-0.5b")  # the shapes configs/gpu-dummy.yaml serves
 MODELS_VAR = "${TRIAGE_DUMMY_MODELS:-/tmp/triage-dummy-models}"
 # What the engines skip to start within a few minutes, and why each keeps the measurement honest; the summary
@@ -81,7 +81,7 @@ def make_models(models_dir: Path, timeout_s: float = 120.0) -> None:
 
 
 def write_config(work: Path, models_dir: Path, *, dry_run: bool) -> tuple[Path, dict[str, Any]]:
-    """configs/gpu-dummy.yaml with this run's model folders; in a dry run the fake engine replaces vLLM."""
+    """configs/gpu-dummy.yaml with this run's model folders; in a dry run the simulator replaces vLLM."""
     import yaml
 
     config = yaml.safe_load(CONFIG.read_text())
@@ -89,8 +89,7 @@ def write_config(work: Path, models_dir: Path, *, dry_run: bool) -> tuple[Path, 
         launch = model["launch"]
         launch["model"] = launch["model"].replace(MODELS_VAR, str(models_dir))
         if dry_run:
-            launch["command"] = [sys.executable, str(FAKE_VLLM), "serve"]
-            launch["env"] = {"FAKE_VLLM_HEALTH_DELAY_S": "1", "FAKE_VLLM_CHILD": "1"}
+            launch["command"] = [sys.executable, str(SIM_VLLM), "serve"]
     path = work / "gpu-check.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path, config

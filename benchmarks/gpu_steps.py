@@ -3,8 +3,8 @@
 Each step takes the shared `Context` and its budget in seconds, returns the details its part's JSON shows, and
 raises `StepFailed` or `StepSkipped` (with whatever it measured so far) otherwise. Tests run as pytest child
 processes in their own session, killed when the budget ends; benchmarks call into their modules
-(`classifier.py`, `gpu_throughput.py`, `gpu_replay.py`). In a dry run the same steps run against fake engines
-(tests/server/fake_vllm.py) and the CPU classifier, with small sizes.
+(`classifier.py`, `gpu_throughput.py`, `gpu_replay.py`). In a dry run the same steps run against simulated engines
+(tests/gpu/sim_vllm.py) and the CPU classifier, with small sizes; the GPU e2e tests run too, minus their NVML checks.
 
 Knows nothing about the order of the steps, deadlines or the output folder.
 """
@@ -391,6 +391,8 @@ def e2e(ctx: Context, name: str, select: str, budget_s: float) -> dict[str, Any]
     """tests/gpu/test_vllm_e2e.py, attached to the running router (it does not start its own)."""
     stack = need_stack(ctx)
     attach = {"TRIAGE_E2E_ATTACH": f"{stack.process.pid}:{stack.log_path}"}
+    if ctx.dry_run:
+        attach["TRIAGE_E2E_SIMULATED"] = "1"  # the engines are tests/gpu/sim_vllm.py: no NVML checks
     return run_pytest(ctx, name, [E2E_TESTS, "-k", select], budget_s, attach)
 
 

@@ -9,6 +9,11 @@ pid and log file) instead of starting their own; the check runs them in three gr
 sigterm"` first, `-k killed` and `-k sigterm` later. When the classifier's encoder has random weights
 (TRIAGE_ENCODER_WEIGHTS=dummy: the real ones do not fit one device call) its categories are noise, and the auto
 routing test checks the served model against the router's own dry run of the same request instead.
+
+In the check's dry run on a CPU machine (`bash scripts/gpu_check.sh --dry-run`, TRIAGE_E2E_SIMULATED=1 beside
+TRIAGE_E2E_ATTACH) the same tests run against simulated engines (tests/gpu/sim_vllm.py: vLLM's argv, streams,
+aborts and /metrics names); only what needs a GPU (NVML memory, engine worker processes, the overhead bound
+measured with a GPU classifier) is skipped or relaxed there. Without both variables they need a GPU and vLLM.
 """
 
 from __future__ import annotations
@@ -40,10 +45,13 @@ READY_TIMEOUT_S = 600.0  # two engines at the same time, ~2 min in eager mode
 RESTART_TIMEOUT_S = 420.0
 ATTACH = os.environ.get("TRIAGE_E2E_ATTACH", "")  # "PID:LOG" of a running `triage serve` on CONFIG
 DUMMY_ENCODER = os.environ.get("TRIAGE_ENCODER_WEIGHTS") == "dummy"
+SIMULATED = bool(ATTACH) and os.environ.get("TRIAGE_E2E_SIMULATED") == "1"  # the check's dry run: no GPU
 
 
 def _gpu_and_vllm() -> str | None:
     """Why the test cannot run here, or None."""
+    if SIMULATED:
+        return None
     if importlib.util.find_spec("vllm") is None:
         return "vLLM is not importable"
     readings = read_gpus_once()
@@ -53,7 +61,8 @@ def _gpu_and_vllm() -> str | None:
 
 
 _SKIP = _gpu_and_vllm()
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(_SKIP is not None, reason=f"GPU e2e: {_SKIP}")]
+_GPU = [] if SIMULATED else [pytest.mark.gpu]  # the `gpu` marker skips a test wherever CUDA is missing
+pytestmark = [*_GPU, pytest.mark.skipif(_SKIP is not None, reason=f"GPU e2e: {_SKIP}")]
 
 
 def alive(pid: int) -> bool:
@@ -216,7 +225,8 @@ def test_auto_routes_by_task_and_answers(triage: Triage) -> None:
         assert raw.headers["x-triage-model"] == "coder", raw.headers  # code quality 0.624 (its 1.5B profile) vs 0.5
         assert raw.headers["x-triage-category"] == "code"
     assert answer.model == raw.headers["x-triage-model"] and answer.usage.completion_tokens > 0
-    assert float(raw.headers["x-triage-overhead-ms"]) < 50
+    overhead_ms = float(raw.headers["x-triage-overhead-ms"])
+    assert 0 <= overhead_ms < (1000 if SIMULATED else 50)  # simulated: the classifier runs on a shared CPU
 
 
 def test_streaming_relays_every_token(triage: Triage) -> None:
@@ -256,12 +266,13 @@ def test_cancelled_stream_is_aborted_in_the_engine(triage: Triage) -> None:
     }
     with httpx.stream("POST", TRIAGE + "/v1/chat/completions", json=body, timeout=60) as response:
         assert response.status_code == 200
-        events = 0
+        events, running = 0, 0.0
         for line in response.iter_lines():
             events += line.startswith("data: {")
-            if events >= 8:
+            if events >= 8:  # read the engine while the stream is open: leaving the loop closes the connection
+                running = vllm_sum(root, "vllm:num_requests_running")
                 break
-        assert vllm_sum(root, "vllm:num_requests_running") >= 1
+        assert running >= 1
     # the client hung up mid-stream: Triage must close its upstream stream, and vLLM abort the request
 
     def router_dropped() -> bool:
@@ -275,7 +286,7 @@ def test_cancelled_stream_is_aborted_in_the_engine(triage: Triage) -> None:
     assert vllm_sum(root, "vllm:generation_tokens_total") == before, "the engine kept generating for nobody"
 
 
-def test_live_vllm_metrics_and_nvml(triage: Triage) -> None:
+def test_live_vllm_metrics(triage: Triage) -> None:
     for _, root in ENGINES.values():
         assert "vllm:num_requests_running" in httpx.get(root + "/metrics", timeout=10).text
 
@@ -300,6 +311,9 @@ def test_live_vllm_metrics_and_nvml(triage: Triage) -> None:
         assert [f.result(timeout=300) for f in futures] == [200] * 64
     assert peak_running > 0, "the probe never saw vllm:num_requests_running move"
 
+
+@pytest.mark.skipif(SIMULATED, reason="simulated engines hold no GPU memory")
+def test_nvml_and_engine_memory_within_shares(triage: Triage) -> None:
     text = triage.client.get("/metrics").text
     total = triage.metric(text, "triage_gpu_memory_total_bytes", gpu="0")
     used = triage.metric(text, "triage_gpu_memory_used_bytes", gpu="0")
@@ -344,7 +358,8 @@ def test_killed_engine_is_routed_around_and_restarted(triage: Triage) -> None:
 def test_sigterm_stops_everything(triage: Triage) -> None:
     sessions = triage.engine_leaders()
     members = {pid for sid in sessions for pid in session_processes(sid)}
-    assert len(sessions) == len(ENGINES) and len(members) > len(sessions)  # vLLM runs workers (EngineCore)
+    assert len(sessions) == len(ENGINES)
+    assert len(members) > len(sessions) or SIMULATED  # vLLM runs workers (EngineCore); the simulator does not
     before = read_gpus_once() or []
     gpu_pids = {pid for r in before for pid in r.processes}
     triage.process.send_signal(signal.SIGTERM)
