@@ -13,7 +13,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -25,8 +25,12 @@ BATCH = 512  # rows per transaction at most
 FLUSH_S = 0.05  # the writer commits at least this often while rows arrive
 
 
-def connect(path: str, schema: str = "") -> sqlite3.Connection:
-    """A connection in WAL mode with `schema` applied; raises sqlite3.Error or OSError."""
+def connect(
+    path: str, schema: str = "", table: str = "", added_columns: Mapping[str, str] | None = None
+) -> sqlite3.Connection:
+    """A connection in WAL mode with `schema` applied and `table` given any of `added_columns` (name -> SQL type)
+    it lacks, so that a file made by an older Triage opens with the current schema (columns are added, never
+    dropped). Raises sqlite3.Error or OSError."""
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=5.0, check_same_thread=False, isolation_level=None)
@@ -34,6 +38,12 @@ def connect(path: str, schema: str = "") -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: committed rows survive a process crash
     if schema:
         conn.executescript(schema)
+    if added_columns:
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for column, kind in added_columns.items():
+            if column not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                log.info("%s: added column %s.%s (file made by an older Triage)", path, table, column)
     return conn
 
 

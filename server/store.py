@@ -98,22 +98,11 @@ class StoreError(RuntimeError):
 
 def _connect(path: str) -> sqlite3.Connection:
     try:
-        conn = connect(path, SCHEMA)
-        add_missing_columns(conn)
-        return conn
+        return connect(path, SCHEMA, "decisions", ADDED_COLUMNS)  # a store made by an older Triage gains columns
     except (sqlite3.Error, OSError) as exc:
         raise StoreError(
             f"cannot open the store {path}: {exc}; check the directory exists and is writable, or set policy.store"
         ) from None
-
-
-def add_missing_columns(conn: sqlite3.Connection) -> None:
-    """Bring a store made by an older Triage up to the current schema (adds columns; never drops data)."""
-    have = {row[1] for row in conn.execute("PRAGMA table_info(decisions)")}
-    for column, kind in ADDED_COLUMNS.items():
-        if column not in have:
-            conn.execute(f"ALTER TABLE decisions ADD COLUMN {column} {kind}")
-            log.info("store: added column decisions.%s (store made by an older Triage)", column)
 
 
 class Store:

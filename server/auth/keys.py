@@ -66,25 +66,14 @@ def hash_key(key: str) -> str:
 
 
 def connect(path: str) -> sqlite3.Connection:
-    """A connection in WAL mode with the keys table present (same pragmas as the policy store)."""
+    """A connection in WAL mode with the keys table present and current (same pragmas as the policy store); keys
+    made by an older Triage stay valid and are not admins."""
     try:
-        conn = sqlite_connect(path, SCHEMA)
-        add_missing_columns(conn)
-        return conn
+        return sqlite_connect(path, SCHEMA, "api_keys", ADDED_COLUMNS)
     except (sqlite3.Error, OSError) as exc:
         raise KeyStoreError(
             f"cannot open the key store {path}: {exc}; check the directory is writable or set auth.db"
         ) from None
-
-
-def add_missing_columns(conn: sqlite3.Connection) -> None:
-    """Bring a key table made by an older Triage up to the current schema (adds columns; old keys stay valid
-    and are not admins)."""
-    have = {row[1] for row in conn.execute("PRAGMA table_info(api_keys)")}
-    for column, kind in ADDED_COLUMNS.items():
-        if column not in have:
-            conn.execute(f"ALTER TABLE api_keys ADD COLUMN {column} {kind}")
-            log.info("key store: added column api_keys.%s (store made by an older Triage)", column)
 
 
 _COLUMNS = "id, name, created, revoked, models, allow_remote, rpm, tpm, daily_tokens, daily_usd, admin"
