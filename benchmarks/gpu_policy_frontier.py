@@ -26,7 +26,8 @@ JSON is rewritten after every rate, so a run cut short still leaves its results.
     python -m benchmarks.gpu_policy_frontier --prompts ../shared/data/prompts_train.jsonl.gz
 writes gpu_policy_frontier.json (+ .png) under --out-dir and prints one JSON summary line. Client load comes from
 --workers processes (asyncio aiohttp); all traffic goes to 127.0.0.1. Exits 2 without a GPU or vLLM.
-On the lent GPU machine: `bash scripts/gpu_device.sh frontier` (its header has the whole `run` call).
+Not part of `scripts/gpu_check.sh` (the one device call): it needs a call of its own (~9.5 min, three eager engine
+starts), which a 15-minute lease does not leave beside the check.
 """
 
 from __future__ import annotations

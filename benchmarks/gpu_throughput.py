@@ -13,7 +13,8 @@ each an asyncio aiohttp client: one Python process tops out at a few thousand SS
 Reports output tokens/s, TTFT and TPOT percentiles per mode and level, and Triage/direct ratios; writes
 gpu_throughput.json and .png (GPU, driver, vLLM version, model shapes recorded) and ends with one JSON line.
 Every loop is bounded by request count and time; traffic goes to 127.0.0.1 only. Exits 2 without a GPU.
-On the lent GPU machine: `bash scripts/gpu_device.sh bench` (its header has the whole `run` call).
+On the lent GPU machine its three-level form is part 4 of `scripts/gpu_check.sh` (the one device call); this
+full sweep (~6 min) needs a call of its own, which a 15-minute lease does not leave beside the check.
 """
 
 from __future__ import annotations

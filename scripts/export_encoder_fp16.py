@@ -1,7 +1,8 @@
 """Write an fp16 copy of the classifier's encoder (config, tokenizer, safetensors) to a directory.
 
 The fp32 all-MiniLM-L6-v2 weights (91 MB) exceed what one device call may carry (64 MiB); the fp16 copy is
-45 MB. On the GPU machine point TRIAGE_ENCODER at it (scripts/gpu_device.sh classifier does).
+45 MB, still too much beside the vLLM bundle: the GPU check uses it only when a call carries .vllm/minilm-fp16
+(benchmarks/gpu_steps.py, prepare_encoder), and random weights in the same shape otherwise.
 
     python scripts/export_encoder_fp16.py .vllm/minilm-fp16
 """

@@ -54,6 +54,7 @@ SUPERVISOR_OWNED_FLAGS = {  # `vllm serve` flag -> the config key that sets it
     "--gpu-memory-utilization": "launch.gpu_memory_utilization",
     "--max-model-len": "launch.max_model_len",
     "--max-num-seqs": "launch.max_num_seqs",
+    "--kv-cache-memory-bytes": "launch.kv_cache_memory_gib",
 }
 
 
@@ -142,6 +143,13 @@ class LaunchConfig(Strict):
         None,
         ge=1,
         description="Engine batch cap; default: profile.max_num_seqs, so the policy's queue model matches the engine.",
+    )
+    kv_cache_memory_gib: float | None = Field(
+        None,
+        gt=0,
+        description="Fixed KV cache size (vLLM's --kv-cache-memory-bytes). vLLM then skips sizing its cache from the "
+        "memory it sees free, so engines whose GPUs hold only fixed-cache engines start at the same time; default: "
+        "sized from gpu_memory_utilization, and the engines of a GPU start one after another.",
     )
     extra_args: list[str] = Field(default_factory=list, description="More `vllm serve` flags, passed as given.")
     command: list[str] | None = Field(

@@ -1,8 +1,9 @@
 """Starts, supervises and stops the engine processes that `launch:` blocks ask for: one `vllm serve` per model.
 
 `Supervisor.start()` assigns ports, checks that the engines' memory shares fit each GPU's free memory (NVML), then
-starts the engines one after another — vLLM sizes its KV cache from the memory it sees free, so they must not
-overlap — waits for each `/health`, and returns where each engine listens (the config is never changed). Engine
+starts the engines, waits for each `/health`, and returns where each engine listens (the config is never changed).
+vLLM sizes its KV cache from the memory it sees free, so engines sharing a GPU start one after another, unless
+every engine on that GPU has a fixed cache (`launch.kv_cache_memory_gib`); all others start at the same time. Engine
 output goes to the log line by line as `[model] ...`. A crashed engine is marked unhealthy in the `LoadBoard` (the
 policy routes around it), restarted with exponential backoff, and marked healthy once `/health` passes. `stop()`
 ends every engine's whole process group: SIGTERM, then SIGKILL after a grace period.
@@ -92,6 +93,11 @@ def build_argv(model: ModelConfig, port: int) -> list[str]:
         str(launch.max_model_len or model.context_length),
         "--max-num-seqs",
         str(launch.max_num_seqs or model.profile.max_num_seqs),
+        *(
+            ["--kv-cache-memory-bytes", str(round(launch.kv_cache_memory_gib * GIB))]
+            if launch.kv_cache_memory_gib is not None
+            else []
+        ),
         *launch.extra_args,
     ]
 
@@ -233,20 +239,44 @@ class Supervisor:
         self._session = aiohttp.ClientSession()
         self._assign_ports()
         await self._check_free_memory()
-        for engine in self.engines.values():  # one at a time: each vLLM sizes its KV cache from free memory
-            t0 = time.monotonic()
-            await self._spawn(engine)
-            await self._wait_healthy(engine)
-            engine.healthy_since_s = time.monotonic()
-            self.load.mark_healthy(engine.name)
-            log.info(
-                "engine for %s healthy after %.0f s at %s",
-                engine.name,
-                time.monotonic() - t0,
-                engine.endpoint,
-            )
+        together, in_turn = self._start_order()
+        if together:
+            log.info("starting the engines for %s at the same time (fixed KV caches)", ", ".join(together))
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for name in together:
+                        group.create_task(self._start_one(self.engines[name]))
+            except ExceptionGroup as failed:  # the first failure cancelled the others: report it alone
+                raise failed.exceptions[0] from None
+        for name in in_turn:  # one at a time: each of these vLLMs sizes its KV cache from the memory it sees free
+            await self._start_one(self.engines[name])
         for engine in self.engines.values():
             engine.supervisor = asyncio.create_task(self._supervise(engine), name=f"supervise-{engine.name}")
+
+    def _start_order(self) -> tuple[list[str], list[str]]:
+        """(engines that may start together, engines to start one after another), by model name.
+
+        Engines take turns on a GPU that several of them share when one of them sizes its KV cache from the memory
+        it sees free (another's start-up would mislead it); on every other GPU they start together.
+        """
+        engines_on: dict[str, int] = {}
+        sizes_from_free: set[str] = set()
+        for m in self.models:
+            for gpu in m.gpu_ids:
+                engines_on[gpu] = engines_on.get(gpu, 0) + 1
+                if m.launch is not None and m.launch.kv_cache_memory_gib is None:
+                    sizes_from_free.add(gpu)
+        turns = {gpu for gpu in sizes_from_free if engines_on[gpu] > 1}
+        together = [m.name for m in self.models if not turns & set(m.gpu_ids)]
+        return together, [m.name for m in self.models if m.name not in together]
+
+    async def _start_one(self, engine: Engine) -> None:
+        t0 = time.monotonic()
+        await self._spawn(engine)
+        await self._wait_healthy(engine)
+        engine.healthy_since_s = time.monotonic()
+        self.load.mark_healthy(engine.name)
+        log.info("engine for %s healthy after %.0f s at %s", engine.name, time.monotonic() - t0, engine.endpoint)
 
     def _assign_ports(self) -> None:
         taken = {m.launch.port for m in self.models if m.launch is not None and m.launch.port != "auto"}

@@ -2,8 +2,18 @@
 configs/gpu-dummy.yaml), routes `auto` requests, streams, reads vLLM's /metrics and NVML, restarts a killed
 engine, and shuts down leaving no process behind.
 
-Skipped without an NVIDIA GPU (NVML) and an importable vLLM. Takes ~6-8 minutes, mostly engine start-up. On the
-lent GPU machine: `bash scripts/gpu_device.sh e2e` (its header has the whole `run` call).
+Skipped without an NVIDIA GPU (NVML) and an importable vLLM. Takes ~4-5 minutes, mostly engine start-up (the two
+engines have fixed KV caches, so they start at the same time). On the lent GPU machine these tests run inside
+`bash scripts/gpu_check.sh`, attached to the router it already started (TRIAGE_E2E_ATTACH="PID:LOG", the router's
+pid and log file) instead of starting their own; the check runs them in three groups: `-k "not killed and not
+sigterm"` first, `-k killed` and `-k sigterm` later. When the classifier's encoder has random weights
+(TRIAGE_ENCODER_WEIGHTS=dummy: the real ones do not fit one device call) its categories are noise, and the auto
+routing test checks the served model against the router's own dry run of the same request instead.
+
+In the check's dry run on a CPU machine (`bash scripts/gpu_check.sh --dry-run`, TRIAGE_E2E_SIMULATED=1 beside
+TRIAGE_E2E_ATTACH) the same tests run against simulated engines (tests/gpu/sim_vllm.py: vLLM's argv, streams,
+aborts and /metrics names); only what needs a GPU (NVML memory, engine worker processes, the overhead bound
+measured with a GPU classifier) is skipped or relaxed there. Without both variables they need a GPU and vLLM.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from server.config import load_config
 from server.supervisor import session_processes
 from server.telemetry.nvml import GIB, read_gpus_once
 
@@ -30,12 +41,17 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "gpu-dummy.yaml"
 TRIAGE = "http://127.0.0.1:8200"
 ENGINES = {"coder": ("qwen2.5-1.5b", "http://127.0.0.1:8201"), "chat": ("qwen2.5-0.5b", "http://127.0.0.1:8202")}
-READY_TIMEOUT_S = 900.0  # two engines, one after another, ~2 min each in eager mode
+READY_TIMEOUT_S = 600.0  # two engines at the same time, ~2 min in eager mode
 RESTART_TIMEOUT_S = 420.0
+ATTACH = os.environ.get("TRIAGE_E2E_ATTACH", "")  # "PID:LOG" of a running `triage serve` on CONFIG
+DUMMY_ENCODER = os.environ.get("TRIAGE_ENCODER_WEIGHTS") == "dummy"
+SIMULATED = bool(ATTACH) and os.environ.get("TRIAGE_E2E_SIMULATED") == "1"  # the check's dry run: no GPU
 
 
 def _gpu_and_vllm() -> str | None:
     """Why the test cannot run here, or None."""
+    if SIMULATED:
+        return None
     if importlib.util.find_spec("vllm") is None:
         return "vLLM is not importable"
     readings = read_gpus_once()
@@ -45,12 +61,45 @@ def _gpu_and_vllm() -> str | None:
 
 
 _SKIP = _gpu_and_vllm()
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(_SKIP is not None, reason=f"GPU e2e: {_SKIP}")]
+_GPU = [] if SIMULATED else [pytest.mark.gpu]  # the `gpu` marker skips a test wherever CUDA is missing
+pytestmark = [*_GPU, pytest.mark.skipif(_SKIP is not None, reason=f"GPU e2e: {_SKIP}")]
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] not in "ZX"
+
+
+@dataclass
+class Attached:
+    """A router this test did not start (gpu_check.sh's): what the tests use of `subprocess.Popen`."""
+
+    pid: int
+    returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and not alive(self.pid):
+            self.returncode = -1  # not our child: its exit code belongs to its parent
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+    def wait(self, timeout: float) -> int:
+        deadline_s = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() > deadline_s:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout)
+            time.sleep(0.2)
+        return -1
 
 
 @dataclass
 class Triage:
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | Attached
     log_path: Path
     client: httpx.Client
 
@@ -102,6 +151,13 @@ def answers(url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def triage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Triage]:
+    if ATTACH:
+        pid, log_file = ATTACH.split(":", 1)
+        attached = Triage(Attached(int(pid)), Path(log_file), httpx.Client(base_url=TRIAGE, timeout=120))
+        wait_for(lambda: answers(TRIAGE + "/health"), 60, "the attached router", attached)  # alive; engines may not be
+        yield attached
+        attached.client.close()
+        return
     models = tmp_path_factory.mktemp("dummy-models")
     for shape, _ in ENGINES.values():
         subprocess.run(
@@ -152,16 +208,25 @@ def test_models_are_listed(triage: Triage) -> None:
 
 def test_auto_routes_by_task_and_answers(triage: Triage) -> None:
     client = openai_client()
+    prompt = "Write a Python function that reverses a linked list."
     raw = client.chat.completions.with_raw_response.create(  # type: ignore[attr-defined]
         model="auto",
         max_tokens=16,
-        messages=[{"role": "user", "content": "Write a Python function that reverses a linked list."}],
+        messages=[{"role": "user", "content": prompt}],
     )
     answer = raw.parse()
-    assert raw.headers["x-triage-model"] == "coder", raw.headers  # code quality 0.624 (its 1.5B profile) vs 0.5
-    assert raw.headers["x-triage-category"] == "code"
-    assert answer.model == "coder" and answer.usage.completion_tokens > 0
-    assert float(raw.headers["x-triage-overhead-ms"]) < 50
+    if DUMMY_ENCODER:  # categories are noise: the relay must serve what the router's own dry run decides
+        plan = triage.client.post(
+            "/v1/route", json={"model": "auto", "messages": [{"role": "user", "content": prompt}]}
+        )
+        assert raw.headers["x-triage-category"] == plan.json()["category"], plan.text
+        assert raw.headers["x-triage-model"] == plan.json()["model"], (raw.headers, plan.text)
+    else:
+        assert raw.headers["x-triage-model"] == "coder", raw.headers  # code quality 0.624 (its 1.5B profile) vs 0.5
+        assert raw.headers["x-triage-category"] == "code"
+    assert answer.model == raw.headers["x-triage-model"] and answer.usage.completion_tokens > 0
+    overhead_ms = float(raw.headers["x-triage-overhead-ms"])
+    assert 0 <= overhead_ms < (1000 if SIMULATED else 50)  # simulated: the classifier runs on a shared CPU
 
 
 def test_streaming_relays_every_token(triage: Triage) -> None:
@@ -184,7 +249,44 @@ def test_streaming_relays_every_token(triage: Triage) -> None:
     assert deltas >= 16  # vLLM sends one delta per token (a few may merge across detokenizer boundaries)
 
 
-def test_live_vllm_metrics_and_nvml(triage: Triage) -> None:
+def vllm_sum(root: str, name: str) -> float:
+    """A vLLM gauge or counter summed over its label sets, e.g. vllm:num_requests_running."""
+    text = httpx.get(root + "/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
+
+
+def test_cancelled_stream_is_aborted_in_the_engine(triage: Triage) -> None:
+    root = ENGINES["chat"][1]
+    body = {
+        "model": "chat",
+        "stream": True,
+        "max_tokens": 6000,  # ~20 s of decoding: the engine would still be busy long after the wait below
+        "ignore_eos": True,
+        "messages": [{"role": "user", "content": "Count to ten thousand."}],
+    }
+    with httpx.stream("POST", TRIAGE + "/v1/chat/completions", json=body, timeout=60) as response:
+        assert response.status_code == 200
+        events, running = 0, 0.0
+        for line in response.iter_lines():
+            events += line.startswith("data: {")
+            if events >= 8:  # read the engine while the stream is open: leaving the loop closes the connection
+                running = vllm_sum(root, "vllm:num_requests_running")
+                break
+        assert running >= 1
+    # the client hung up mid-stream: Triage must close its upstream stream, and vLLM abort the request
+
+    def router_dropped() -> bool:
+        text = triage.client.get("/metrics").text
+        return not triage.metric(text, "triage_in_flight_requests", model="chat")
+
+    wait_for(router_dropped, 10, "the router to drop the cancelled stream", triage, poll_s=0.1)
+    time.sleep(1.0)  # the abort reaches the engine core; a step already scheduled finishes
+    before = vllm_sum(root, "vllm:generation_tokens_total")
+    time.sleep(2.0)  # still generating, the engine would add hundreds of tokens here (a few ms per token)
+    assert vllm_sum(root, "vllm:generation_tokens_total") == before, "the engine kept generating for nobody"
+
+
+def test_live_vllm_metrics(triage: Triage) -> None:
     for _, root in ENGINES.values():
         assert "vllm:num_requests_running" in httpx.get(root + "/metrics", timeout=10).text
 
@@ -209,15 +311,24 @@ def test_live_vllm_metrics_and_nvml(triage: Triage) -> None:
         assert [f.result(timeout=300) for f in futures] == [200] * 64
     assert peak_running > 0, "the probe never saw vllm:num_requests_running move"
 
+
+@pytest.mark.skipif(SIMULATED, reason="simulated engines hold no GPU memory")
+def test_nvml_and_engine_memory_within_shares(triage: Triage) -> None:
     text = triage.client.get("/metrics").text
     total = triage.metric(text, "triage_gpu_memory_total_bytes", gpu="0")
     used = triage.metric(text, "triage_gpu_memory_used_bytes", gpu="0")
-    assert total and used and used > 0.3 * total  # shares 0.25 + 0.15 of the card
+    assert total and used
     assert triage.metric(text, "triage_gpu_utilization_ratio", gpu="0") is not None
+    shares = {m.name: m.launch.gpu_memory_utilization for m in load_config(CONFIG).models if m.launch}
+    held = 0.0
     for name in ENGINES:
         engine_bytes = triage.metric(text, "triage_engine_gpu_memory_used_bytes", model=name, gpu="0")
         assert engine_bytes is not None and engine_bytes > 1 * GIB, f"{name}: engine not found on GPU 0 by PID"
+        # fixed KV caches: weights + cache + activations, within the share vLLM checked at start
+        assert engine_bytes <= shares[name] * total, f"{name}: {engine_bytes / GIB:.1f} GiB over its share"
         assert triage.metric(text, "triage_engine_healthy", model=name) == 1.0
+        held += engine_bytes
+    assert used >= held
 
 
 def test_killed_engine_is_routed_around_and_restarted(triage: Triage) -> None:
@@ -247,7 +358,8 @@ def test_killed_engine_is_routed_around_and_restarted(triage: Triage) -> None:
 def test_sigterm_stops_everything(triage: Triage) -> None:
     sessions = triage.engine_leaders()
     members = {pid for sid in sessions for pid in session_processes(sid)}
-    assert len(sessions) == len(ENGINES) and len(members) > len(sessions)  # vLLM runs workers (EngineCore)
+    assert len(sessions) == len(ENGINES)
+    assert len(members) > len(sessions) or SIMULATED  # vLLM runs workers (EngineCore); the simulator does not
     before = read_gpus_once() or []
     gpu_pids = {pid for r in before for pid in r.processes}
     triage.process.send_signal(signal.SIGTERM)

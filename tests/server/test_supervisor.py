@@ -217,6 +217,16 @@ def test_config_errors_name_the_fix(models: list[dict[str, Any]], message: str) 
         parse_config({"models": models})
 
 
+def test_fixed_kv_cache_is_a_flag_the_supervisor_owns() -> None:
+    m = ModelConfig.model_validate(
+        {"name": "a", "launch": {"model": "m", "kv_cache_memory_gib": 1.5, "extra_args": ["--enforce-eager"]}}
+    )
+    argv = build_argv(m, 9)
+    assert argv[-3:] == ["--kv-cache-memory-bytes", str(3 * 2**29), "--enforce-eager"]  # before extra_args
+    with pytest.raises(ConfigError, match=r"launch\.kv_cache_memory_gib"):
+        parse_config({"models": [{"name": "a", "launch": {"model": "m", "extra_args": ["--kv-cache-memory-bytes=9"]}}]})
+
+
 def test_fixed_port_derives_the_endpoint() -> None:
     config = parse_config({"models": [{"name": "a", "launch": {"model": "m", "port": 8011, "host": "0.0.0.0"}}]})
     assert config.models[0].endpoints == ["http://127.0.0.1:8011/v1"]
@@ -246,6 +256,38 @@ async def test_starts_engines_on_free_ports_and_stops_them(state: Path) -> None:
     finally:
         await supervisor.stop()
     assert not [pid for pid in all_pids(state) if alive(pid)]
+
+
+@pytest.mark.parametrize("fixed_cache", [True, False])
+async def test_engines_take_turns_only_where_a_shared_gpu_has_a_cache_sized_from_free_memory(
+    state: Path, fixed_cache: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    kv = {"kv_cache_memory_gib": 2.0} if fixed_cache else {}
+    slow = {"FAKE_VLLM_HEALTH_DELAY_S": "0.5"}  # /health answers 503 this long: starts overlap or they do not
+    models = [model("coder", state, env=slow, **kv), model("chat", state, env=slow, **kv), model("alone", state)]
+    models[2].gpu = "1"  # the only engine on its GPU: nothing to mislead
+    supervisor = Supervisor(models, LoadBoard(), health_poll_s=0.05)
+    caplog.set_level("INFO", logger="server.supervisor")
+    await supervisor.start()
+    try:
+        events = [
+            " ".join(r.getMessage().split()[:4]).rstrip(",")
+            for r in caplog.records
+            if r.getMessage().startswith(("started engine for", "engine for"))
+        ]
+        if fixed_cache:
+            assert set(events[:3]) == {f"started engine for {m}" for m in ("coder", "chat", "alone")}, events
+        else:
+            assert events == [
+                "started engine for alone",
+                "engine for alone healthy",
+                "started engine for coder",
+                "engine for coder healthy",
+                "started engine for chat",
+                "engine for chat healthy",
+            ], events
+    finally:
+        await supervisor.stop()
 
 
 async def test_health_wait_times_out_with_a_clear_message(state: Path) -> None:
