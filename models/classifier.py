@@ -2,8 +2,10 @@
 
 Loads the artifact written by `models/train_classifier.py` (heads.safetensors + labels.json) and a
 `SentenceEncoder` whose max_tokens/truncation match what the heads were trained with. The task head
-(models/task_head.py) is one linear model over the prompt embedding, 8 surface features (models/features.py)
-and hashed word n-grams of the prompt's start and end (models/lexical.py), with a fitted softmax temperature;
+(models/task_head.py) is one linear model over the prompt embedding, 8 surface features (models/features.py),
+when the artifact asks for them the static word-piece vectors of the prompt's start and end (a lookup in the
+encoder's input embedding table, models/static_vectors.py; the transformer still runs once per prompt) and
+hashed word n-grams of the prompt's start and end (models/lexical.py), with a fitted softmax temperature;
 the complexity head reads the embedding only.
 `classify_batch` is blocking: call it from a worker thread (models/batcher.py does) or the GPU thread.
 This module knows nothing about asyncio, HTTP or routing policy.
@@ -26,6 +28,7 @@ from models.errors import ArtifactError
 from models.features import N_FEATURES, task_inputs
 from models.heads import HeadConfig, MLPHead, load_heads
 from models.lexical import lexical_rows
+from models.static_vectors import input_table, static_vectors
 from models.task_head import TaskHead, TaskHeadConfig
 
 logger = logging.getLogger(__name__)
@@ -80,14 +83,20 @@ class PromptClassifier:
     ) -> None:
         if task_head.config.n_classes != len(labels):
             raise ArtifactError(f"task head has {task_head.config.n_classes} outputs but {len(labels)} labels.")
-        if encoder.dim + N_FEATURES != task_head.config.dense_dim or encoder.dim != complexity_head.config.in_dim:
+        static_dim = 2 * encoder.dim if task_head.config.static_chars > 0 else 0
+        if (
+            encoder.dim + N_FEATURES + static_dim != task_head.config.dense_dim
+            or encoder.dim != complexity_head.config.in_dim
+        ):
             raise ArtifactError(
                 f"encoder gives {encoder.dim}-d embeddings, heads expect task {task_head.config.dense_dim} = "
-                f"dim + {N_FEATURES} and complexity {complexity_head.config.in_dim}; use the encoder named "
-                "in labels.json."
+                f"dim + {N_FEATURES} (+ 2 x dim static vectors when static_chars > 0) and complexity "
+                f"{complexity_head.config.in_dim}; use the encoder named in labels.json."
             )
         self.encoder, self.task_head, self.complexity_head = encoder, task_head, complexity_head
         self.labels, self.meta = labels, meta
+        # [V, H] float32 input word-piece table, only when the task head reads static vectors
+        self.static_table = input_table(encoder.hf_model) if static_dim else None
 
     @classmethod
     def load(
@@ -117,10 +126,14 @@ class PromptClassifier:
 
     def classify_embeddings(self, texts: list[str], embedding: np.ndarray) -> ClassifierOutput:
         """Heads only: texts [B] (for surface and lexical features) and their embeddings [B, 384]."""
-        rows = lexical_rows(texts, self.task_head.config.lexical)
+        cfg = self.task_head.config
+        dense = task_inputs(embedding, texts)  # [B, 384 + N_FEATURES]
+        if self.static_table is not None:
+            static = static_vectors(texts, self.encoder.tokenizer, self.static_table, cfg.static_chars)
+            dense = np.hstack([dense, static])  # [B, 384 + N_FEATURES + 768]
         return ClassifierOutput(
             labels=self.labels,
-            probs=self.task_head.predict(task_inputs(embedding, texts), rows),
+            probs=self.task_head.predict(dense, lexical_rows(texts, cfg.lexical)),
             complexity=self.complexity_head.predict(embedding)[:, 0],
             embedding=embedding,
         )

@@ -59,9 +59,15 @@ def ngram_strings(text: str, config: LexicalConfig) -> list[str]:
     return feats
 
 
-def hashed_ids(text: str, config: LexicalConfig) -> np.ndarray:
-    """[K] int64 sorted unique bucket ids of one prompt (K may be 0 for an empty prompt)."""
-    ids = {zlib.crc32(f.encode("utf-8", "surrogatepass")) % config.n_buckets for f in ngram_strings(text, config)}
+def hashed_ids(text: str, config: LexicalConfig, allowed: frozenset[str] | None = None) -> np.ndarray:
+    """[K] int64 sorted unique bucket ids of one prompt (K may be 0 for an empty prompt).
+
+    allowed: keep only these n-gram strings (training-time filter, see `shared_ngrams`); None keeps all.
+    """
+    grams = ngram_strings(text, config)
+    if allowed is not None:
+        grams = [g for g in grams if g in allowed]
+    ids = {zlib.crc32(f.encode("utf-8", "surrogatepass")) % config.n_buckets for f in grams}
     return np.fromiter(sorted(ids), dtype=np.int64, count=len(ids))
 
 
@@ -95,9 +101,31 @@ class SparseRows:
         return out
 
 
-def lexical_rows(texts: Sequence[str], config: LexicalConfig) -> SparseRows:
-    """Featurize a batch: unique hashed n-grams per prompt, each weighted 1/sqrt(K) (unit L2 rows)."""
-    per = [hashed_ids(t, config) for t in texts]
+def shared_ngrams(
+    texts: Sequence[str], groups: Sequence[str], config: LexicalConfig, min_groups: int
+) -> frozenset[str]:
+    """The n-gram strings that occur in prompts of at least `min_groups` distinct groups (source families).
+
+    A template's own words ("the sentiment expressed for the movie is") occur in one source family only; a
+    head trained on them learns that family, not the task. Training rows featurized with this set keep the
+    words that several sources share ("sentiment", "summarize", "write a"). Serving featurizes unfiltered:
+    the buckets of dropped n-grams were never trained and carry (near-)zero weight, up to hash collisions.
+    """
+    seen: dict[str, set[str]] = {}
+    for text, group in zip(texts, groups, strict=True):
+        for g in set(ngram_strings(text, config)):
+            s = seen.setdefault(g, set())
+            if len(s) < min_groups:
+                s.add(group)
+    return frozenset(g for g, s in seen.items() if len(s) >= min_groups)
+
+
+def lexical_rows(texts: Sequence[str], config: LexicalConfig, allowed: frozenset[str] | None = None) -> SparseRows:
+    """Featurize a batch: unique hashed n-grams per prompt, each weighted 1/sqrt(K) (unit L2 rows).
+
+    allowed: keep only these n-gram strings (see `shared_ngrams`); None keeps all (serving).
+    """
+    per = [hashed_ids(t, config, allowed) for t in texts]
     lens = np.array([len(p) for p in per], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
     ids = np.concatenate(per) if per else np.zeros(0, dtype=np.int64)

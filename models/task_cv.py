@@ -12,14 +12,14 @@ nothing about files, the encoder or the reported validation split.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from models.fit import balanced_weights, family_balanced_weights
-from models.lexical import LexicalConfig, SparseRows, lexical_rows
+from models.lexical import LexicalConfig, lexical_rows, shared_ngrams
 from models.metrics import classification_report
 from models.task_head import TaskFitConfig, TaskHead, TaskHeadConfig, fit_task_head
 
@@ -34,6 +34,11 @@ class TaskSettings:
     rule_weight: float = 0.7  # weight of regex-labelled rows relative to gold-labelled rows
     # within a class, weight ∝ (1 / rows of the row's source family) ** power: 0 = none, 1 = families equal
     family_weight_power: float = 0.0
+    # > 0: append the static word-piece vectors of the first/last static_chars characters to the dense inputs
+    static_chars: int = 0
+    # > 1: train on the n-grams that occur in at least this many source families of the training rows only
+    # (models/lexical.shared_ngrams); serving reads every n-gram
+    min_ngram_families: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,27 +74,53 @@ TUNING_GRID: tuple[dict[str, Any], ...] = (
     {"label_smoothing": 0.2},
     {"lexical_row_dropout": 0.3},
     {"lexical_row_dropout": 0.6},
+    # issue 13, second pass: what the instruction words say, not which template they come from
+    {"static_chars": 150},
+    {"min_ngram_families": 2},
 )
+
+
+def task_dense(settings: TaskSettings, dense: np.ndarray, static: Mapping[int, np.ndarray]) -> np.ndarray:
+    """The head's dense inputs for these settings: dense [N, D], plus static[static_chars] [N, 2H] when on."""
+    if not settings.static_chars:
+        return dense
+    if settings.static_chars not in static:
+        raise ValueError(
+            f"static_chars={settings.static_chars} but static vectors were computed for {sorted(static)}; "
+            "compute them for every value the settings or the tuning grid use."
+        )
+    return np.hstack([dense, static[settings.static_chars]]).astype(np.float32)
 
 
 def train_task(
     settings: TaskSettings,
     dense: np.ndarray,
-    rows: SparseRows,
+    texts: Sequence[str],
     y: np.ndarray,
     gold: np.ndarray,
     families: np.ndarray,
     n_classes: int,
     temperature: float = 1.0,
 ) -> TaskHead:
-    """One head on the given rows with the settings' weighting. dense [N, D], y/gold/families [N]."""
+    """One head on the given rows with the settings' weighting. dense [N, D] (already `task_dense`), texts,
+    y/gold/families [N]."""
+    allowed = (
+        shared_ngrams(texts, [str(f) for f in families], settings.lexical, settings.min_ngram_families)
+        if settings.min_ngram_families > 1
+        else None
+    )
+    rows = lexical_rows(texts, settings.lexical, allowed)
     w = (
         balanced_weights(y, n_classes, settings.class_weight_power)
         * family_balanced_weights(y, families, settings.family_weight_power)
         * np.where(gold, 1.0, settings.rule_weight)
     )
     cfg = TaskHeadConfig(
-        dense_dim=dense.shape[1], n_classes=n_classes, lexical=settings.lexical, temperature=temperature
+        dense_dim=dense.shape[1],
+        n_classes=n_classes,
+        lexical=settings.lexical,
+        temperature=temperature,
+        static_chars=settings.static_chars,
     )
     return fit_task_head(cfg, dense, rows, y, w.astype(np.float32), settings.fit)
 
@@ -111,8 +142,13 @@ def cross_validate(
     families: np.ndarray,
     folds: np.ndarray,
     labels: Sequence[str],
+    static: Mapping[int, np.ndarray] | None = None,
 ) -> CVResult:
-    """Out-of-fold logits over `folds` [N] (fold ids); all arrays cover the training part only."""
+    """Out-of-fold logits over `folds` [N] (fold ids); all arrays cover the training part only.
+
+    static: chars -> [N, 2H] static vectors (models/static_vectors.py), needed when settings.static_chars > 0.
+    """
+    dense = task_dense(settings, dense, static or {})
     rows = lexical_rows(texts, settings.lexical)
     oof = np.zeros((len(y), len(labels)), dtype=np.float32)
     for j in np.unique(folds):
@@ -121,7 +157,13 @@ def cross_validate(
             logger.warning("inner fold %d holds every training row; its out-of-fold logits stay uniform", j)
             continue
         head = train_task(
-            settings, dense[fit_rows], rows.take(fit_rows), y[fit_rows], gold[fit_rows], families[fit_rows], len(labels)
+            settings,
+            dense[fit_rows],
+            [texts[int(i)] for i in fit_rows],
+            y[fit_rows],
+            gold[fit_rows],
+            families[fit_rows],
+            len(labels),
         )
         oof[held] = head.logits(dense[held], rows.take(held))
     pred = oof.argmax(1)
@@ -141,6 +183,7 @@ def tune(
     folds: np.ndarray,
     labels: Sequence[str],
     rounds: int = 3,
+    static: Mapping[int, np.ndarray] | None = None,
 ) -> tuple[CVResult, list[dict[str, Any]]]:
     """Greedy forward selection over `grid` by inner macro-F1; returns the best result and every row tried.
 
@@ -155,7 +198,7 @@ def tune(
     def score(changes: dict[str, Any]) -> CVResult:
         key = repr(sorted(changes.items()))
         if key not in tried:
-            res = cross_validate(base.override(**changes), dense, texts, y, gold, families, folds, labels)
+            res = cross_validate(base.override(**changes), dense, texts, y, gold, families, folds, labels, static)
             tried[key] = res
             row = {"changes": changes, "inner_macro_f1": res.macro_f1, "inner_gold_macro_f1": res.gold_macro_f1}
             table.append(row)

@@ -2,10 +2,11 @@
 
 logits [B, C] = (dense [B, D] @ W [D, C] + b [C] + lexical rows [B, n_buckets] @ V [n_buckets, C]) / T
 
-`dense` is the 384-d MiniLM embedding followed by the surface features (models/features.py); the lexical rows
-are the sparse hashed n-grams of models/lexical.py. T is a temperature fitted on out-of-fold logits so that
-the softmax is calibrated. Training (`fit_task_head`) is full-batch Adam with L2 penalties in torch, a few
-seconds on CPU; serving (`TaskHead.predict`) is plain numpy. Weights are saved with safetensors under
+`dense` is the 384-d MiniLM embedding followed by the surface features (models/features.py) and, when
+`static_chars` > 0, the static word-piece vectors of the prompt's start and end (models/static_vectors.py);
+the lexical rows are the sparse hashed n-grams of models/lexical.py. T is a temperature fitted on out-of-fold
+logits so that the softmax is calibrated. Training (`fit_task_head`) is full-batch Adam with L2 penalties in
+torch, a few seconds on CPU; serving (`TaskHead.predict`) is plain numpy. Weights are saved with safetensors under
 `task.dense.weight`, `task.dense.bias`, `task.lexical.weight`; the config goes in the caller's JSON metadata.
 This module knows nothing about files of prompts, the encoder or category names.
 """
@@ -27,10 +28,13 @@ from models.lexical import LexicalConfig, SparseRows
 
 @dataclass(frozen=True)
 class TaskHeadConfig:
-    dense_dim: int = 392  # embedding (384) + surface features (8)
+    dense_dim: int = 392  # embedding (384) + surface features (8) [+ 2 x 384 static vectors]
     n_classes: int = 11
     lexical: LexicalConfig = field(default_factory=LexicalConfig)
     temperature: float = 1.0  # logits are divided by this before the softmax
+    # > 0: dense ends with the static word-piece vectors of the first and last `static_chars` characters
+    # (models/static_vectors.py); 0: no static vectors (artifacts before issue 13 have no such key)
+    static_chars: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "kind": "linear+lexical"}

@@ -1,8 +1,9 @@
 """`triage train-classifier`: train the task-category and complexity heads and write the classifier artifact.
 
 Steps: embed the prompts and the outcomes prompts once (cached under .cache/triage/), append cheap surface
-features (script, digits, code symbols, length; models/features.py) and hashed start/end word n-grams
-(models/lexical.py) for the task head, hold out whole source families for validation (models/splits.py),
+features (script, digits, code symbols, length; models/features.py), optionally static word-piece vectors of
+the prompt's start and end (models/static_vectors.py), and hashed start/end word n-grams (models/lexical.py)
+for the task head, hold out whole source families for validation (models/splits.py),
 choose the task head's settings by grouped inner cross-validation on the training part only (--tune runs the
 grid in models/task_cv.py, which is how the shipped artifact was made; otherwise the flags' settings are
 cross-validated once), fit the softmax temperature on the inner out-of-fold logits, train the task head on
@@ -47,7 +48,8 @@ from models.heads import HeadConfig, MLPHead
 from models.lexical import LexicalConfig, lexical_rows
 from models.metrics import classification_report, format_report, regression_report
 from models.splits import auto_val_families, heldout_mask, inner_family_folds, source_family, split_by_families
-from models.task_cv import TUNING_GRID, TaskSettings, cross_validate, train_task, tune
+from models.static_vectors import input_table, static_vectors
+from models.task_cv import TUNING_GRID, TaskSettings, cross_validate, task_dense, train_task, tune
 from models.task_head import TaskFitConfig, TaskHead, fit_temperature
 
 logger = logging.getLogger(__name__)
@@ -134,6 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.rule_weight,
         help="weight of rows labelled by regex rules relative to gold-labelled rows",
     )
+    g.add_argument(
+        "--static-chars",
+        type=int,
+        default=d.static_chars,
+        help="append static word-piece vectors of the first/last N characters (models/static_vectors.py); 0 = off",
+    )
+    g.add_argument(
+        "--min-ngram-families",
+        type=int,
+        default=d.min_ngram_families,
+        help="train on n-grams seen in at least this many source families (0 = all n-grams)",
+    )
     g = p.add_argument_group("complexity head")
     g.add_argument("--epochs", type=int, default=40, help="training epochs")
     g.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate")
@@ -164,6 +178,8 @@ def task_settings(args: argparse.Namespace) -> TaskSettings:
         class_weight_power=args.class_weight_power,
         family_weight_power=args.family_weight_power,
         rule_weight=args.rule_weight,
+        static_chars=args.static_chars,
+        min_ngram_families=args.min_ngram_families,
     )
 
 
@@ -173,9 +189,28 @@ def train_complexity_head(emb: np.ndarray, target: np.ndarray, args: argparse.Na
     return head
 
 
+def tuning_grid(args: argparse.Namespace) -> tuple[dict[str, Any], ...]:
+    """The candidate changes --tune tries (all of TUNING_GRID, or those touching --tune-keys); ({},) otherwise."""
+    keys = {k.strip() for k in args.tune_keys.split(",") if k.strip()}
+    return tuple(c for c in TUNING_GRID if not keys or not c or set(c) & keys) if args.tune else ({},)
+
+
+def static_inputs(texts: list[str], enc_cfg: EncoderConfig, args: argparse.Namespace) -> dict[int, np.ndarray]:
+    """chars -> [N, 2H] static vectors for every static_chars the flags or the tuning grid use (none: {})."""
+    chars = {args.static_chars, *(int(c.get("static_chars", 0)) for c in tuning_grid(args))} - {0}
+    if not chars:
+        return {}
+    from transformers import AutoModel, AutoTokenizer  # heavy import kept out of module import
+
+    tokenizer = AutoTokenizer.from_pretrained(enc_cfg.model_path, use_fast=True)
+    table = input_table(AutoModel.from_pretrained(enc_cfg.model_path))
+    return {c: static_vectors(texts, tokenizer, table, c) for c in sorted(chars)}
+
+
 def run_task(
     ps: PromptSet,
     x: np.ndarray,
+    static: dict[int, np.ndarray],
     labels: list[str],
     args: argparse.Namespace,
 ) -> tuple[TaskSettings, float, dict[str, Any]]:
@@ -192,10 +227,19 @@ def run_task(
     itr = np.flatnonzero(tr)
     texts_tr = [ps.texts[i] for i in itr]
     folds = inner_family_folds([ps.sources[i] for i in itr], [ps.ids[i] for i in itr], args.inner_folds, args.seed)
-    keys = {k.strip() for k in args.tune_keys.split(",") if k.strip()}
-    grid = tuple(c for c in TUNING_GRID if not keys or not c or set(c) & keys) if args.tune else ({},)
+    static_tr = {c: v[tr] for c, v in static.items()}
     best, table = tune(
-        task_settings(args), grid, x[tr], texts_tr, y[tr], gold[tr], families[tr], folds, labels, args.tune_rounds
+        task_settings(args),
+        tuning_grid(args),
+        x[tr],
+        texts_tr,
+        y[tr],
+        gold[tr],
+        families[tr],
+        folds,
+        labels,
+        args.tune_rounds,
+        static_tr,
     )
     settings = best.settings
     temperature = fit_temperature(best.oof_logits, y[tr])
@@ -215,11 +259,11 @@ def run_task(
         args.seed,
         row_split_families=sorted(set(families[tr])),
     )
-    by_row = cross_validate(settings, x[tr], texts_tr, y[tr], gold[tr], families[tr], row_folds, labels)
+    by_row = cross_validate(settings, x[tr], texts_tr, y[tr], gold[tr], families[tr], row_folds, labels, static_tr)
     print(f"same settings, folds cut by row instead of by source family: macro-F1 {by_row.macro_f1:.4f}")
-    rows = lexical_rows(ps.texts, settings.lexical)
-    head = train_task(settings, x[tr], rows.take(tr), y[tr], gold[tr], families[tr], len(labels), temperature)
-    pred = head.logits(x[va], rows.take(va)).argmax(1)
+    dense = task_dense(settings, x, static)
+    head = train_task(settings, dense[tr], texts_tr, y[tr], gold[tr], families[tr], len(labels), temperature)
+    pred = head.logits(dense[va], lexical_rows([ps.texts[i] for i in np.flatnonzero(va)], settings.lexical)).argmax(1)
     report = classification_report(y[va], pred, labels)
     gold_report = classification_report(y[va][gold[va]], pred[gold[va]], labels)
     print(f"\nvalidation on held-out source families {split.val_families}")
@@ -287,11 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     emb_p = embed_cached(ps.texts, enc_cfg, ps.cache_id, args.cache_dir)  # [N, 384]
     x_task = task_inputs(emb_p, ps.texts)  # [N, 384 + N_FEATURES]
     emb_o = embed_cached(ot.texts, enc_cfg, ot.cache_id, args.cache_dir)  # [P, 384]
+    static = static_inputs(ps.texts, enc_cfg, args)  # chars -> [N, 2 x 384]; {} when no setting uses them
     labels = sorted(set(ps.categories))
-    settings, temperature, task_metrics = run_task(ps, x_task, labels, args)
+    settings, temperature, task_metrics = run_task(ps, x_task, static, labels, args)
     cx_head, cx_metrics = run_complexity(ot, emb_o, args)
     y = np.array([labels.index(c) for c in ps.categories])
-    gold, rows = ps.is_gold(), lexical_rows(ps.texts, settings.lexical)
+    gold, dense = ps.is_gold(), task_dense(settings, x_task, static)
     families = np.array([source_family(s) for s in ps.sources])
     fit_rows = (
         np.ones(len(y), dtype=bool)
@@ -300,8 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     task_head = train_task(
         settings,
-        x_task[fit_rows],
-        rows.take(fit_rows),
+        dense[fit_rows],
+        [ps.texts[i] for i in np.flatnonzero(fit_rows)],
         y[fit_rows],
         gold[fit_rows],
         families[fit_rows],
@@ -358,8 +403,9 @@ def write_artifact(
         "truncation": enc_cfg.truncation_meta(),
         "embedding_dim": cx_head.config.in_dim,
         "task_inputs": {
-            "layout": "dense [embedding (384), surface features (models/features.py)] + hashed n-grams "
-            "(models/lexical.py, config in heads.task.lexical)",
+            "layout": "dense [embedding (384), surface features (models/features.py), static word-piece vectors "
+            "of the first and last heads.task.static_chars characters when > 0 (2 x 384, models/static_vectors.py)]"
+            " + hashed n-grams (models/lexical.py, config in heads.task.lexical)",
             "surface_features": list(FEATURE_NAMES),
         },
         "heads": {"task": task_head.config.to_json(), "complexity": cx_head.config.to_json()},

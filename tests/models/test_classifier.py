@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,9 @@ import pytest
 
 from models.classifier import DEFAULT_ARTIFACT, PromptClassifier
 from models.errors import ArtifactError
+from models.features import N_FEATURES
 from models.heads import HEAD_PRESETS, MLPHead, load_heads, save_heads
+from models.task_head import TaskHead
 
 OBVIOUS = {
     "Write a Python function that returns the n-th Fibonacci number using memoization.": "code",
@@ -78,3 +81,22 @@ def test_heads_round_trip(tmp_path: Path) -> None:
 def test_missing_artifact_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="train-classifier"):
         PromptClassifier.load(tmp_path)
+
+
+def test_static_vectors_path_serves_and_checks_its_width(classifier: PromptClassifier) -> None:
+    """A head that reads static word-piece vectors gets dense [B, 384 + 8 + 768] from one encoder pass."""
+    rng = np.random.default_rng(0)
+    base = classifier.task_head.config
+    dim = classifier.encoder.dim + N_FEATURES + 2 * classifier.encoder.dim
+    cfg = replace(base, dense_dim=dim, static_chars=150)
+    weight = rng.normal(size=(dim, 11)).astype(np.float32)  # [D, C]
+    head = TaskHead(cfg, weight, np.zeros(11, np.float32), classifier.task_head.lexical)
+    parts = (classifier.complexity_head, classifier.labels, classifier.meta)
+    clf = PromptClassifier(classifier.encoder, head, *parts)
+    assert clf.static_table is not None and clf.static_table.shape[1] == classifier.encoder.dim
+    out = clf.classify_batch(["Write a haiku about the sea", "x " * 400 + "Summarize the text above."])
+    assert out.probs.shape == (2, 11)
+    np.testing.assert_allclose(out.probs.sum(axis=1), 1.0, atol=1e-5)
+    narrow = TaskHead(replace(cfg, dense_dim=dim - 1), weight[:-1], head.bias, head.lexical)
+    with pytest.raises(ArtifactError, match="static"):
+        PromptClassifier(classifier.encoder, narrow, *parts)

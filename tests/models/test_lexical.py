@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.lexical import LexicalConfig, hashed_ids, lexical_rows, ngram_strings
+from models.lexical import LexicalConfig, hashed_ids, lexical_rows, ngram_strings, shared_ngrams
 
 
 def test_ngrams_are_tagged_by_position() -> None:
@@ -37,3 +37,14 @@ def test_rows_are_unit_norm_and_take_matches() -> None:
     np.testing.assert_allclose(
         rows.take(np.array([False, True, True, False])).matmul(table), (dense @ table)[1:3], atol=1e-5
     )
+
+
+def test_shared_ngrams_keep_words_of_several_families_and_filter_rows() -> None:
+    cfg = LexicalConfig(n_buckets=1 << 12)
+    texts = ["Summarize the movie review", "Summarize the news story", "The sentiment expressed is"]
+    shared = shared_ngrams(texts, ["imdb", "news", "imdb"], cfg, min_groups=2)
+    assert "h:summarize" in shared and "h:summarize the" in shared  # in both families
+    assert "h:sentiment" not in shared and "h:movie" not in shared  # one family only
+    filtered, full = lexical_rows(texts, cfg, shared), lexical_rows(texts, cfg)
+    assert len(filtered.ids) < len(full.ids) and len(filtered) == len(full) == 3
+    np.testing.assert_array_equal(hashed_ids(texts[0], cfg, shared), filtered.ids[: filtered.offsets[1]])

@@ -72,3 +72,12 @@ def test_empty_grid_is_an_error() -> None:
     z = np.zeros(1)
     with pytest.raises(ValueError, match="empty"):
         tune(TaskSettings(), (), z, [""], z, z, z, z, ["a"])
+
+
+def test_task_dense_appends_static_vectors_only_when_asked() -> None:
+    dense, static = np.zeros((3, 5), dtype=np.float32), {150: np.ones((3, 4), dtype=np.float32)}
+    assert task_cv.task_dense(TaskSettings(), dense, static) is dense
+    both = task_cv.task_dense(TaskSettings(static_chars=150), dense, static)
+    assert both.shape == (3, 9) and both[:, 5:].sum() == 12
+    with pytest.raises(ValueError, match="computed for"):
+        task_cv.task_dense(TaskSettings(static_chars=80), dense, static)

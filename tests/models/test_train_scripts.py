@@ -85,6 +85,10 @@ def test_train_classifier_and_quality_end_to_end(tmp_path: Path) -> None:
             "20",
             "--inner-folds",
             "2",
+            "--static-chars",
+            "40",
+            "--min-ngram-families",
+            "2",
             *common,
         ]
     )
@@ -94,6 +98,7 @@ def test_train_classifier_and_quality_end_to_end(tmp_path: Path) -> None:
     assert metrics["task"]["tuning"]["candidates"] and "gold_only" in metrics["task"]
     clf = PromptClassifier.load(tmp_path / "clf")
     assert clf.labels == sorted(CATS) and clf.classify_batch(["hello"]).probs.shape == (1, 3)
+    assert clf.task_head.config.static_chars == 40 and clf.task_head.config.dense_dim == 384 + 8 + 2 * 384
 
     quality_args = [
         *common[:-2],  # not --epochs: the scorer's settings come in --spec
