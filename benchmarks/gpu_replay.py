@@ -1,7 +1,8 @@
 """Part 5 of the GPU check: a routing-value trace replayed on the real engines, static routing vs Triage.
 
 A trace (JSON, gzipped when the name ends in .gz) is what `benchmarks/routing_value.py` simulates, written down
-so that real engines can serve it:
+so that real engines can serve it (`routing_value.py --export-trace`, `routing_value_trace.py`: which model each
+engine stands in for, and what a replay on dummy weights can and cannot show):
 
     {"source": "...",                                   # where the prompts and answers come from
      "engines": {"coder": "<outcomes model>", ...},     # which model's answers each engine of the check stands for
@@ -38,9 +39,8 @@ from benchmarks.gpu_policy_frontier import Outcome, RunJob, Shot, run_job, split
 
 TRACE_NAME = "routing_value_trace.json.gz"
 TODO = (
-    "TODO(routing_value on real engines): no routing_value trace was carried (.vllm/data/" + TRACE_NAME + "). "
-    "benchmarks/routing_value.py is not on main yet, so scripts/prepare_device.sh cannot export its workload; "
-    "once it lands, export its held-out trace at two rates in gpu_replay.py's format"
+    "no routing_value trace was carried (.vllm/data/" + TRACE_NAME + "): run scripts/prepare_device.sh, which "
+    "exports it (benchmarks/routing_value.py --export-trace), and carry .vllm/data"
 )
 ROUTER_PORTS = {"static": 8210, "triage": 8211}
 WORKERS = 4  # client processes; each is one asyncio loop

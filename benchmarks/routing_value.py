@@ -1,6 +1,7 @@
 """Does routing by task fit AND live load deliver more correct answers per second than routing by either alone?
 
     python benchmarks/routing_value.py --outcomes FILE [--predictor DIR] [--out PATH]
+    python benchmarks/routing_value.py --outcomes FILE --export-trace PATH   # only the GPU check's replay trace
 
 The workload is the held-out prompts of an outcomes file (rows of prompt_id, prompt, model, score, benchmark;
 `outcomes_workload.py`) arriving as an open-loop Poisson stream. One simulated engine per model of the file
@@ -40,6 +41,7 @@ if __package__ in (None, ""):  # run as a file: make `benchmarks.*` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import outcomes_workload as workload
+from benchmarks import routing_value_trace as trace_export
 from benchmarks.baselines import BestSinglePolicy, LeastBusyPolicy, OraclePolicy, QualityOnlyPolicy, RandomPolicy
 from benchmarks.common import REPO, RESULTS, SHARED_DATA, machine, percentile, write_json
 from benchmarks.engine_profile import PROFILE_FIELDS, measure_shape
@@ -491,6 +493,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--placements", default=",".join(PLACEMENTS))
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", type=Path, default=RESULTS / "routing_value.json")
+    g = p.add_argument_group("GPU check trace (routing_value_trace.py)")
+    g.add_argument(
+        "--export-trace",
+        type=Path,
+        help="only write the held-out workload as a gpu_replay trace (seconds; no simulation) and exit",
+    )
+    g.add_argument("--trace-config", type=Path, default=REPO / "configs" / "gpu-dummy.yaml", help="its engines")
+    g.add_argument(
+        "--trace-rates",
+        type=lambda text: tuple(float(x) for x in text.split(",")),
+        default=trace_export.DEFAULT_RATES,
+        help="req/s, comma-separated",
+    )
+    g.add_argument("--trace-duration", type=float, default=trace_export.DEFAULT_DURATION_S, help="seconds per rate")
     return p
 
 
@@ -535,6 +551,13 @@ def setup(args: argparse.Namespace) -> Bench:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.export_trace:
+        engines = trace_export.check_engines(args.trace_config)
+        brief = trace_export.export(
+            args.outcomes, args.export_trace, engines, args.trace_rates, args.trace_duration, args.seed
+        )
+        print(json.dumps(brief))
+        return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args.policies = [k for k in args.policies.split(",") if k]
     if unknown := set(args.policies) - set(POLICIES):

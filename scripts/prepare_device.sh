@@ -10,7 +10,7 @@
 #   .vllm/vllm026-{a,b}.tar.xz  the vLLM 0.26 bundle (sm_90 kernels only, ~53 MB), from ../shared/device's recipe
 #   .vllm/bin                   that recipe's device scripts (vllm_device_env.sh unpacks the bundle there)
 #   .vllm/data                  a 3,000-prompt sample of the prompt mix (~0.7 MB), checkout.json (commit),
-#                               and the routing_value trace once benchmarks/routing_value.py can export one
+#                               and the routing_value replay trace (~50 KB, routing_value.py --export-trace)
 #   .vllm/minilm-shape          all-MiniLM-L6-v2's config and tokenizer without weights (~0.7 MB): the check draws
 #                               random weights in that shape there; the real ones (46 MB fp16) do not fit beside vLLM
 #   .whl                        the few wheels Triage imports beyond the image and the bundle
@@ -57,8 +57,10 @@ checkout = {"commit": git("rev-parse", "HEAD"), "branch": git("rev-parse", "--ab
             "prepared": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 open(".vllm/data/checkout.json", "w").write(json.dumps(checkout) + "\n")
 EOF
-    # TODO(routing_value): export .vllm/data/routing_value_trace.json.gz here once benchmarks/routing_value.py
-    # is on main (format: benchmarks/gpu_replay.py); until then the check's replay part says it skipped.
+    # the routing_value held-out workload at two rates as the check's replay trace (format: gpu_replay.py; ~50 KB,
+    # seconds, no simulation); fails the script if it cannot be written
+    [ -f .vllm/data/routing_value_trace.json.gz ] || PYTHONPATH=$PWD timeout 300 "$PY" benchmarks/routing_value.py \
+        --outcomes "$SHARED/data/outcomes_routerdc_train.jsonl.gz" --export-trace .vllm/data/routing_value_trace.json.gz
 }
 
 minilm_shape() {
