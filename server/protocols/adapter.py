@@ -189,6 +189,58 @@ class StreamState(Protocol):
         """The client's last events after `[DONE]`."""
 
 
+class ChunkWalker:
+    """The part of a translated stream that reads chat chunks, the same for every client protocol: the first chunk
+    names the model and opens the client's stream, usage is kept, and choice 0's text, tool-call deltas and finish
+    go to the subclass's events. Other choices are dropped: `n > 1` has no form in the Responses or Messages
+    streams, and the first choice is the answer."""
+
+    model: str
+    started: bool
+    finish_reason: str | None
+
+    def chunk(self, chunk: dict[str, Any]) -> bytes:
+        if not self.started:
+            self.model = str(chunk.get("model", ""))
+        out = [self.start()]
+        if chunk.get("usage"):
+            self.keep_usage(chunk["usage"])
+        for choice in chunk.get("choices") or []:
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                out.append(self.text(delta["content"]))
+            for call in delta.get("tool_calls") or []:
+                out.append(self.call(call))
+            if choice.get("finish_reason"):
+                self.finished(choice)
+                out.append(self.close())
+        return b"".join(out)
+
+    def finished(self, choice: dict[str, Any]) -> None:
+        """Remember how the answer ended (a choice with `finish_reason`)."""
+        self.finish_reason = choice["finish_reason"]
+
+    def start(self) -> bytes:
+        """The client's opening events, once (b"" after)."""
+        raise NotImplementedError
+
+    def keep_usage(self, usage: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def text(self, text: str) -> bytes:
+        raise NotImplementedError
+
+    def call(self, call: dict[str, Any]) -> bytes:
+        """Events for one tool-call delta of the chat stream."""
+        raise NotImplementedError
+
+    def close(self) -> bytes:
+        """Events that close the open block or item, if any."""
+        raise NotImplementedError
+
+
 async def translated_stream(state: StreamState, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """The client's stream from an engine's chat-completions stream, event by event."""
     async with aclosing(chat_chunks(events)) as chunks:

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import anthropic_error, status_of
-from .adapter import native_stream, sse, translated_stream
+from .adapter import ChunkWalker, native_stream, sse, translated_stream
 
 if TYPE_CHECKING:
     from .anthropic import MessagesAnswer
@@ -31,7 +31,7 @@ def error_event(error: dict[str, Any]) -> bytes:
     return b"event: error\ndata: " + body + b"\n\n"
 
 
-class _Events:
+class _Events(ChunkWalker):
     """The state of one translated stream: the content blocks so far and the one still open."""
 
     def __init__(self, answer: MessagesAnswer) -> None:
@@ -53,24 +53,11 @@ class _Events:
         message = self.answer.message(self.model, [])
         return sse("message_start", {"type": "message_start", "message": message}) + sse("ping", {"type": "ping"})
 
-    def chunk(self, chunk: dict[str, Any]) -> bytes:
-        if not self.started:
-            self.model = str(chunk.get("model", ""))
-        out = [self.start()]
-        if chunk.get("usage"):
-            self.usage = chunk["usage"]
-        for choice in chunk.get("choices") or []:
-            if choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                out.append(self.text(delta["content"]))
-            for call in delta.get("tool_calls") or []:
-                out.append(self.call(call))
-            if choice.get("finish_reason"):
-                self.finish_reason, self.matched = choice["finish_reason"], choice.get("stop_reason")
-                out.append(self.close())
-        return b"".join(out)
+    def keep_usage(self, usage: dict[str, Any]) -> None:
+        self.usage = usage
+
+    def finished(self, choice: dict[str, Any]) -> None:
+        self.finish_reason, self.matched = choice["finish_reason"], choice.get("stop_reason")
 
     def begin(self, block: dict[str, Any], text: bool) -> bytes:
         out = self.close()

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from .adapter import native_stream, sse, translated_stream
+from .adapter import ChunkWalker, native_stream, sse, translated_stream
 
 if TYPE_CHECKING:
     from .responses import ResponsesAnswer
@@ -25,7 +25,7 @@ def translated_events(answer: ResponsesAnswer, events: AsyncIterator[bytes]) -> 
     return translated_stream(_Events(answer), events)
 
 
-class _Events:
+class _Events(ChunkWalker):
     """The state of one translated stream: the output items so far and the one still open."""
 
     def __init__(self, answer: ResponsesAnswer) -> None:
@@ -51,24 +51,8 @@ class _Events:
         response = self.answer.response(self.model, [], status="in_progress")
         return self.event("response.created", response=response) + self.event("response.in_progress", response=response)
 
-    def chunk(self, chunk: dict[str, Any]) -> bytes:
-        if not self.started:
-            self.model = str(chunk.get("model", ""))
-        out = [self.start()]
-        if chunk.get("usage"):
-            self.usage = usage(chunk["usage"])
-        for choice in chunk.get("choices") or []:
-            if choice.get("index", 0) != 0:
-                continue  # n > 1 has no Responses form; the first choice is the answer
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                out.append(self.text(delta["content"]))
-            for call in delta.get("tool_calls") or []:
-                out.append(self.call(call))
-            if choice.get("finish_reason"):
-                self.finish_reason = choice["finish_reason"]
-                out.append(self.close())
-        return b"".join(out)
+    def keep_usage(self, usage_: dict[str, Any]) -> None:
+        self.usage = usage(usage_)
 
     def text(self, text: str) -> bytes:
         out = b""
