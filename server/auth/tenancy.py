@@ -13,8 +13,6 @@ overrun it; `settle()` books what was used (the engine's reported usage when the
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import sqlite3
 import time
@@ -25,6 +23,7 @@ from ..errors import EngineUnavailable, Forbidden, RateLimited, Unauthorized
 from ..intake import Demand
 from ..protocol import RouteOptions
 from ..telemetry.metrics import Metrics
+from ..ticker import Ticker
 from .budget import BudgetBook, Hold, Limit, Refusal
 from .keys import KeyRecord, KeyStore, hash_key
 from .ledger import UsageLedger, utc_day
@@ -94,7 +93,7 @@ class Tenancy:
         self.feedback = Limiter(feedback_per_minute)
         self._keys: dict[str, KeyRecord] = {}  # hash -> record
         self._tenants: dict[str, Tenant] = {}  # key id -> live counters
-        self._task: asyncio.Task[None] | None = None
+        self._reloader = Ticker(RELOAD_S, self.reload, "key-reload")
 
     @property
     def open(self) -> bool:
@@ -112,13 +111,10 @@ class Tenancy:
                 tenant = self._tenants.get(kid)
                 if tenant is not None:
                     tenant.day, tenant.used_tokens, tenant.used_usd = day, tokens, usd
-        self._task = asyncio.create_task(self._reload_loop(), name="key-reload")
+        self._reloader.start()  # a locked or broken file keeps the last table (the ticker logs it)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._reloader.stop()
 
     def reload(self) -> None:
         if self.store is None:
@@ -139,14 +135,6 @@ class Tenancy:
                 )
                 if old is not None:
                     tenant.day, tenant.used_tokens, tenant.used_usd = old.day, old.used_tokens, old.used_usd
-
-    async def _reload_loop(self) -> None:
-        while True:
-            await asyncio.sleep(RELOAD_S)
-            try:
-                self.reload()
-            except Exception:  # a locked or broken file must not stop reloading; keep the last table
-                log.exception("reloading API keys failed; keeping the previous table")
 
     # -- the request path -------------------------------------------------------------------------------
 

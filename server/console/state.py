@@ -10,9 +10,6 @@ ring's O(1) appends. Knows nothing about HTTP (`routes.py` serves it) or how the
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -21,13 +18,13 @@ import orjson
 
 from ..config import TriageConfig
 from ..policy import POLICIES
+from ..ticker import Ticker
 from .views import decision_detail, decision_summary, engine_views, gpu_views
 from .window import Windows
 
 if TYPE_CHECKING:
     from ..serving import Gateway
 
-log = logging.getLogger(__name__)
 FOLD_S = 1.0  # how often finished requests are folded into the windows
 FIRST_DECISIONS = 100  # rows a new client gets; later snapshots carry only what changed, at most this many
 DEFAULT_TTFT_TARGET_MS = 1000.0  # for policies without a `ttft_target_ms` option
@@ -49,25 +46,13 @@ class Console:
         self.windows = Windows(ttft_target_s(gateway.config))
         self.started_unix = time.time()
         self._folded_total = 0  # finished requests the windows have seen, or missed
-        self._task: asyncio.Task[None] | None = None
+        self._folder = Ticker(FOLD_S, self.fold, "console-fold")
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="console-fold")
+        self._folder.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(FOLD_S)
-            try:
-                self.fold()
-            except Exception:  # a console bug must not stop the windows; say so loudly
-                log.exception("console: folding finished requests failed")
+        await self._folder.stop()
 
     def fold(self) -> None:
         """Move finished requests from the ring's queue into the windows (and count any it dropped)."""

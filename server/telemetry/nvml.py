@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 
 from ..load import GpuLoad, LoadBoard
+from ..ticker import Ticker
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -123,11 +124,10 @@ class NvmlReader:
         self.metrics = metrics
         self.engine_groups = engine_groups
         self.configured_gpus = configured_gpus or {}
-        self.interval_s = interval_s
         self.engines_on_gpu: dict[str, list[str]] = {}  # gpu -> model names, after the last reading
         self.engine_memory: dict[tuple[str, str], int] = {}  # (model, gpu) -> bytes, launched engines only
         self._nvml: Nvml | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._ticker = Ticker(interval_s, self.poll_once, "nvml-reader")
         self._failing = False
 
     @property
@@ -148,22 +148,13 @@ class NvmlReader:
                 reading.memory_total_bytes / GIB,
                 ", ".join(models) or "none",
             )
-        self._task = asyncio.create_task(self._run(), name="nvml-reader")
+        self._ticker.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._ticker.stop()
         if self._nvml is not None:
             await asyncio.to_thread(self._nvml.close)
             self._nvml = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            await self.poll_once()
 
     async def poll_once(self) -> None:
         if self._nvml is None:

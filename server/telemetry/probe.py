@@ -8,13 +8,13 @@ counter becomes a rate (tokens/s between two scrapes) for the operator console.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 
 from ..backends import EngineClient
 from ..load import LoadBoard
+from ..ticker import Ticker
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -27,28 +27,16 @@ class EngineProbe:
         self.clients = clients
         self.load = load
         self.metrics = metrics
-        self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
+        self._ticker = Ticker(interval_s, self.poll_once, "engine-probe")
         self._generated: dict[str, tuple[float, float]] = {}  # model -> (clock s, tokens) at the last scrape
         self.clock: Callable[[], float] = time.monotonic  # tests swap in their own
 
     async def start(self) -> None:
         await self.poll_once()
-        self._task = asyncio.create_task(self._run(), name="engine-probe")
+        self._ticker.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                await self.poll_once()
-            except Exception:  # a probe bug must not stop probing; log it loudly
-                log.exception("engine probe failed")
+        await self._ticker.stop()
 
     async def poll_once(self) -> None:
         await asyncio.gather(*(self._poll(name, client) for name, client in self.clients.items()))
