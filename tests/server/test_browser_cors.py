@@ -17,25 +17,14 @@ import pytest
 
 from server.config import parse_config
 
+from .chromium import CHROMIUM, launch
 from .conftest import RunningTriage, free_port, run_triage, sim_model
 
-CHROMIUM = os.environ.get("TRIAGE_CHROMIUM", "/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(
     not os.access(CHROMIUM, os.X_OK),
     reason=f"needs Debian's chromium at {CHROMIUM}: apt-get install -y chromium (.ci/run does)",
 )
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency: pip install -e '.[dev]'")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
 # The page's test: list models, then stream a chat completion and read it chunk by chunk as a chat UI would.
 PAGE = """<!doctype html><meta charset="utf-8"><title>cors test</title><script>
 async function runTest(base) {
@@ -115,9 +104,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A page in a fresh headless Chromium profile."""
     profile = Path(tmp_path_factory.mktemp("chromium"))
     with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=FLAGS
-        )
+        context = launch(playwright, profile)
         try:
             yield context.new_page()
         finally:

@@ -24,21 +24,11 @@ import yaml
 from server.auth.keys import KeyStore
 from server.config import TriageConfig, parse_config
 
+from ..chromium import CHROMIUM, launch
 from ..conftest import RunningTriage, free_port, run_triage
 from ..simthread import SimThread, sim_engines
 
 REPO = Path(__file__).resolve().parents[3]
-CHROMIUM = os.environ.get("TRIAGE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PROMPTS = [
     "Write a Python function that merges two sorted lists.",
     "Solve the equation 3x + 7 = 22 step by step.",
@@ -131,13 +121,7 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium (or set TRIAGE_CHROMIUM)")
     with sync_api.sync_playwright() as playwright:
         try:
-            context = playwright.chromium.launch_persistent_context(
-                str(tmp_path / "profile"),  # a fresh profile each run
-                executable_path=CHROMIUM,
-                headless=True,
-                args=CHROMIUM_FLAGS,
-                viewport={"width": 1440, "height": 1400},
-            )
+            context = launch(playwright, tmp_path / "profile", viewport={"width": 1440, "height": 1400})
         except sync_api.Error as exc:
             pytest.skip(f"Chromium at {CHROMIUM} cannot start here: {str(exc).splitlines()[0]}")
         try:
