@@ -32,7 +32,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -270,6 +270,29 @@ def added_p50_ms(samples: dict[str, list[Any]]) -> float:
     return (percentile(triage, 50) - percentile(direct, 50)) * 1e3
 
 
+Pooled = dict[bool, dict[str, list[Any]]]  # condition -> target name -> samples
+
+
+def abba_blocks(
+    args: argparse.Namespace, count: int, flag: str, run_block: Callable[[bool], dict[str, list[Any]]]
+) -> tuple[Pooled, list[dict[str, Any]]]:
+    """`count` blocks in the order A B B A ... (False, True, True, False, ...), within `--budget-s`:
+    `run_block(condition)` measures one block; its samples are pooled per condition, and each block's added p50
+    is kept under the key `flag` for its condition."""
+    pooled: Pooled = {condition: {"direct": [], "triage_auto": []} for condition in (False, True)}
+    blocks: list[dict[str, Any]] = []
+    t0 = time.monotonic()
+    for n in range(count):
+        condition = n % 4 in (1, 2)
+        got = run_block(condition)
+        for name, rows in got.items():
+            pooled[condition][name] += rows
+        blocks.append({"block": n, flag: condition, "added_p50_ms": round(added_p50_ms(got), 4)})
+        if time.monotonic() - t0 > args.budget_s:
+            break
+    return pooled, blocks
+
+
 def phase_console_ab(args: argparse.Namespace, routers: Routers) -> dict[str, Any]:
     """Triage's added latency (non-streamed, `model: auto`) with and without one console client attached.
 
@@ -279,8 +302,6 @@ def phase_console_ab(args: argparse.Namespace, routers: Routers) -> dict[str, An
     condition; the interval is a bootstrap over blocks.
     """
     engine, engine_port = fake_engine(args, routers)
-    pooled: dict[bool, dict[str, list[Any]]] = {flag: {"direct": [], "triage_auto": []} for flag in (False, True)}
-    blocks: list[dict[str, Any]] = []
     with engine:
         triage_cm, triage_url = routers.triage(engine_port, "fake")
         with triage_cm, ConsoleClient(triage_url) as console:
@@ -289,17 +310,13 @@ def phase_console_ab(args: argparse.Namespace, routers: Routers) -> dict[str, An
             bodies = {t.name: chat_body(t.model, False, args.chunks) for t in (direct, triage)}
             probe = SequentialProbe([direct, triage])
             probe.run(bodies, False, 0, warmup=200, budget_s=args.budget_s)
-            t0 = time.monotonic()
-            for n in range(args.console_ab):
-                attached = n % 4 in (1, 2)  # A B B A ...
+
+            def block(attached: bool) -> dict[str, list[Any]]:
                 if attached != console.attached:
                     console.attach() if attached else console.detach()
-                got = probe.run(bodies, False, args.console_block, warmup=0, budget_s=args.budget_s)
-                for name, rows in got.items():
-                    pooled[attached][name] += rows
-                blocks.append({"block": n, "console": attached, "added_p50_ms": round(added_p50_ms(got), 4)})
-                if time.monotonic() - t0 > args.budget_s:
-                    break
+                return probe.run(bodies, False, args.console_block, warmup=0, budget_s=args.budget_s)
+
+            pooled, blocks = abba_blocks(args, args.console_ab, "console", block)
             probe.close()
     read = console.read
 
@@ -348,8 +365,6 @@ def phase_checkout_ab(args: argparse.Namespace, routers: Routers) -> dict[str, A
     stretches of a noisy machine. Percentiles are pooled per version; the interval is a bootstrap over blocks.
     """
     engine, engine_port = fake_engine(args, routers)
-    pooled: dict[bool, dict[str, list[Any]]] = {flag: {"direct": [], "triage_auto": []} for flag in (False, True)}
-    blocks: list[dict[str, Any]] = []
     with engine:
         base_cm, base_url = routers.triage(
             engine_port, "fake", checkout=args.baseline_checkout, policy=args.baseline_policy
@@ -364,16 +379,12 @@ def phase_checkout_ab(args: argparse.Namespace, routers: Routers) -> dict[str, A
                 probe = SequentialProbe([direct, triage])
                 probe.run(bodies, False, 0, warmup=200, budget_s=args.budget_s)
                 probes[flag] = (probe, bodies)
-            t0 = time.monotonic()
-            for n in range(args.checkout_ab):
-                flag = n % 4 in (1, 2)  # A B B A ...
-                probe, bodies = probes[flag]
-                got = probe.run(bodies, False, args.console_block, warmup=0, budget_s=args.budget_s)
-                for name, rows in got.items():
-                    pooled[flag][name] += rows
-                blocks.append({"block": n, "this_checkout": flag, "added_p50_ms": round(added_p50_ms(got), 4)})
-                if time.monotonic() - t0 > args.budget_s:
-                    break
+
+            def block(this_checkout: bool) -> dict[str, list[Any]]:
+                probe, bodies = probes[this_checkout]
+                return probe.run(bodies, False, args.console_block, warmup=0, budget_s=args.budget_s)
+
+            pooled, blocks = abba_blocks(args, args.checkout_ab, "this_checkout", block)
             for probe, _ in probes.values():
                 probe.close()
 
@@ -642,26 +653,21 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path("/tmp/triage-bench-overhead")
     workdir.mkdir(exist_ok=True)
     started = time.time()
-    if args.checkout_ab:
-        if args.baseline_checkout is None:
-            parser.error("--checkout-ab needs --baseline-checkout")
-        out = args.out.with_name("overhead_checkout_ab.json") if args.out.name == "overhead.json" else args.out
-        result = phase_checkout_ab(args, Routers(workdir, None))
-        result = {"benchmark": "overhead_checkout_ab", "machine": machine(), "started_unix": int(started), **result}
-        result["duration_s"] = round(time.time() - started, 1)
-        out.write_text(json.dumps(result, indent=1))
-        plot_checkout_ab(result, out.with_suffix(".png"))
-        print(json.dumps(result["summary"]))
-        return 0
-    if args.console_ab:
-        out = args.out.with_name("overhead_console.json") if args.out.name == "overhead.json" else args.out
-        result = phase_console_ab(args, Routers(workdir, None))
-        result = {"benchmark": "overhead_console", "machine": machine(), "started_unix": int(started), **result}
-        result["duration_s"] = round(time.time() - started, 1)
-        out.write_text(json.dumps(result, indent=1))
-        plot_console_ab(result, out.with_suffix(".png"))
-        print(json.dumps(result["summary"]))
-        return 0
+    if args.checkout_ab and args.baseline_checkout is None:
+        parser.error("--checkout-ab needs --baseline-checkout")
+    for wanted, name, phase, plot_ab_result in (
+        (args.checkout_ab, "overhead_checkout_ab", phase_checkout_ab, plot_checkout_ab),
+        (args.console_ab, "overhead_console", phase_console_ab, plot_console_ab),
+    ):
+        if wanted:
+            out = args.out.with_name(f"{name}.json") if args.out.name == "overhead.json" else args.out
+            measured = phase(args, Routers(workdir, None))
+            result = {"benchmark": name, "machine": machine(), "started_unix": int(started), **measured}
+            result["duration_s"] = round(time.time() - started, 1)
+            out.write_text(json.dumps(result, indent=1))
+            plot_ab_result(result, out.with_suffix(".png"))
+            print(json.dumps(result["summary"]))
+            return 0
     litellm_exe = None if args.no_litellm else ensure_litellm(args.litellm_venv)
     routers = Routers(workdir, litellm_exe, console_client=args.console_client)
     zero = phase_zero_latency(args, routers)
