@@ -52,8 +52,11 @@ def ids_for(request: Request) -> RequestIds:
     return ids
 
 
-async def read_request_body(request: Request, limit_bytes: int) -> bytes:
-    return await read_body(request.stream(), request.headers.get("content-length"), limit_bytes)
+async def caller_and_body(request: Request, gateway: Gateway) -> tuple[Tenant, bytes]:
+    """The caller (authenticated first: a refused key reads no body), then the body within the configured limit."""
+    tenant = tenant_of(request, gateway)
+    raw = await read_body(request.stream(), request.headers.get("content-length"), gateway.config.server.max_body_bytes)
+    return tenant, raw
 
 
 def gateway_of(request: Request) -> Gateway:
@@ -85,8 +88,7 @@ async def route(request: Request) -> Response:
     """Dry run: the routing decision for a chat or completions body, without generating or changing anything."""
     ids = ids_for(request)
     gateway = gateway_of(request)
-    tenant = tenant_of(request, gateway)
-    raw = await read_request_body(request, gateway.config.server.max_body_bytes)
+    tenant, raw = await caller_and_body(request, gateway)
     decision = await gateway.dry_run(raw, ids, tenant)
     return Response(decision.model_dump_json(), media_type=JSON)
 
@@ -96,8 +98,7 @@ async def feedback(request: Request) -> Response:
     """Tell the router how good an answer was (once per request, by the key that made it)."""
     ids_for(request)
     gateway = gateway_of(request)
-    tenant = tenant_of(request, gateway)
-    raw = await read_request_body(request, gateway.config.server.max_body_bytes)
+    tenant, raw = await caller_and_body(request, gateway)
     client = request.client.host if request.client else None
     return Response(await gateway.feedback(raw, tenant, client), media_type=JSON)
 
@@ -129,8 +130,7 @@ def _cards(gateway: Gateway, tenant: Tenant) -> list[ModelCard]:
 async def messages_count_tokens(request: Request) -> Response:
     """Anthropic's token count for a Messages body: the router's estimate (characters / 4), not a tokenizer's."""
     gateway = gateway_of(request)
-    tenant_of(request, gateway)
-    raw = await read_request_body(request, gateway.config.server.max_body_bytes)
+    _, raw = await caller_and_body(request, gateway)
     return Response(count_tokens(raw, gateway.aliases.resolve, gateway.models), media_type=JSON)
 
 
