@@ -153,6 +153,7 @@ def complexity_from_training_part(embedding: np.ndarray, scores: np.ndarray, tra
 def classify(texts: Sequence[str], embedding: np.ndarray, complexity: np.ndarray) -> list[Classification]:
     """The MiniLM classifier's output per prompt from precomputed embeddings [P, 384] (its task head only), with
     `complexity` [P] in place of its complexity head's."""
+    from models.answer_format import offers_choices
     from models.classifier import DEFAULT_ARTIFACT, PromptClassifier, load_task_head, read_meta
     from models.heads import HeadConfig, load_heads
     from models.task_head import TaskHeadConfig
@@ -169,7 +170,8 @@ def classify(texts: Sequence[str], embedding: np.ndarray, complexity: np.ndarray
         for k in range(len(batch)):
             scores = {c: float(p) for c, p in zip(result.labels, result.probs[k], strict=True)}
             category = max(scores, key=scores.__getitem__)
-            out.append(Classification(category, scores, float(complexity[start + k]), result.embedding[k]))
+            choices = offers_choices(batch[k])
+            out.append(Classification(category, scores, float(complexity[start + k]), result.embedding[k], choices))
     return out
 
 
@@ -238,4 +240,5 @@ def route_request(work: Workload, request: Request) -> RouteRequest:
 def predicted_quality(predictor: QualityPredictor, work: Workload) -> np.ndarray:
     """[P, M] the predictor's probabilities for every prompt, in the predictor's model order (one batched call)."""
     embedding = np.stack([c.embedding for c in work.classifications if c.embedding is not None])
-    return np.asarray(predictor.predict(embedding))
+    choices = np.array([c.offers_choices for c in work.classifications if c.embedding is not None])
+    return np.asarray(predictor.predict(embedding, choices))

@@ -168,8 +168,8 @@ class PrecomputedQuality(LearnedQuality):
             for p, c in enumerate(classifications)
         }
 
-    def predict(self, embedding: np.ndarray | None) -> list[float | None]:
-        return self.rows[id(embedding)] if embedding is not None else super().predict(embedding)
+    def predict(self, embedding: np.ndarray | None, offers_choices: bool = False) -> list[float | None]:
+        return self.rows[id(embedding)] if embedding is not None else super().predict(embedding, offers_choices)
 
 
 def check_precomputed(bench: Bench, sample: int = 64) -> float:
@@ -179,7 +179,8 @@ def check_precomputed(bench: Bench, sample: int = 64) -> float:
     fast = PrecomputedQuality(learned, bench.probs, bench.work.classifications)
     worst = 0.0
     for c in bench.work.classifications[:sample]:
-        for a, b in zip(fast.predict(c.embedding), learned.predict(c.embedding), strict=True):
+        pairs = zip(fast.predict(c.embedding), learned.predict(c.embedding, c.offers_choices), strict=True)
+        for a, b in pairs:
             worst = max(worst, abs((a or 0.0) - (b or 0.0)))
     return worst
 

@@ -1,6 +1,7 @@
 """`triage eval-routing`: how much accuracy does routing by the quality predictor buy?
 
-Reads an outcomes file (prompt_id, prompt, model, score, benchmark), embeds its prompts (cached), routes each
+Reads an outcomes file (prompt_id, prompt, model, score, benchmark), embeds its prompts (cached) and reads their
+answer format (models/answer_format.py; used when the predictor was trained with it), routes each
 prompt to the model with the highest predicted quality (ties -> the model with the better training average)
 and prints one JSON object: per benchmark and on average (prompt-weighted and benchmark-macro) the routed
 accuracy, every single model, the best single model, random routing (expected accuracy of a uniform pick) and
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.answer_format import choice_flags
 from models.calibration import ece_per_column
 from models.data import DEFAULT_OUTCOMES, load_outcomes
 from models.embed_cache import DEFAULT_CACHE_DIR, embed_cached
@@ -118,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
     )
     emb = embed_cached(ot.texts, enc_cfg, ot.cache_id, args.cache_dir)[mask]
-    probs, confidence = predictor.predict_with_confidence(emb)  # [P, M] calibrated and gated, [P]
+    choices = choice_flags([t for t, k in zip(ot.texts, mask, strict=True) if k])  # [P] answer format
+    probs, confidence = predictor.predict_with_confidence(emb, choices)  # [P, M] calibrated and gated, [P]
     chosen = route_indices(probs, predictor.overall)
     ece = ece_per_column(probs, scores[mask])
     bench = np.asarray(ot.benchmarks)[mask]

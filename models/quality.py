@@ -1,20 +1,23 @@
 """QualityPredictor: prompt embedding -> calibrated per-model probability of a good answer, and the argmax route.
 
-    raw, signals = scorer(emb)                      [B, 384] -> [B, M], confidence signals [B] each
+    x            = quality_inputs(emb, choices, w)  [B, 384] + answer format [B] -> [B, 386] (w = 0: x = emb)
+    raw, signals = scorer(x)                        [B, D] -> [B, M], confidence signals [B] each
     c            = gate(raw, signals)               [B] in [0, 1]: how much the scorer knows this prompt
     predict(emb) = c * calibrator(raw) + (1 - c) * overall          [B, M]
     route(emb)   = argmax over models of predict(emb), ties -> the model with the better `overall` score
 
 `scorer` is any registered quality scorer (models/scorers: kNN, MLP heads, matrix factorisation, contrastive,
 benchmark prior, or an ensemble of them), `calibrator` one monotone map per model fitted on out-of-fold
-predictions (models/calibration.py), `overall` each model's benchmark-macro mean score on the training rows, and
-`gate` the abstention rule (models/gate.py): where it closes (c = 0) the prompt gets `overall`, so the policy
-prefers the best single model with honest probabilities; an open gate (no signal) leaves calibrated output.
+predictions (models/calibration.py), `overall` each model's benchmark-macro mean score on the training rows,
+`w` the artifact's answer-format weight (models/answer_format.py: option-scored and generated answers rank the
+models differently, so same-format neighbours count more), and `gate` the abstention rule (models/gate.py):
+where it closes (c = 0) the prompt gets `overall`, so the policy prefers the best single model with honest
+probabilities; an open gate (no signal) leaves calibrated output.
 One similarity product per prompt gives both the prediction and the signals.
 Artifact (format 2): `<dir>/quality.safetensors` (the scorer's arrays) + `<dir>/meta.json` (scorer config,
-calibration maps, gate, model names, overall scores, split, metrics, the command that made it; an artifact
-without a `gate` entry has none).
-This module knows nothing about text, data files or training; it maps embeddings to scores.
+calibration maps, gate, model names, overall scores, `inputs.answer_format_weight`, split, metrics, the command
+that made it; an artifact without a `gate` entry has none, one without `inputs` reads embeddings alone).
+This module knows nothing about text, data files or training; it maps embeddings (and format flags) to scores.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from models.answer_format import quality_inputs
 from models.calibration import Calibrator
 from models.data import REPO_ROOT
 from models.errors import ArtifactError
@@ -64,29 +68,45 @@ class QualityPredictor:
         self.overall = overall.astype(np.float32)  # [M]
         self.meta = meta
         self.gate = gate if gate is not None else GateConfig()
+        self.answer_format_weight = float(meta.get("inputs", {}).get("answer_format_weight", 0.0))
 
-    def predict_raw(self, embedding: np.ndarray) -> np.ndarray:
-        """[B, 384] -> [B, M] scorer output before calibration and gate."""
-        return self.scorer.predict(embedding)
+    def inputs(self, embedding: np.ndarray, choices: np.ndarray | None) -> np.ndarray:
+        """The scorer's input for [B, 384] unit embeddings and [B] answer-format flags (models/answer_format.py
+        `choice_flags`; required when the artifact was trained with the format, ignored otherwise)."""
+        if self.answer_format_weight == 0:
+            return embedding
+        if choices is None:
+            raise ValueError(
+                "this quality predictor was trained with the answer format (inputs.answer_format_weight = "
+                f"{self.answer_format_weight}); pass models.answer_format.choice_flags(texts) with the embeddings"
+            )
+        return quality_inputs(embedding, choices, self.answer_format_weight)
 
-    def predict_with_confidence(self, embedding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """[B, 384] unit embeddings -> ([B, M] probability that each model answers well, [B] gate confidence;
-        0 = the prompt got the prior `overall`)."""
-        raw, signals = self.scorer.predict_with_signals(embedding)
+    def predict_raw(self, embedding: np.ndarray, choices: np.ndarray | None = None) -> np.ndarray:
+        """[B, 384] (+ [B] answer formats) -> [B, M] scorer output before calibration and gate."""
+        return self.scorer.predict(self.inputs(embedding, choices))
+
+    def predict_with_confidence(
+        self, embedding: np.ndarray, choices: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """[B, 384] unit embeddings (+ [B] answer formats) -> ([B, M] probability that each model answers well,
+        [B] gate confidence; 0 = the prompt got the prior `overall`)."""
+        raw, signals = self.scorer.predict_with_signals(self.inputs(embedding, choices))
         confidence = self.gate.confidence(raw, signals, self.overall)
         return blend(self.calibrator.apply(raw), confidence, self.overall), confidence
 
-    def predict(self, embedding: np.ndarray) -> np.ndarray:
-        """[B, 384] unit embeddings -> [B, M] calibrated, gated probability that each model answers well."""
-        return self.predict_with_confidence(embedding)[0]
+    def predict(self, embedding: np.ndarray, choices: np.ndarray | None = None) -> np.ndarray:
+        """[B, 384] unit embeddings (+ [B] answer formats) -> [B, M] calibrated, gated probability that each
+        model answers well."""
+        return self.predict_with_confidence(embedding, choices)[0]
 
-    def route_indices(self, embedding: np.ndarray) -> np.ndarray:
+    def route_indices(self, embedding: np.ndarray, choices: np.ndarray | None = None) -> np.ndarray:
         """[B] index of the routed model per prompt."""
-        return route_indices(self.predict(embedding), self.overall)
+        return route_indices(self.predict(embedding, choices), self.overall)
 
-    def route(self, embedding: np.ndarray) -> list[str]:
+    def route(self, embedding: np.ndarray, choices: np.ndarray | None = None) -> list[str]:
         """Routed model name per prompt."""
-        return [self.models[i] for i in self.route_indices(embedding)]
+        return [self.models[i] for i in self.route_indices(embedding, choices)]
 
     def save(self, out: str | Path) -> None:
         import torch
@@ -104,6 +124,7 @@ class QualityPredictor:
             "scorer": {"kind": self.scorer.kind, **self.scorer.config_json()},
             "calibration": self.calibrator.to_json(),
             "gate": {**self.meta.get("gate", {}), **self.gate.to_json()},
+            "inputs": {**self.meta.get("inputs", {}), "answer_format_weight": self.answer_format_weight},
         }
         (out / "meta.json").write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n")
 

@@ -1,7 +1,9 @@
 """The protocol shared by `triage train-quality` and the quality experiment: data, split, inner scores, report.
 
-  - `prepare`: outcomes file -> embeddings (cached) -> TrainSet over every prompt, the held-out mask (a seeded
+  - `prepare`: outcomes file -> embeddings (cached) and answer formats -> the scorers' inputs (models/
+    answer_format.quality_inputs at the given weight) -> TrainSet over every prompt, the held-out mask (a seeded
     prompt_id hash holds out `heldout_frac` of every benchmark, models/splits.heldout_mask) and ID folds.
+    `with_answer_format` rebuilds the inputs at another weight (same split).
   - `inner_scores`: on the training part only, out-of-fold routing gain in distribution (k folds) and leave-one-
     benchmark-out (each training benchmark predicted by scorers fitted on the other benchmarks' training rows);
     the selection criterion is their mean. Held-out prompts are never touched here. With a gate rule
@@ -20,12 +22,13 @@ This module knows nothing about which scorers exist or which one ships.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from models.answer_format import choice_flags, quality_inputs
 from models.calibration import Calibrator, Method, ece_per_column
 from models.data import DEFAULT_OUTCOMES, OutcomeTable, load_outcomes
 from models.embed_cache import DEFAULT_CACHE_DIR, embed_cached
@@ -49,6 +52,9 @@ class OutcomeSplit:
     folds: np.ndarray  # [N] ID fold per row (used on training rows)
     heldout_frac: float
     seed: int
+    embedding: np.ndarray  # [N, 384] the encoder's unit embeddings
+    choices: np.ndarray  # [N] bool: the prompt offers answer options (models/answer_format.py)
+    answer_format_weight: float = 0.0  # data.emb = quality_inputs(embedding, choices, this weight)
 
     @property
     def train(self) -> np.ndarray:
@@ -66,6 +72,10 @@ class OutcomeSplit:
             "n_train": int(self.train.sum()),
             "n_heldout": int(self.heldout.sum()),
             "inner_folds": int(self.folds.max()) + 1,
+            "answer_format_weight": self.answer_format_weight,
+            "choice_share_per_benchmark": {
+                b: round(float(self.choices[self.benchmarks == b].mean()), 4) for b in sorted(set(self.benchmarks))
+            },
         }
 
 
@@ -80,16 +90,30 @@ def add_split_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def prepare(
-    outcomes: Path, encoder: EncoderConfig, cache_dir: Path, heldout_frac: float, seed: int, k: int
+    outcomes: Path,
+    encoder: EncoderConfig,
+    cache_dir: Path,
+    heldout_frac: float,
+    seed: int,
+    k: int,
+    answer_format_weight: float = 0.0,
 ) -> OutcomeSplit:
     table = load_outcomes(outcomes)
     emb = embed_cached(table.texts, encoder, table.cache_id, cache_dir)  # [P, 384]
+    choices = choice_flags(table.texts)  # [P]
     names = sorted(set(table.benchmarks))
     groups = np.array([names.index(b) for b in table.benchmarks], dtype=np.int64)
-    data = TrainSet(emb, table.scores, groups, names)
+    data = TrainSet(quality_inputs(emb, choices, answer_format_weight), table.scores, groups, names)
     heldout = heldout_mask(table.prompt_ids, table.benchmarks, heldout_frac, seed)
     folds = id_folds(table.prompt_ids, groups, k, seed + 1)
-    return OutcomeSplit(table, data, heldout, folds, heldout_frac, seed)
+    return OutcomeSplit(table, data, heldout, folds, heldout_frac, seed, emb, choices, answer_format_weight)
+
+
+def with_answer_format(split: OutcomeSplit, weight: float) -> OutcomeSplit:
+    """The same prompts, split and folds with the scorers' inputs built at another answer-format weight."""
+    d = split.data
+    data = TrainSet(quality_inputs(split.embedding, split.choices, weight), d.scores, d.groups, d.group_names)
+    return replace(split, data=data, answer_format_weight=weight)
 
 
 @dataclass

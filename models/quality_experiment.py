@@ -14,7 +14,9 @@ approach here reads the frozen embedding the classifier already computes, so ser
 per prompt.
 
 Protocol (models/quality_eval.py): the held-out part (20% of every benchmark by a seeded prompt_id hash) is
-never used to fit, calibrate or choose anything. Stage 1 scores every candidate setting on the training part
+never used to fit, calibrate or choose anything. Stage 0 picks the weight of the answer format (options vs
+generated answer, models/answer_format.py) in every scorer's input: the weight whose best kNN setting has the
+best inner criterion (below), all on the training part. Stage 1 scores every candidate setting on the training part
 only: out-of-fold routing gain over the best single model in distribution (5 folds) and leave-one-benchmark-
 out (LOBO), benchmark macro-average; criterion = their mean. The best setting of each approach is kept, the
 ensembles are formed from those (their out-of-fold predictions are averages of the members'). A gated variant's
@@ -69,6 +71,7 @@ from models.quality_eval import (
     prepare,
     routed_inner,
     score_oof,
+    with_answer_format,
 )
 from models.scorers import spec_name
 
@@ -115,6 +118,36 @@ ENSEMBLES: dict[str, tuple[str, ...]] = {
     "knn+mlp+group_prior": ("knn", "mlp", "group_prior"),
 }
 GATE_MODES: tuple[Mode, ...] = ("hard", "soft")
+# Stage 0: how much the answer format (options vs generated answer) weighs beside the embedding; 0 = not at all.
+ANSWER_FORMAT_WEIGHTS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
+
+
+def pick_answer_format_weight(
+    split: OutcomeSplit, weights: list[float], specs: list[dict[str, Any]]
+) -> tuple[OutcomeSplit, dict[str, Any]]:
+    """Stage 0, on the training part only: the weight whose best kNN setting has the best inner criterion (kNN
+    fits are cheap, so the grid costs seconds); the rest of the experiment runs on the chosen inputs."""
+    table: dict[str, Any] = {}
+    best: tuple[float, float] | None = None
+    for w in weights:
+        trial = with_answer_format(split, w)
+        fitter = Fitter(trial.data)
+        results = {spec_name(s): inner_scores(fitter, s, trial).to_json() for s in specs}
+        top = max(r["criterion"] for r in results.values())
+        table[str(w)] = {"best_criterion": top, "knn": results}
+        logger.info("stage 0: answer-format weight %s -> best kNN criterion %+.4f", w, top)
+        if best is None or top > best[1]:
+            best = (w, top)
+    if best is None:
+        raise ValueError("--answer-format-weights is empty")
+    chosen = best[0]
+    return with_answer_format(split, chosen), {
+        "what": "the answer format (models/answer_format.py: >= 2 lettered option lines or an Answer: slot) "
+        "appended to the embedding as weight * one-hot before the cosine; chosen before every other stage by "
+        "the best inner criterion of the kNN settings (training part only)",
+        "chosen_weight": chosen,
+        "grid": table,
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     g.add_argument("--quick", action="store_true", help="first setting of each approach only (smoke runs)")
     g.add_argument("--kinds", default="", help="comma-separated scorer kinds to try ('' = all; smoke runs)")
+    g.add_argument(
+        "--answer-format-weights",
+        default=",".join(str(w) for w in ANSWER_FORMAT_WEIGHTS),
+        help="stage 0 grid: weights of the answer format in the scorers' input (models/answer_format.py)",
+    )
     g.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON")
     return p
 
@@ -202,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     enc = EncoderConfig(max_tokens=args.max_tokens, device=args.device)
     split = prepare(args.outcomes, enc, args.cache_dir, args.heldout_frac, args.seed, args.folds)
+    weights = [float(w) for w in args.answer_format_weights.split(",") if w.strip()]
+    knn_specs = [c for c in CANDIDATES if c["kind"] == "knn"]
+    split, answer_format = pick_answer_format_weight(split, weights, knn_specs)
     from tqdm import tqdm
 
     bar = tqdm(desc="fits", unit="fit")
@@ -269,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         "data": {"outcomes": str(args.outcomes), "outcomes_sha256": split.table.sha256, "n_prompts": len(split.table)},
         "split": split.describe(),
         "encoder": {"id": enc.encoder_id, "max_tokens": enc.max_tokens},
+        "answer_format": answer_format,
         "references": benchmark_references(split),
         "candidates": [{"name": n, "spec": s, "inner": r.to_json()} for n, (s, r) in inner.items()],
         "approaches": table,

@@ -44,10 +44,14 @@ from models.scorers import spec_name
 logger = logging.getLogger(__name__)
 
 # Chosen by models/quality_experiment.py (max inner criterion; see experiment.json "chosen"): the best kNN
-# setting behind the soft purity gate.
-SHIPPED_SPEC: dict[str, Any] = {"kind": "knn", "k": 100, "local": 0.5, "group_power": 0.0}
+# setting, ungated (with the answer format in its input no gate raised the inner criterion; the gates on
+# max_sim/mean_sim tie because their fitted thresholds never close).
+SHIPPED_SPEC: dict[str, Any] = {"kind": "knn", "k": 100, "local": 0.25, "group_power": 0.0}
 # {"signal": "none"} = no gate; else a models/gate.GATE_SIGNALS key and "hard" | "soft" (threshold: fitted)
-SHIPPED_GATE: dict[str, Any] = {"signal": "purity", "mode": "soft"}
+SHIPPED_GATE: dict[str, Any] = {"signal": "none"}
+# Chosen by the same experiment's stage 0 (experiment.json "answer_format"): the weight of the answer format in
+# the scorer's input (models/answer_format.py) with the best inner criterion of the kNN settings.
+SHIPPED_ANSWER_FORMAT_WEIGHT = 2.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     g = p.add_argument_group("model")
     g.add_argument("--spec", default=json.dumps(SHIPPED_SPEC), help="scorer spec as JSON (models/scorers)")
+    g.add_argument(
+        "--answer-format-weight",
+        type=float,
+        default=SHIPPED_ANSWER_FORMAT_WEIGHT,
+        help="weight of the answer format (options vs generated, models/answer_format.py) in the scorer's input; "
+        "0 = embedding alone; the default is the quality experiment's choice by inner cross-validation",
+    )
     g.add_argument(
         "--calibration",
         default="auto",
@@ -111,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     spec: dict[str, Any] = json.loads(args.spec)
     enc = EncoderConfig(model=args.encoder_model, max_tokens=args.max_tokens, device=args.device)
-    split = prepare(args.outcomes, enc, args.cache_dir, args.heldout_frac, args.seed, args.folds)
+    split = prepare(
+        args.outcomes, enc, args.cache_dir, args.heldout_frac, args.seed, args.folds, args.answer_format_weight
+    )
     from tqdm import tqdm
 
     with tqdm(desc="fits", unit="fit") as bar:
@@ -146,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         "max_tokens": enc.max_tokens,
         "split": split.describe(),
         "spec_name": spec_name(spec),
+        "inputs": {
+            "answer_format_weight": args.answer_format_weight,
+            "answer_format": "models/answer_format.py offers_choices: >= 2 lettered option lines or an Answer: slot",
+        },
         "calibration_choice": {"method": method, "inner_cross_fitted": calibration_table},
         "gate": {"fit": "nested ID + LOBO criterion on the training part (models/gate_fit.py)", "nested": gate_fit},
         "metrics_heldout": reports,

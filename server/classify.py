@@ -29,6 +29,9 @@ class Classification:
     category_scores: dict[str, float]
     complexity: float  # [0, 1]: predicted share of 7B-class models that would get this prompt wrong
     embedding: np.ndarray | None = field(default=None, repr=False)  # [384] float32, L2-normalised
+    # set with `embedding` by the MiniLM classifier: the prompt lists answer options or ends in an "Answer:"
+    # slot (models/answer_format.py); the learned quality predictor reads the two together
+    offers_choices: bool = False
 
 
 class Classifier(Protocol):
@@ -131,8 +134,12 @@ class MiniLMClassifier:
             await self._batcher.stop()
 
     async def classify(self, text: str) -> Classification:
+        from models.answer_format import offers_choices
+
         result = await self._batcher.classify(text)
-        return Classification(result.category, result.category_scores, float(result.complexity), result.embedding)
+        return Classification(
+            result.category, result.category_scores, float(result.complexity), result.embedding, offers_choices(text)
+        )
 
     @property
     def ready(self) -> bool:

@@ -1,6 +1,7 @@
 """The learned quality predictor as the policy sees it: per configured model, the predicted probability that it
-answers this prompt well, from the prompt's embedding (`models/quality.py`, trained by `triage train-quality`
-on an outcomes file). Models the predictor does not know keep their profile quality (`None` here).
+answers this prompt well, from the prompt's embedding and answer format (`models/quality.py`, trained by
+`triage train-quality` on an outcomes file). Models the predictor does not know keep their profile quality
+(`None` here).
 Where the predictor's abstention gate closes (a prompt unlike its training prompts, models/gate.py), the
 probabilities are each model's overall success rate: the policy then prefers the best single model overall,
 and latency and cost still weigh against honest numbers.
@@ -11,11 +12,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..config import ConfigError, ModelConfig
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from models.quality import QualityPredictor
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,10 @@ class LearnedQuality:
         log.info("learned quality predictor: %d of %d models mapped", sum(c is not None for c in columns), len(columns))
         return cls(predictor, columns)
 
-    def predict(self, embedding: np.ndarray | None) -> list[float | None]:
-        """Per configured model: P(good answer) for this prompt, or None (unmapped model, or no embedding)."""
+    def predict(self, embedding: np.ndarray | None, offers_choices: bool = False) -> list[float | None]:
+        """Per configured model: P(good answer) for this prompt, or None (unmapped model, or no embedding).
+        offers_choices: the prompt's answer format (models/answer_format.py), which the predictor may weigh."""
         if embedding is None:
             return self._unknown
-        probs = self.predictor.predict(embedding.reshape(1, -1))[0]
+        probs = self.predictor.predict(embedding.reshape(1, -1), np.array([offers_choices]))[0]
         return [float(probs[c]) if c is not None else None for c in self.columns]

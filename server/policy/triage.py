@@ -153,7 +153,9 @@ class TriagePolicy(Policy):
         snap = self.predictor.snapshot(now)
         max_latency_s = options.max_latency_ms / 1e3 if options.max_latency_ms is not None else None
         planned_tokens = request.prompt_tokens + OUTPUT_FILL * request.max_output_tokens
-        learned = self.learned.predict(cls.embedding) if self.learned is not None else self._no_learned
+        learned = (
+            self.learned.predict(cls.embedding, cls.offers_choices) if self.learned is not None else self._no_learned
+        )
         cached = self.affinity.cached_tokens(request.prefixes, now) if request.prefixes else {}
 
         candidates: list[Candidate] = []

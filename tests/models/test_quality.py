@@ -22,9 +22,10 @@ def _unit(n: int, seed: int = 0, dim: int = 384) -> np.ndarray:
 def test_committed_artifact_predicts_seven_calibrated_probabilities() -> None:
     pred = QualityPredictor.load()
     assert len(pred.models) == 7
-    probs = pred.predict(_unit(5))
+    choices = np.array([True, False, True, False, False])  # the answer format it was trained with
+    probs = pred.predict(_unit(5), choices)
     assert probs.shape == (5, 7) and ((probs > 0) & (probs < 1)).all()
-    assert all(m in pred.models for m in pred.route(_unit(3)))
+    assert all(m in pred.models for m in pred.route(_unit(3), choices[:3]))
     assert pred.meta["split"]["heldout_frac"] > 0
     ece = pred.meta["metrics_heldout"]["id"]["calibration"]["ece"]
     assert set(ece) == set(pred.models)

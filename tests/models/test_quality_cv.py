@@ -64,7 +64,9 @@ def _split(n_per: int = 30) -> OutcomeSplit:
     bench = [names[g] for g in groups]
     table = OutcomeTable(ids, ["x"] * len(ids), bench, ["m0", "m1"], scores, sha256="0")
     heldout = heldout_mask(ids, bench, 0.2, 0)
-    return OutcomeSplit(table, TrainSet(emb, scores, groups, names), heldout, id_folds(ids, groups, 3, 1), 0.2, 0)
+    folds = id_folds(ids, groups, 3, 1)
+    choices = np.zeros(len(ids), dtype=bool)
+    return OutcomeSplit(table, TrainSet(emb, scores, groups, names), heldout, folds, 0.2, 0, emb, choices)
 
 
 def test_no_fit_ever_sees_a_heldout_prompt_and_lobo_never_sees_its_benchmark(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -115,7 +115,8 @@ def test_train_classifier_and_quality_end_to_end(tmp_path: Path) -> None:
     assert rc == 0
     pred = QualityPredictor.load(tmp_path / "q")
     assert pred.models == MODELS and pred.meta["split"]["n_heldout"] == 6
-    probs = pred.predict(np.eye(384, dtype=np.float32)[:2])
+    assert pred.answer_format_weight == pred.meta["inputs"]["answer_format_weight"] > 0  # the shipped default
+    probs = pred.predict(np.eye(384, dtype=np.float32)[:2], np.array([True, False]))
     assert probs.shape == (2, 2)
     metrics = pred.meta["metrics_heldout"]
     # m1 is right on every "mathy" prompt and m2 on every "wordy" one: routing by neighbours is perfect
@@ -143,6 +144,9 @@ def test_quality_experiment_end_to_end(tmp_path: Path) -> None:
         boot = a["heldout"]["id"]["average"]["benchmark_macro"]["bootstrap_gain"]
         assert boot["ci95"][0] <= boot["ci95"][1]
     assert result["command"].startswith("python -m models.quality_experiment --outcomes")
+    stage0 = result["answer_format"]
+    assert set(stage0["grid"]) == {"0.0", "0.5", "1.0", "2.0", "4.0"} and stage0["chosen_weight"] in (0, 0.5, 1, 2, 4)
+    assert result["split"]["answer_format_weight"] == stage0["chosen_weight"]
     bounds = result["gate_bounds"]["heldout"]
     assert set(bounds) == {"ungated", "oracle_gate", "hindsight_benchmark_gate"}
     assert bounds["hindsight_benchmark_gate"]["lobo_gain"] >= max(b["lobo_gain"] for b in bounds.values()) - 1e-9

@@ -62,3 +62,20 @@ def test_concurrent_generations_are_classified(minilm: RunningTriage) -> None:
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         categories = list(pool.map(ask, range(16)))
     assert all(c != "unclassified" for c in categories)
+
+
+async def test_the_classifier_reports_the_answer_format_with_the_embedding() -> None:
+    from server.classify import MiniLMClassifier
+
+    settings = parse_config(
+        {"classifier": {"kind": "minilm", "device": "cpu", "impl": "eager"}, "models": [sim_model("m", ["chat"], 1)]}
+    ).classifier
+    classifier = MiniLMClassifier(settings)
+    await classifier.start()
+    try:
+        options = await classifier.classify("Which gas do plants take in?\nA. Oxygen\nB. Carbon dioxide\nC. Neon")
+        open_question = await classifier.classify("Plants take a gas from the air. Which one, and why?")
+    finally:
+        await classifier.stop()
+    assert options.offers_choices and not open_question.offers_choices
+    assert options.embedding is not None and open_question.embedding is not None

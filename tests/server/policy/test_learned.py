@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from models.answer_format import quality_inputs
 from models.calibration import Calibrator
 from models.gate import GateConfig
 from models.quality import QualityPredictor
@@ -42,10 +43,10 @@ def test_predicted_probability_is_the_quality_term() -> None:
     models = [_model("llama", LLAMA), _model("metamath", METAMATH), _model("other", None, quality=0.42)]
     chooser = policy(models, LoadBoard(), quality_predictor="default")
     predictor = QualityPredictor.load()
-    for seed in range(5):
-        embedding = _embedding(seed)
-        expected = predictor.predict(embedding.reshape(1, -1))[0]
-        cls = Classification("math", {"math": 1.0}, 0.5, embedding)
+    for seed in range(6):
+        embedding, choices = _embedding(seed), seed % 2 == 0
+        expected = predictor.predict(embedding.reshape(1, -1), np.array([choices]))[0]
+        cls = Classification("math", {"math": 1.0}, 0.5, embedding, offers_choices=choices)
         decision = chooser.choose(RouteRequest(f"r{seed}", cls, 50, 128))
         terms = {c.model: c.terms["quality"] for c in decision.candidates}
         assert terms["llama"] == pytest.approx(expected[predictor.models.index(LLAMA)], abs=1e-4)
@@ -96,3 +97,23 @@ def test_a_closed_gate_gives_the_prior_so_the_best_overall_model_wins(tmp_path: 
     model, terms = decide(_embedding(7))  # a random direction: like no training prompt
     assert model == "metamath"
     assert terms == pytest.approx({"llama": 0.5, "metamath": 0.7}, abs=1e-4)  # each model's overall rate
+
+
+def test_the_answer_format_reaches_the_predictor(tmp_path: Path) -> None:
+    # one topic asked two ways: llama answers the option-list prompts, metamath the open ones
+    rng = np.random.default_rng(2)
+    choices = np.tile([True, False], 40)
+    emb = _embedding(3) + 0.02 * rng.standard_normal((80, 384)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    scores = np.where(choices[:, None], [[0.9, 0.3]], [[0.2, 0.8]]).astype(np.float32)
+    data = TrainSet(quality_inputs(emb, choices, 2.0), scores, np.zeros(80, dtype=np.int64), ["t"])
+    scorer = fit_scorer({"kind": "knn", "k": 20, "local": 1.0}, data)
+    meta = {"inputs": {"answer_format_weight": 2.0}}
+    QualityPredictor(scorer, Calibrator.identity(2), [LLAMA, METAMATH], data.macro_mean(), meta).save(tmp_path)
+    chooser = policy(
+        [_model("llama", LLAMA), _model("metamath", METAMATH)], LoadBoard(), quality_predictor=str(tmp_path)
+    )
+    prompt = _embedding(3)
+    for offers_choices, winner in ((True, "llama"), (False, "metamath")):
+        cls = Classification("math", {"math": 1.0}, 0.5, prompt, offers_choices=offers_choices)
+        assert chooser.choose(RouteRequest("r", cls, 50, 128)).model == winner
