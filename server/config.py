@@ -356,7 +356,10 @@ class ServerConfig(Strict):
         "model's timeouts.",
     )
     limit_concurrency: int = Field(
-        4096, ge=1, description="Open connections (and tasks) at most; beyond it new requests get a 503 (uvicorn)."
+        4096,
+        ge=1,
+        description="Open connections (and requests) at most, counting a new one; a request that would reach it "
+        "gets a 503 (Anthropic's 529 on /v1/messages) with Retry-After, and its connection is closed.",
     )
     keep_alive_timeout_s: float = Field(5.0, gt=0, description="An idle kept-alive connection is closed after this.")
     header_timeout_s: float = Field(

@@ -38,6 +38,11 @@ class TriageError(Exception):
         return error_body(self.message, self.type, self.param, self.code)
 
 
+def retry_after(wait_s: float) -> dict[str, str]:
+    """The Retry-After header for a wait of `wait_s` (whole seconds, at least 1)."""
+    return {"retry-after": str(max(1, round(wait_s)))}
+
+
 class InvalidRequest(TriageError):
     status = 400
     type = "invalid_request_error"
@@ -118,7 +123,7 @@ class RateLimited(TriageError):
     default_code = "rate_limit_exceeded"
 
     def __init__(self, message: str, *, retry_after_s: float = 1.0, code: str | None = None) -> None:
-        super().__init__(message, code=code, headers={"retry-after": str(max(1, round(retry_after_s)))})
+        super().__init__(message, code=code, headers=retry_after(retry_after_s))
 
 
 class AtCapacity(RateLimited):
@@ -157,6 +162,18 @@ class EngineUnavailable(TriageError):
     status = 503
     type = "engine_unavailable"
     default_code = "engine_unavailable"
+
+
+class Overloaded(TriageError):
+    """server.limit_concurrency connections or requests are open, the new one counted: refused before the app
+    reads the request, with a Retry-After (Anthropic's 529 overloaded_error on its routes)."""
+
+    status = 503
+    type = "engine_unavailable"  # as our other 503s: SDKs read the status, and retry it
+    default_code = "overloaded"
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message, headers=retry_after(retry_after_s))
 
 
 class EngineAnswerTooLarge(EngineUnavailable):

@@ -1,12 +1,15 @@
 """Connection limits (`server/connections.py`) over raw sockets: headers too large are a 431 before they are
-buffered, slow headers and bodies are cut at their deadlines, a half-closed client still gets its answer, and
-1,000 slowloris connections neither starve legitimate requests nor outlive the header deadline."""
+buffered, slow headers and bodies are cut at their deadlines, a half-closed client still gets its answer,
+1,000 slowloris connections neither starve legitimate requests nor outlive the header deadline, and requests over
+`server.limit_concurrency` get a 503 (Anthropic's 529 on /v1/messages) that the official SDKs read. Every refusal
+is in the shape of the request's route."""
 
 from __future__ import annotations
 
 import contextlib
 import http.client
 import json
+import logging
 import resource
 import select
 import selectors
@@ -15,8 +18,11 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import anthropic
 import httpx
+import openai
 import pytest
 
 from server.config import parse_config
@@ -24,6 +30,7 @@ from server.config import parse_config
 from .conftest import RunningTriage, free_port, run_triage, sim_model
 
 CHAT = json.dumps({"model": "auto", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}).encode()
+MESSAGE = CHAT  # the same body is a valid Anthropic Messages request
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +70,26 @@ def _status_and_error(answer: bytes) -> tuple[int, dict[str, object]]:
     return status, error
 
 
-def _chat_request(body: bytes = CHAT, length: int | None = None) -> bytes:
+def _anthropic_status_and_error(answer: bytes) -> tuple[int, dict[str, object]]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    payload = json.loads(body)
+    assert payload["type"] == "error" and set(payload["error"]) == {"type", "message"}
+    return status, payload["error"]
+
+
+def _request(path: str, body: bytes, length: int | None = None) -> bytes:
     return (
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-        b"content-length: " + str(len(body) if length is None else length).encode() + b"\r\n\r\n" + body
+        f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n".encode()
+        + b"content-length: "
+        + str(len(body) if length is None else length).encode()
+        + b"\r\n\r\n"
+        + body
     )
+
+
+def _chat_request(body: bytes = CHAT, length: int | None = None) -> bytes:
+    return _request("/v1/chat/completions", body, length)
 
 
 def test_headers_over_the_limit_are_a_431_before_they_are_read_in_full(limited: RunningTriage) -> None:
@@ -97,14 +119,32 @@ def test_many_small_headers_count_too(limited: RunningTriage) -> None:
 
 
 def test_slow_headers_and_slow_bodies_are_cut_at_their_deadlines(limited: RunningTriage) -> None:
-    with _connect(limited) as headers_sock, _connect(limited) as body_sock, _connect(limited) as idle_sock:
+    with (
+        _connect(limited) as headers_sock,
+        _connect(limited) as body_sock,
+        _connect(limited) as idle_sock,
+        _connect(limited) as messages_sock,
+    ):
         headers_sock.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\n")  # and never the blank line
         body_sock.sendall(_chat_request(CHAT[:10], length=len(CHAT)))  # a tenth of the body, then nothing
-        answers = [_read_all(s, 5.0) for s in (headers_sock, body_sock, idle_sock)]
-    for answer in answers:  # each an answer and a close by the server, before the client's 5 s ran out
+        messages_sock.sendall(_request("/v1/messages", MESSAGE[:10], length=len(MESSAGE)))
+        answers = [_read_all(s, 5.0) for s in (headers_sock, body_sock, idle_sock, messages_sock)]
+    for answer in answers[:3]:  # each an answer and a close by the server, before the client's 5 s ran out
         status, error = _status_and_error(answer)
         assert status == 408 and error["code"] == "request_timeout"
     assert "server.header_timeout_s" in answers[0].decode() and "server.body_timeout_s" in answers[1].decode()
+    status, error = _anthropic_status_and_error(answers[3])  # Anthropic's route: Anthropic's shape
+    assert status == 408 and error["type"] == "invalid_request_error"
+    assert "server.body_timeout_s" in str(error["message"])
+
+
+def test_headers_over_the_limit_on_anthropics_route_are_a_431_in_anthropics_shape(limited: RunningTriage) -> None:
+    headers = {f"x-h{i}": "v" * 100 for i in range(200)}  # 20 KB in 200 headers
+    response = httpx.post(limited.base_url + "/v1/messages", headers=headers, content=MESSAGE)
+    assert response.status_code == 431 and response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+    assert "server.max_header_bytes" in body["error"]["message"] and set(body["error"]) == {"type", "message"}
 
 
 def test_a_client_that_half_closes_after_its_request_gets_the_answer(limited: RunningTriage) -> None:
@@ -197,3 +237,86 @@ def test_slowloris_connections_starve_nobody_and_are_closed_at_the_header_deadli
     assert statuses == [200] * legit_count
     assert held_while_served == slow_count  # served while every slow connection was still open
     assert len(closed_by_server) == slow_count  # and none outlived the header deadline
+
+
+@pytest.fixture(scope="module")
+def capped() -> Iterator[RunningTriage]:
+    """Three connections at most, a new one counted (uvicorn's rule): two held open leave no room for a third."""
+    server = {"limit_concurrency": 3, "header_timeout_s": 60.0, "keep_alive_timeout_s": 60.0}
+    config = parse_config({"models": [sim_model("fast", ["fast"], free_port())], "server": server})
+    with run_triage(config) as triage:
+        yield triage
+
+
+@contextlib.contextmanager
+def _held(triage: RunningTriage, count: int) -> Iterator[None]:
+    """`count` connections the server has surely accepted (each answered a request), each then halfway through
+    the headers of the next request; closed on exit."""
+    port = int(triage.base_url.rsplit(":", 1)[1])
+    connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(count)]
+    try:
+        for connection in connections:
+            connection.request("GET", "/health")
+            response = connection.getresponse()
+            assert response.status == 200
+            response.read()
+            assert connection.sock is not None
+            connection.sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n")  # and no more
+        yield
+    finally:
+        for connection in connections:
+            connection.close()
+
+
+def test_requests_over_the_concurrency_cap_get_a_503_in_the_routes_shape_and_the_cap_frees(
+    capped: RunningTriage, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="server.connections")
+    chat_args: dict[str, Any] = {"model": "auto", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}
+    openai_client = openai.OpenAI(base_url=capped.base_url + "/v1", api_key="unused", max_retries=0, timeout=20)
+    claude = anthropic.Anthropic(base_url=capped.base_url, api_key="unused", max_retries=0, timeout=20)
+    try:
+        with _held(capped, 2):
+            with pytest.raises(openai.InternalServerError) as refused:
+                openai_client.chat.completions.create(**chat_args)
+            with pytest.raises(anthropic.OverloadedError) as overloaded:
+                claude.messages.create(**chat_args)
+            raw = [httpx.post(capped.base_url + path, content=CHAT) for path in ("/v1/responses", "/v1/messages")]
+        # OpenAI's shape, with the status and Retry-After an SDK retries on
+        response = refused.value.response
+        assert response.status_code == 503 and response.headers["retry-after"] == "1"
+        assert response.headers["content-type"] == "application/json"
+        error = response.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}
+        assert error["type"] == "engine_unavailable" and error["code"] == "overloaded"
+        assert "server.limit_concurrency" in error["message"]
+        # Anthropic's shape on /v1/messages: 529 overloaded_error
+        assert overloaded.value.status_code == 529 and overloaded.value.response.headers["retry-after"] == "1"
+        assert overloaded.value.response.json() == {
+            "type": "error",
+            "error": {"type": "overloaded_error", "message": error["message"]},
+        }
+        assert [r.status_code for r in raw] == [503, 529]
+        assert raw[0].json()["error"]["code"] == "overloaded"
+        assert raw[1].json()["error"]["type"] == "overloaded_error"
+        # one warning for the four refusals (a storm logs one line per 10 s, not one per refusal)
+        warnings = [r for r in caplog.records if r.name == "server.connections" and r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and "server.limit_concurrency" in warnings[0].getMessage()
+
+        # The held connections closed: nothing stays counted. One held again leaves room for each client's one.
+        deadline = time.monotonic() + 10  # the server sees the closes a moment after the client makes them
+        while True:
+            try:
+                openai_client.chat.completions.create(**chat_args)
+                break
+            except openai.InternalServerError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        openai_client.close()  # its kept-alive connection would count
+        with _held(capped, 1):
+            for _ in range(3):
+                assert claude.messages.create(**chat_args).content
+    finally:
+        openai_client.close()
+        claude.close()
