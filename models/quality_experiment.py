@@ -32,7 +32,7 @@ every training set. Bounds (models/gate_bounds.py), to read and not to choose by
 exactly the unseen benchmark) and a hindsight per-benchmark gate, on the ungated kNN's predictions. Output:
 one JSON (models/artifacts/quality/experiment.json).
 
-Run (~17 min on the shared 2-core box, embeddings cached):
+Run (~10-17 min on the shared 2-core box, embeddings cached):
 `PYTHONPATH=. nice -n 10 python -m models.quality_experiment --outcomes ../shared/data/outcomes_routerdc_train.jsonl.gz`
 This script knows nothing about serving; it writes no artifact.
 """
