@@ -29,7 +29,16 @@ from .backends import EngineClient
 from .classify import Classification, Classifier
 from .config import ModelConfig, TriageConfig
 from .console.recent import RecentDecisions
-from .errors import AtCapacity, EngineUnavailable, Forbidden, InvalidRequest, KeptLocal, ModelNotFound, NoEligibleModel
+from .errors import (
+    AtCapacity,
+    EngineUnavailable,
+    Forbidden,
+    InvalidRequest,
+    KeptLocal,
+    ModelNotFound,
+    NoEligibleModel,
+    retry_after,
+)
 from .intake import Endpoint, Incoming, invalid_request, receive
 from .load import LoadBoard
 from .policy import Policy, RouteRequest
@@ -186,7 +195,7 @@ class Gateway:
             retry_after_s = self.guard.breakers.retry_after_s(model.name)
             raise EngineUnavailable(
                 f"engine for '{model.name}' is failing (circuit breaker open); retry later or use 'auto'",
-                headers={"retry-after": str(round(retry_after_s))},
+                headers=retry_after(retry_after_s),  # at least 1 s: a 0 would invite an immediate retry
             )
         if self.load.engine(model.name).in_flight >= model.max_in_flight:
             raise AtCapacity(

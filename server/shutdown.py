@@ -18,7 +18,7 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 
-from .errors import EngineUnavailable
+from .errors import EngineUnavailable, retry_after
 
 log = logging.getLogger(__name__)
 GRACE_S = 5.0  # uvicorn's own deadline is drain_s plus this: time to send the error events and close
@@ -49,7 +49,7 @@ class Drain:
             raise EngineUnavailable(
                 "Triage is shutting down; retry the request (another instance will take it)",
                 code="shutting_down",
-                headers={"retry-after": "1"},
+                headers=retry_after(1),
             )
 
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 from ..config import ModelConfig
-from ..errors import EngineUnavailable, Forbidden, RateLimited, Unauthorized
+from ..errors import EngineUnavailable, Forbidden, RateLimited, Unauthorized, retry_after
 from ..intake import Demand
 from ..protocol import RouteOptions
 from ..telemetry.metrics import Metrics
@@ -221,7 +221,7 @@ class Tenancy:
         except sqlite3.Error as exc:
             log.error("budget store %s failed on reserve: %s", self.budget.path, exc)
             raise EngineUnavailable(
-                "the budget store is not available now; retry the request", headers={"retry-after": "1"}
+                "the budget store is not available now; retry the request", headers=retry_after(1)
             ) from None
         if isinstance(held, Refusal):
             self.metrics.auth_rejected.labels("daily_budget").inc()

@@ -22,6 +22,7 @@ from server.errors import (
     RequestTooLarge,
     Unauthorized,
     http_error,
+    retry_after,
 )
 
 from .conftest import RunningTriage, free_port, run_triage, sim_model
@@ -188,3 +189,9 @@ def test_the_anthropic_dialect_of_every_error(error: Exception, status: int, ant
         assert answer.headers["retry-after"] == "1"
     openai_answer = http_error(error, "POST /v1/chat/completions")
     assert set(orjson.loads(openai_answer.body)["error"]) == {"message", "type", "param", "code"}
+
+
+def test_retry_after_is_whole_seconds_and_never_zero() -> None:
+    # a breaker about to close (0.2 s left) must not tell clients to retry at once
+    assert retry_after(0.2) == {"retry-after": "1"}
+    assert retry_after(2.6) == {"retry-after": "3"}
