@@ -7,9 +7,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from models import quality_experiment, train_classifier, train_quality
+from models import quality_experiment, quality_extrapolation, train_classifier, train_quality
 from models.classifier import PromptClassifier
+from models.errors import DataError
 from models.quality import QualityPredictor
 
 CATS = {
@@ -150,3 +152,23 @@ def test_quality_experiment_end_to_end(tmp_path: Path) -> None:
     bounds = result["gate_bounds"]["heldout"]
     assert set(bounds) == {"ungated", "oracle_gate", "hindsight_benchmark_gate"}
     assert bounds["hindsight_benchmark_gate"]["lobo_gain"] >= max(b["lobo_gain"] for b in bounds.values()) - 1e-9
+
+
+def test_quality_extrapolation_reports_route_shares_without_grading(tmp_path: Path) -> None:
+    _outcomes(tmp_path / "o.jsonl.gz")
+    chat = ["Write a short poem about the sea.", "Tell me a story about a brave cat.", "What should I cook tonight?"]
+    rows = [{"id": f"c{i}", "prompt": t, "category": "creative_writing", "source": "chat"} for i, t in enumerate(chat)]
+    _write(tmp_path / "p.jsonl.gz", rows)
+    out = tmp_path / "extrapolation.json"
+    args = ["--outcomes", str(tmp_path / "o.jsonl.gz"), "--prompts", str(tmp_path / "p.jsonl.gz"), "--sources", "chat"]
+    common = ["--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "--heldout-frac", "0.3", "--folds", "2"]
+    assert quality_extrapolation.main([*args, *common, "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["ground_truth"].startswith("none") and result["n_per_source"] == {"chat": 3}
+    assert len(result["settings"]) == len(quality_extrapolation.SETTINGS)
+    for setting in result["settings"].values():
+        shares = setting["route_share"]["chat"]
+        assert set(shares) <= set(MODELS) and abs(sum(shares.values()) - 1) < 0.01
+        assert set(setting["heldout_gain"]) == {"id", "lobo"}
+    with pytest.raises(DataError, match="nowhere"):
+        quality_extrapolation.main([*args[:-1], "nowhere", *common, "--out", str(out)])
