@@ -221,6 +221,13 @@ class ModelConfig(Strict):
         "'messages': Anthropic's /v1/messages); requests in them reach this engine untranslated.",
     )
     context_length: int = Field(8192, ge=16)
+    output_limit_field: Literal["max_tokens", "max_completion_tokens"] | None = Field(
+        None,
+        description="The field this model's chat API reads as the output cap. Set: a chat request's max_tokens "
+        "and max_completion_tokens (the smaller, if both) reach it under this name only; OpenAI's reasoning models "
+        "refuse max_tokens, some OpenAI-compatible servers know only max_tokens, and with model 'auto' the client "
+        "cannot know which it gets. Unset: both are relayed as the client wrote them (vLLM reads either).",
+    )
     remote: bool = Field(False, description="A remote provider: used only for overflow when policy allows.")
     gpu: str | None = Field(None, description="GPU id the engine runs on; engines sharing one contend.")
     max_in_flight: int = Field(512, ge=1, description="Router-side cap on concurrent requests to this model.")

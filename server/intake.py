@@ -156,7 +156,21 @@ class Incoming:
         translation = self.translation
         if translation is not None and translation.native_api in model.native_apis:
             return translation.native_path, translation.native_body(model.upstream_name), True
+        if self.endpoint == "chat" and model.output_limit_field is not None:
+            name_output_limit(self.payload, model.output_limit_field)
         return self.upstream_path, self.upstream_body(model.upstream_name), False
+
+
+OUTPUT_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")  # chat's two names for the output cap
+
+
+def name_output_limit(payload: dict[str, Any], field: str) -> None:
+    """Put a chat body's output cap under `field` only: the smaller of the two names' values when both are set.
+    Idempotent, so each attempt of a request (fallbacks to models that name it differently) can apply its own."""
+    caps = [payload.pop(name) for name in OUTPUT_LIMIT_FIELDS if name in payload]
+    values = [c for c in caps if c is not None]  # validated as positive ints; null means no cap
+    if values:
+        payload[field] = min(values)
 
 
 def receive(
