@@ -164,6 +164,9 @@ class RouteDecisionResponse(BaseModel):
     category: str
     category_scores: dict[str, float]
     complexity: float
+    # the prompt lists answer options or ends in an "Answer:" slot (the learned quality predictor weighs it;
+    # models/answer_format.py); False where the keyword classifier looked
+    offers_choices: bool = False
     reason: str
     overflow: bool = False
     candidates: list[CandidateView]

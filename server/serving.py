@@ -255,6 +255,7 @@ class Gateway:
             category=c.category,
             category_scores={k: round(v, 5) for k, v in c.category_scores.items()},
             complexity=c.complexity,
+            offers_choices=c.offers_choices,
             reason=plan.reason,
             overflow=bool(decision and decision.overflow),
             candidates=[CandidateView(**c.as_dict()) for c in decision.candidates] if decision else [],

@@ -45,6 +45,10 @@ def test_route_returns_learned_category_and_complexity(minilm: RunningTriage) ->
     assert scores["code"] == max(scores.values())
     assert 0.0 <= decision["complexity"] <= 1.0
     assert decision["classify_ms"] > 0
+    assert decision["offers_choices"] is False
+    body["messages"][0]["content"] = "Which gas do plants take in?\nA. Oxygen\nB. Carbon dioxide\nC. Neon"
+    decision = httpx.post(minilm.base_url + "/v1/route", json=body, timeout=30).json()
+    assert decision["offers_choices"] is True
 
 
 def test_concurrent_generations_are_classified(minilm: RunningTriage) -> None:

@@ -429,6 +429,7 @@ async function tryPrompt(event) {
       "p",
       { class: "summary", dataset: { model: d.model } },
       el("b", {}, d.model), " · " + d.category + " · complexity " + fmt(d.complexity, 2),
+      d.offers_choices ? " · answer options" : "",
       " · classify " + fmt(d.classify_ms, 2, " ms") + " · decide " + fmt(d.decide_ms, 2, " ms"),
       d.overflow ? " · overflow" : "",
     ),
