@@ -11,6 +11,9 @@ family, inserted at a natural place, and keeps its label:
   or after its first non-empty line (the leading instruction stays first), chosen by the seeded generator;
 - a one-line prompt: the passage goes before it or after it, again seeded.
 
+The converse (`build_short_pool`) keeps only a short start of the passage of summarization prompts, so that
+the instruction, not the length, carries the label there too.
+
 Donor passages are the longest prose line of a row, or a blank-line-separated block of prose lines without
 a question in it, of at least `min_passage_chars` characters, mostly ASCII letters (a Chinese or Russian
 passage would teach "non-English text => this category", which is what `translation_multilingual` means),
@@ -26,7 +29,7 @@ embeddings, heads or the validation split (callers pass only the rows it may use
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -52,6 +55,11 @@ class PassageAugmentConfig:
     max_passage_chars: int = 2000  # longest inserted passage (the encoder reads ~2k characters)
     min_letter_share: float = 0.7  # letters / non-space characters of a donor passage (prose, not code/tables)
     max_non_ascii_share: float = 0.05  # non-ASCII letters / letters of a donor passage
+    # the converse (`build_short_pool`): rows of these categories keep only the first short_min..short_max
+    # characters of their passage, so that "summarize" is learned also without a long document
+    short_categories: tuple[str, ...] = ("summarization",)
+    short_min_chars: int = 80
+    short_max_chars: int = 250
     seed: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -64,8 +72,8 @@ class AugmentedRows:
 
     texts: list[str]
     base: np.ndarray  # [M] int64 index of the base row (label, gold flag and family come from it)
-    donor: np.ndarray  # [M] int64 index of the row whose passage was inserted
-    where: list[str]  # "before_last_line" | "after_first_line" | "before" | "after"
+    donor: np.ndarray  # [M] int64 index of the row whose passage was inserted (the base row when shortened)
+    where: list[str]  # "before_last_line" | "after_first_line" | "before" | "after" | "shortened"
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -94,16 +102,25 @@ def _is_prose(text: str, config: PassageAugmentConfig) -> bool:
     )
 
 
-def passage_of(text: str, config: PassageAugmentConfig) -> str | None:
-    """The longest prose passage of a prompt (see module docstring), or None when it has none long enough."""
-    lines = [_LABEL_PREFIX.sub("", ln).strip() for ln in text.splitlines()]
-    blocks = [
-        " ".join(b.split())
-        for b in re.split(r"\n\s*\n", text)
+def passage_span(text: str, config: PassageAugmentConfig, blocks: bool = True) -> tuple[str, str] | None:
+    """(substring of text, passage with whitespace runs joined) of the longest prose passage of a prompt (see
+    module docstring), or None when it has none long enough. blocks=False: single lines only (a block may
+    hold a template's instruction line)."""
+    lines = [(ln.strip(), _LABEL_PREFIX.sub("", ln).strip()) for ln in text.splitlines()]
+    lines = [(span[len(span) - len(p) :], p) for span, p in lines]  # the label prefix stays in the text
+    paras = [
+        (b.strip(), " ".join(b.split()))
+        for b in (re.split(r"\n\s*\n", text) if blocks else [])
         if "?" not in b and ":" not in b.strip()[-1:] and b.count("\n") >= 1
     ]
-    cands = [c for c in [*lines, *blocks] if len(c) >= config.min_passage_chars and _is_prose(c, config)]
-    return max(cands, key=len) if cands else None
+    cands = [c for c in [*lines, *paras] if len(c[1]) >= config.min_passage_chars and _is_prose(c[1], config)]
+    return max(cands, key=lambda c: len(c[1])) if cands else None
+
+
+def passage_of(text: str, config: PassageAugmentConfig) -> str | None:
+    """The longest prose passage of a prompt, whitespace runs joined (see `passage_span`)."""
+    span = passage_span(text, config)
+    return None if span is None else span[1]
 
 
 _SENTENCE_END = re.compile(r"[.!][\"')\]]?(?=\s|$)")
@@ -185,3 +202,40 @@ def build_pool(
         donor_ix.append(d)
         where.append(at)
     return AugmentedRows(out_texts, np.array(base_ix, dtype=np.int64), np.array(donor_ix, dtype=np.int64), where)
+
+
+def build_short_pool(
+    texts: Sequence[str],
+    categories: Sequence[str],
+    families: Sequence[str],
+    allowed: np.ndarray,
+    config: PassageAugmentConfig,
+) -> AugmentedRows:
+    """The converse of `build_pool`: each allowed row of `config.short_categories` that holds a long passage
+    line and an instruction beside it,
+    with that passage cut to a seeded short_min..short_max characters (at a sentence end when one keeps half
+    of it), in seeded order. Donor = the base row itself. Labels are kept; families are not needed."""
+    rng = np.random.default_rng(config.seed)
+    rows = np.flatnonzero(allowed & np.isin(np.asarray(categories), config.short_categories))
+    out_texts: list[str] = []
+    bases: list[int] = []
+    for b in rng.permutation(rows).tolist():
+        span = passage_span(texts[b], config, blocks=False)
+        if span is None or len(texts[b]) - len(span[0]) < 10:  # no instruction outside the passage
+            continue
+        n_chars = int(rng.integers(config.short_min_chars, config.short_max_chars + 1))
+        short = texts[b].replace(span[0], _cut(span[1], n_chars), 1)
+        if len(short) > len(texts[b]) // 2:  # the passage was one line of a longer document: not short
+            continue
+        out_texts.append(short)
+        bases.append(b)
+    base = np.array(bases, dtype=np.int64)
+    return AugmentedRows(out_texts, base, base.copy(), ["shortened"] * len(bases))
+
+
+PoolBuilder = Callable[[Sequence[str], Sequence[str], Sequence[str], np.ndarray, PassageAugmentConfig], AugmentedRows]
+# the one registry of augmentations: task-head setting (a share of the pool, models/task_cv.TaskSettings) -> builder
+AUGMENT_POOLS: dict[str, PoolBuilder] = {
+    "augment_passages": build_pool,
+    "augment_short_passages": build_short_pool,
+}

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from models.augment import AugmentedRows
+from models.augment import AUGMENT_POOLS, AugmentedRows
 from models.fit import balanced_weights, family_balanced_weights
 from models.lexical import LexicalConfig, lexical_rows, shared_ngrams
 from models.metrics import classification_report
@@ -45,6 +45,8 @@ class TaskSettings:
     # > 0: add this share of the passage-augmentation pool (models/augment.py) to the fitting rows; each variant
     # takes its base row's label, gold flag and source family (so it shares that family's balancing weight)
     augment_passages: float = 0.0
+    # > 0: add this share of the converse pool (summarization prompts with their passage cut short)
+    augment_short_passages: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,9 +86,10 @@ TUNING_GRID: tuple[dict[str, Any], ...] = (
     {"static_chars": 150},
     {"min_ngram_families": 2},
     # issue 13, third pass: break "long passage => summarization" with foreign passages in prompts whose label
-    # does not depend on them (models/augment.py)
+    # does not depend on them, and the converse: summarization prompts whose passage is short (models/augment.py)
     {"augment_passages": 0.5},
     {"augment_passages": 1.0},
+    {"augment_short_passages": 1.0},
 )
 
 
@@ -108,6 +111,9 @@ class AugmentInputs:
         return AugmentInputs(rows, self.x, self.static)
 
 
+Augments = Mapping[str, AugmentInputs]  # TaskSettings field (a share, models/augment.AUGMENT_POOLS) -> variants
+
+
 def fitting_rows(
     settings: TaskSettings,
     fit_mask: np.ndarray,
@@ -116,27 +122,33 @@ def fitting_rows(
     y: np.ndarray,
     gold: np.ndarray,
     families: np.ndarray,
-    aug: AugmentInputs | None,
+    aug: Augments | None,
 ) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """(dense, texts, y, gold, families) to fit on: the fit_mask [N] rows, then the settings' share of the
-    augmented variants whose base and donor rows are both in fit_mask. dense is already `task_dense`."""
+    """(dense, texts, y, gold, families) to fit on: the fit_mask [N] rows, then for each augmentation the
+    settings' share of its variants whose base and donor rows are both in fit_mask. dense is already
+    `task_dense`."""
     idx = np.flatnonzero(fit_mask)
-    out = (dense[idx], [texts[int(i)] for i in idx], y[idx], gold[idx], families[idx])
-    if not settings.augment_passages:
-        return out
-    if aug is None:
-        raise ValueError(
-            f"augment_passages={settings.augment_passages} but no augmented variants were given; build the pool "
-            "(models/augment.build_pool) whenever the settings or the tuning grid use it."
-        )
-    keep = np.flatnonzero(aug.rows.head(settings.augment_passages) & aug.rows.fold_mask(fit_mask))
-    b = aug.rows.base[keep]
+    parts = [(dense[idx], [texts[int(i)] for i in idx], idx)]
+    for name in AUGMENT_POOLS:
+        share = float(getattr(settings, name))
+        if not share:
+            continue
+        if aug is None or name not in aug:
+            raise ValueError(
+                f"{name}={share} but no such augmented variants were given; build the pool "
+                "(models/augment.AUGMENT_POOLS) whenever the settings or the tuning grid use it."
+            )
+        a = aug[name]
+        keep = np.flatnonzero(a.rows.head(share) & a.rows.fold_mask(fit_mask))
+        texts_k = [a.rows.texts[int(k)] for k in keep]
+        parts.append((task_dense(settings, a.x, a.static)[keep], texts_k, a.rows.base[keep]))
+    src = np.concatenate([p[2] for p in parts])  # [N_fit] the row each fitting row takes its label from
     return (
-        np.vstack([out[0], task_dense(settings, aug.x, aug.static)[keep]]).astype(np.float32),
-        [*out[1], *(aug.rows.texts[int(k)] for k in keep)],
-        np.concatenate([out[2], y[b]]),
-        np.concatenate([out[3], gold[b]]),
-        np.concatenate([out[4], families[b]]),
+        np.vstack([p[0] for p in parts]).astype(np.float32, copy=False),
+        [t for p in parts for t in p[1]],
+        y[src],
+        gold[src],
+        families[src],
     )
 
 
@@ -203,13 +215,13 @@ def cross_validate(
     folds: np.ndarray,
     labels: Sequence[str],
     static: Mapping[int, np.ndarray] | None = None,
-    aug: AugmentInputs | None = None,
+    aug: Augments | None = None,
 ) -> CVResult:
     """Out-of-fold logits over `folds` [N] (fold ids); all arrays cover the training part only.
 
     static: chars -> [N, 2H] static vectors (models/static_vectors.py), needed when settings.static_chars > 0.
-    aug: passage-augmented variants of these rows, needed when settings.augment_passages > 0; scored never,
-    fitted on only in folds that fit on both their base and donor rows.
+    aug: augmented variants of these rows per augmentation setting, needed when that setting is > 0; scored
+    never, fitted on only in folds that fit on both their base and donor rows.
     """
     dense = task_dense(settings, dense, static or {})
     rows = lexical_rows(texts, settings.lexical)
@@ -241,7 +253,7 @@ def tune(
     labels: Sequence[str],
     rounds: int = 3,
     static: Mapping[int, np.ndarray] | None = None,
-    aug: AugmentInputs | None = None,
+    aug: Augments | None = None,
 ) -> tuple[CVResult, list[dict[str, Any]]]:
     """Greedy forward selection over `grid` by inner macro-F1; returns the best result and every row tried.
 

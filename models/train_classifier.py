@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.augment import PassageAugmentConfig, build_pool
+from models.augment import AUGMENT_POOLS, PassageAugmentConfig
 from models.data import (
     DEFAULT_OUTCOMES,
     DEFAULT_PROMPTS,
@@ -166,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of the passage-augmentation pool added to the fitting rows (models/augment.py); 0 = off",
     )
     g.add_argument(
+        "--augment-short-passages",
+        type=float,
+        default=d.augment_short_passages,
+        help="share of the converse pool (summarization prompts with their passage cut short) added; 0 = off",
+    )
+    g.add_argument(
         "--augment-pool",
         type=int,
         default=PassageAugmentConfig().pool_size,
@@ -204,6 +210,7 @@ def task_settings(args: argparse.Namespace) -> TaskSettings:
         static_chars=args.static_chars,
         min_ngram_families=args.min_ngram_families,
         augment_passages=args.augment_passages,
+        augment_short_passages=args.augment_short_passages,
     )
 
 
@@ -233,18 +240,22 @@ def static_inputs(texts: list[str], enc_cfg: EncoderConfig, args: argparse.Names
 
 def augment_inputs(
     ps: PromptSet, train_mask: np.ndarray, enc_cfg: EncoderConfig, args: argparse.Namespace
-) -> AugmentInputs | None:
-    """Passage-augmented variants of the training-part rows (indices into ps), embedded (cached by their texts'
-    hash) and featurized like the prompts; None when neither the flags nor the tuning grid use them."""
-    if not (args.augment_passages or any(c.get("augment_passages") for c in tuning_grid(args))):
-        return None
+) -> dict[str, AugmentInputs]:
+    """Augmented variants of the training-part rows (indices into ps) for every augmentation setting that the
+    flags or the tuning grid use (models/augment.AUGMENT_POOLS), embedded (cached by their texts' hash) and
+    featurized like the prompts; {} when none is used."""
+    flags = {"augment_passages": args.augment_passages, "augment_short_passages": args.augment_short_passages}
+    used = [n for n in AUGMENT_POOLS if flags[n] or any(c.get(n) for c in tuning_grid(args))]
     families = [source_family(s) for s in ps.sources]
     cfg = PassageAugmentConfig(pool_size=args.augment_pool, seed=args.seed)
-    rows = build_pool(ps.texts, ps.categories, families, train_mask, cfg)
-    t0 = time.perf_counter()
-    emb = embed_cached(rows.texts, enc_cfg, None, args.cache_dir)  # [M, 384]; key = hash of the texts
-    logger.info("augmented variants: %d texts embedded or loaded in %.1f s", len(rows), time.perf_counter() - t0)
-    return AugmentInputs(rows, task_inputs(emb, rows.texts), static_inputs(rows.texts, enc_cfg, args))
+    out: dict[str, AugmentInputs] = {}
+    for name in used:
+        rows = AUGMENT_POOLS[name](ps.texts, ps.categories, families, train_mask, cfg)
+        t0 = time.perf_counter()
+        emb = embed_cached(rows.texts, enc_cfg, None, args.cache_dir)  # [M, 384]; key = hash of the texts
+        logger.info("%s: %d texts embedded or loaded in %.1f s", name, len(rows), time.perf_counter() - t0)
+        out[name] = AugmentInputs(rows, task_inputs(emb, rows.texts), static_inputs(rows.texts, enc_cfg, args))
+    return out
 
 
 def run_task(
@@ -254,7 +265,7 @@ def run_task(
     labels: list[str],
     args: argparse.Namespace,
     enc_cfg: EncoderConfig,
-) -> tuple[TaskSettings, float, dict[str, Any], AugmentInputs | None]:
+) -> tuple[TaskSettings, float, dict[str, Any], dict[str, AugmentInputs]]:
     """Inner-CV settings + temperature on the training part, then one report on the held-out sources."""
     y = np.array([labels.index(c) for c in ps.categories])
     gold, families = ps.is_gold(), np.array([source_family(s) for s in ps.sources])
@@ -270,7 +281,7 @@ def run_task(
     folds = inner_family_folds([ps.sources[i] for i in itr], [ps.ids[i] for i in itr], args.inner_folds, args.seed)
     static_tr = {c: v[tr] for c, v in static.items()}
     aug = augment_inputs(ps, tr, enc_cfg, args)  # indices into ps
-    aug_tr = aug.reindexed(itr) if aug is not None else None  # indices into the training part
+    aug_tr = {k: a.reindexed(itr) for k, a in aug.items()}  # indices into the training part
     best, table = tune(
         task_settings(args),
         tuning_grid(args),
@@ -321,15 +332,15 @@ def run_task(
         "gold_only": {k: gold_report[k] for k in ("macro_f1", "accuracy", "n", "per_category")},
         "split": split.describe(ps.categories),
         "head": head.config.to_json(),
-        "augmentation": None
-        if aug is None
-        else {
-            "pool": len(aug.rows),
-            "used": round(settings.augment_passages * len(aug.rows)),
+        "augmentation": {
             "config": PassageAugmentConfig(pool_size=args.augment_pool, seed=args.seed).to_json(),
-            "meaning": "training-only variants (models/augment.py): a foreign prose passage from a training row "
-            "of another source family inserted into a training row whose label does not depend on it; base rows "
-            "and donors from the training part only; the served head reads prompts exactly as before",
+            "pools": {
+                k: {"variants": len(a.rows), "used": round(getattr(settings, k) * len(a.rows))} for k, a in aug.items()
+            },
+            "meaning": "training-only variants (models/augment.py) built from training-part rows only: "
+            "augment_passages inserts a foreign prose passage (from a row of another source family) into a row "
+            "whose label does not depend on it; augment_short_passages cuts summarization prompts' passages short; "
+            "the served head reads prompts exactly as before",
         },
         "tuning": {
             "protocol": (

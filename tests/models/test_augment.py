@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.augment import AugmentedRows, PassageAugmentConfig, build_pool, insert_passage, passage_of
+from models.augment import (
+    AugmentedRows,
+    PassageAugmentConfig,
+    build_pool,
+    build_short_pool,
+    insert_passage,
+    passage_of,
+)
 from models.lexical import LexicalConfig
 from models.task_cv import AugmentInputs, TaskSettings, cross_validate, fitting_rows
 
@@ -62,7 +69,7 @@ def test_insertion_keeps_the_instruction_at_its_end(text: str, where: str, first
         pytest.fail(f"no seed chose {where}")
     lines = [ln for ln in out.split("\n") if ln.strip()]
     assert (lines[0], lines[-1]) == (first, last)
-    assert out.count("PASSAGE") == 1 and "\n\nPASSAGE" in out or out.startswith("PASSAGE\n\n")
+    assert (out.count("PASSAGE") == 1 and "\n\nPASSAGE" in out) or out.startswith("PASSAGE\n\n")
     assert sorted(ln for ln in lines if ln != "PASSAGE") == sorted(ln for ln in text.split("\n"))
     if where == "before_last_line":
         assert lines[-2] == "PASSAGE"
@@ -92,7 +99,7 @@ def test_pool_is_seeded_keeps_labels_and_draws_donors_from_allowed_rows_of_other
 
 
 def test_pool_needs_two_donor_families() -> None:
-    texts, cats, fams = _data()
+    texts, cats, _ = _data()
     with pytest.raises(ValueError, match="2\\+ source families"):
         build_pool(texts, cats, ["one"] * len(texts), np.ones(len(texts), dtype=bool), CONFIG)
 
@@ -115,15 +122,19 @@ def test_fitting_rows_add_only_variants_whose_base_and_donor_are_fitted() -> Non
     aug = AugmentInputs(rows, np.full((3, d), -1.0, dtype=np.float32))
     fit = np.array([True, True, True, False, True, False])
     texts = [f"t{i}" for i in range(n)]
-    off = fitting_rows(TaskSettings(), fit, dense, texts, y, gold, fams, aug)
+    off = fitting_rows(TaskSettings(), fit, dense, texts, y, gold, fams, {"augment_passages": aug})
     assert off[1] == ["t0", "t1", "t2", "t4"]
-    on = fitting_rows(TaskSettings(augment_passages=1.0), fit, dense, texts, y, gold, fams, aug)
+    on = fitting_rows(TaskSettings(augment_passages=1.0), fit, dense, texts, y, gold, fams, {"augment_passages": aug})
     # v0 (base 0, donor 2) and v1 (base 1, donor 4) are in; v2 (base 3 held) is out
     assert on[1] == ["t0", "t1", "t2", "t4", "v0", "v1"]
     assert on[2].tolist() == [0, 1, 2, 1, 0, 1] and on[3].tolist() == [True, False, True, True, True, False]
     assert on[4].tolist() == ["a", "a", "b", "c", "a", "a"] and (on[0][-2:] == -1.0).all()
-    with pytest.raises(ValueError, match="no augmented variants"):
+    with pytest.raises(ValueError, match="no such augmented variants"):
         fitting_rows(TaskSettings(augment_passages=1.0), fit, dense, texts, y, gold, fams, None)
+    with pytest.raises(ValueError, match=r"augment_short_passages=0\.5 but no such"):
+        fitting_rows(
+            TaskSettings(augment_short_passages=0.5), fit, dense, texts, y, gold, fams, {"augment_passages": aug}
+        )
 
 
 def test_reindexed_maps_into_the_subset() -> None:
@@ -155,6 +166,23 @@ def test_cross_validation_fits_a_fold_only_on_its_own_variants(monkeypatch: pyte
     rows = AugmentedRows(["v0:f0<f1", "v1:f1<f2", "v2:f2<f0"], np.array([0, 1, 2]), np.array([4, 5, 3]), ["after"] * 3)
     aug = AugmentInputs(rows, rng.normal(size=(3, 4)).astype(np.float32))
     settings = TaskSettings(augment_passages=1.0, lexical=LexicalConfig(n_buckets=64)).override(steps=2)
-    cross_validate(settings, dense, [f"t{i}" for i in range(n)], y, np.ones(n, bool), fams, folds, ["a", "b"], aug=aug)
+    texts = [f"t{i}" for i in range(n)]
+    cross_validate(settings, dense, texts, y, np.ones(n, bool), fams, folds, ["a", "b"], aug={"augment_passages": aug})
     # fold 0 holds family f0: only v1 (f1 base, f2 donor) may be fitted; fold 1: v2; fold 2: v0
     assert seen == [["v1:f1<f2"], ["v2:f2<f0"], ["v0:f0<f1"]]
+
+
+def test_short_pool_cuts_only_the_passage_of_allowed_summarization_rows() -> None:
+    texts, cats, fams = _data()
+    allowed = np.ones(len(texts), dtype=bool)
+    allowed[0] = False
+    cfg = PassageAugmentConfig(**{**CONFIG.to_json(), "short_max_chars": 120})
+    pool = build_short_pool(texts, cats, fams, allowed, cfg)
+    assert len(pool) == 9 and (pool.base == pool.donor).all() and allowed[pool.base].all()
+    assert {cats[b] for b in pool.base} == {"summarization"}
+    for text, b in zip(pool.texts, pool.base, strict=True):
+        assert text.startswith("Summarize this news article.\n\nArticle: The council approved")
+        assert cfg.short_min_chars // 2 <= len(text) - len("Summarize this news article.\n\nArticle: ") <= 120
+        assert len(text) <= len(texts[b]) // 2
+    again = build_short_pool(texts, cats, fams, allowed, cfg)
+    assert again.texts == pool.texts and (again.base == pool.base).all()

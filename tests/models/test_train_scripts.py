@@ -183,6 +183,6 @@ def test_train_classifier_tunes_passage_augmentation_end_to_end(tmp_path: Path) 
         {"augment_passages": 1.0},
     ]
     # 12 // 4 categories = 3 each of classification and general_qa (extraction, reasoning: no rows here)
-    assert task["augmentation"]["pool"] == 6
+    assert task["augmentation"]["pools"]["augment_passages"] == {"variants": 6, "used": 0}  # inner CV: all tie
     clf = PromptClassifier.load(tmp_path / "c")
     assert clf.task_head.config.dense_dim == 384 + 8  # training-only rows: the served inputs are unchanged
