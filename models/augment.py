@@ -14,10 +14,12 @@ family, inserted at a natural place, and keeps its label:
 The converse (`build_short_pool`) keeps only a short start of the passage of summarization prompts, so that
 the instruction, not the length, carries the label there too.
 
-Donor passages are the longest prose line of a row, or a blank-line-separated block of prose lines without
-a question in it, of at least `min_passage_chars` characters, mostly ASCII letters (a Chinese or Russian
-passage would teach "non-English text => this category", which is what `translation_multilingual` means),
-with a leading "Article: "/"Context: "-style label removed, cut at a word boundary to a seeded length.
+Donor passages come from rows of `donor_categories` (whose passages are data: articles, reviews, contexts):
+the longest prose line of a row, or a blank-line-separated block of prose lines, of at least
+`min_passage_chars` characters, without a "?" (a question belongs to an instruction), mostly ASCII letters (a
+Chinese or Russian passage would teach "non-English text => this category", which is what
+`translation_multilingual` means), with a leading "Article: "/"Context: "-style label removed, cut to a
+seeded length at a sentence end (a word boundary when no sentence end keeps half of it).
 Donors are drawn family-first (a uniform source family, then a uniform row of it) so that no one source's
 passages define the variants. The pool is a fixed, seeded list of at most `pool_size` variants (their texts are
 embedded once, models/embed_cache.py); a setting `share` uses the pool's first `share` part.
@@ -212,9 +214,9 @@ def build_short_pool(
     config: PassageAugmentConfig,
 ) -> AugmentedRows:
     """The converse of `build_pool`: each allowed row of `config.short_categories` that holds a long passage
-    line and an instruction beside it,
-    with that passage cut to a seeded short_min..short_max characters (at a sentence end when one keeps half
-    of it), in seeded order. Donor = the base row itself. Labels are kept; families are not needed."""
+    line and an instruction beside it, with that line cut to a seeded short_min..short_max characters (at a
+    sentence end when one keeps half of it) when this at least halves the prompt, in seeded order. Donor = the
+    base row itself. Labels are kept; families are not needed."""
     rng = np.random.default_rng(config.seed)
     rows = np.flatnonzero(allowed & np.isin(np.asarray(categories), config.short_categories))
     out_texts: list[str] = []
