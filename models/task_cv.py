@@ -5,8 +5,10 @@ families within a class, the weight of regex-labelled rows, the lexical featuriz
 one head per inner fold
 (models/splits.inner_family_folds) on the *training* part only and returns out-of-fold logits, from which the
 macro-F1 that ranks settings and the softmax temperature are computed. `tune` tries a small list of
-candidate changes alone, then combines compatible ones greedily, by inner macro-F1. This module knows
-nothing about files, the encoder or the reported validation split.
+candidate changes alone, then combines compatible ones greedily, by inner macro-F1. Passage-augmented
+variants (models/augment.py, `AugmentInputs`) join a fold's fitting rows only when their base row and their
+donor row are both fitting rows of that fold. This module knows nothing about files, the encoder or the
+reported validation split.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from models.augment import AUGMENT_POOLS, AugmentedRows
 from models.fit import balanced_weights, family_balanced_weights
 from models.lexical import LexicalConfig, lexical_rows, shared_ngrams
 from models.metrics import classification_report
@@ -39,6 +42,11 @@ class TaskSettings:
     # > 1: train on the n-grams that occur in at least this many source families of the training rows only
     # (models/lexical.shared_ngrams); serving reads every n-gram
     min_ngram_families: int = 0
+    # > 0: add this share of the passage-augmentation pool (models/augment.py) to the fitting rows; each variant
+    # takes its base row's label, gold flag and source family (so it shares that family's balancing weight)
+    augment_passages: float = 0.0
+    # > 0: add this share of the converse pool (summarization prompts with their passage cut short)
+    augment_short_passages: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,7 +85,71 @@ TUNING_GRID: tuple[dict[str, Any], ...] = (
     # issue 13, second pass: what the instruction words say, not which template they come from
     {"static_chars": 150},
     {"min_ngram_families": 2},
+    # issue 13, third pass: break "long passage => summarization" with foreign passages in prompts whose label
+    # does not depend on them, and the converse: summarization prompts whose passage is short (models/augment.py)
+    {"augment_passages": 0.5},
+    {"augment_passages": 1.0},
+    {"augment_short_passages": 1.0},
 )
+
+
+@dataclass
+class AugmentInputs:
+    """Passage-augmented variants: rows.base/rows.donor index the arrays they are passed with."""
+
+    rows: AugmentedRows
+    x: np.ndarray  # [M, D] embedding + surface features of the variants' own texts (models/features.task_inputs)
+    static: Mapping[int, np.ndarray] = field(default_factory=dict)  # chars -> [M, 2H] static vectors
+
+    def reindexed(self, subset: np.ndarray) -> AugmentInputs:
+        """The same variants with base/donor indices into arrays[subset] (subset: sorted int indices holding
+        every base and donor row)."""
+        pos = np.searchsorted(subset, [self.rows.base, self.rows.donor])  # [2, M]
+        if not (np.isin(self.rows.base, subset).all() and np.isin(self.rows.donor, subset).all()):
+            raise ValueError("Augmented variants refer to rows outside the subset; build the pool on it.")
+        rows = AugmentedRows(self.rows.texts, pos[0], pos[1], self.rows.where)
+        return AugmentInputs(rows, self.x, self.static)
+
+
+Augments = Mapping[str, AugmentInputs]  # TaskSettings field (a share, models/augment.AUGMENT_POOLS) -> variants
+
+
+def fitting_rows(
+    settings: TaskSettings,
+    fit_mask: np.ndarray,
+    dense: np.ndarray,
+    texts: Sequence[str],
+    y: np.ndarray,
+    gold: np.ndarray,
+    families: np.ndarray,
+    aug: Augments | None,
+) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """(dense, texts, y, gold, families) to fit on: the fit_mask [N] rows, then for each augmentation the
+    settings' share of its variants whose base and donor rows are both in fit_mask. dense is already
+    `task_dense`."""
+    idx = np.flatnonzero(fit_mask)
+    parts = [(dense[idx], [texts[int(i)] for i in idx], idx)]
+    for name in AUGMENT_POOLS:
+        share = float(getattr(settings, name))
+        if not share:
+            continue
+        if aug is None or name not in aug:
+            raise ValueError(
+                f"{name}={share} but no such augmented variants were given; build the pool "
+                "(models/augment.AUGMENT_POOLS) whenever the settings or the tuning grid use it."
+            )
+        a = aug[name]
+        keep = np.flatnonzero(a.rows.head(share) & a.rows.fold_mask(fit_mask))
+        texts_k = [a.rows.texts[int(k)] for k in keep]
+        parts.append((task_dense(settings, a.x, a.static)[keep], texts_k, a.rows.base[keep]))
+    src = np.concatenate([p[2] for p in parts])  # [N_fit] the row each fitting row takes its label from
+    return (
+        np.vstack([p[0] for p in parts]).astype(np.float32, copy=False),
+        [t for p in parts for t in p[1]],
+        y[src],
+        gold[src],
+        families[src],
+    )
 
 
 def task_dense(settings: TaskSettings, dense: np.ndarray, static: Mapping[int, np.ndarray]) -> np.ndarray:
@@ -143,10 +215,13 @@ def cross_validate(
     folds: np.ndarray,
     labels: Sequence[str],
     static: Mapping[int, np.ndarray] | None = None,
+    aug: Augments | None = None,
 ) -> CVResult:
     """Out-of-fold logits over `folds` [N] (fold ids); all arrays cover the training part only.
 
     static: chars -> [N, 2H] static vectors (models/static_vectors.py), needed when settings.static_chars > 0.
+    aug: augmented variants of these rows per augmentation setting, needed when that setting is > 0; scored
+    never, fitted on only in folds that fit on both their base and donor rows.
     """
     dense = task_dense(settings, dense, static or {})
     rows = lexical_rows(texts, settings.lexical)
@@ -157,13 +232,7 @@ def cross_validate(
             logger.warning("inner fold %d holds every training row; its out-of-fold logits stay uniform", j)
             continue
         head = train_task(
-            settings,
-            dense[fit_rows],
-            [texts[int(i)] for i in fit_rows],
-            y[fit_rows],
-            gold[fit_rows],
-            families[fit_rows],
-            len(labels),
+            settings, *fitting_rows(settings, folds != j, dense, texts, y, gold, families, aug), len(labels)
         )
         oof[held] = head.logits(dense[held], rows.take(held))
     pred = oof.argmax(1)
@@ -184,6 +253,7 @@ def tune(
     labels: Sequence[str],
     rounds: int = 3,
     static: Mapping[int, np.ndarray] | None = None,
+    aug: Augments | None = None,
 ) -> tuple[CVResult, list[dict[str, Any]]]:
     """Greedy forward selection over `grid` by inner macro-F1; returns the best result and every row tried.
 
@@ -198,7 +268,7 @@ def tune(
     def score(changes: dict[str, Any]) -> CVResult:
         key = repr(sorted(changes.items()))
         if key not in tried:
-            res = cross_validate(base.override(**changes), dense, texts, y, gold, families, folds, labels, static)
+            res = cross_validate(base.override(**changes), dense, texts, y, gold, families, folds, labels, static, aug)
             tried[key] = res
             row = {"changes": changes, "inner_macro_f1": res.macro_f1, "inner_gold_macro_f1": res.gold_macro_f1}
             table.append(row)

@@ -3,7 +3,8 @@
 Steps: embed the prompts and the outcomes prompts once (cached under .cache/triage/), append cheap surface
 features (script, digits, code symbols, length; models/features.py), optionally static word-piece vectors of
 the prompt's start and end (models/static_vectors.py), and hashed start/end word n-grams (models/lexical.py)
-for the task head, hold out whole source families for validation (models/splits.py),
+for the task head, hold out whole source families for validation (models/splits.py), when a setting asks for
+it build seeded passage-augmented variants of training-part rows (models/augment.py; embedded once, cached),
 choose the task head's settings by grouped inner cross-validation on the training part only (--tune runs the
 grid in models/task_cv.py, which is how the shipped artifact was made; otherwise the flags' settings are
 cross-validated once), fit the softmax temperature on the inner out-of-fold logits, train the task head on
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.augment import AUGMENT_POOLS, PassageAugmentConfig
 from models.data import (
     DEFAULT_OUTCOMES,
     DEFAULT_PROMPTS,
@@ -49,7 +51,16 @@ from models.lexical import LexicalConfig, lexical_rows
 from models.metrics import classification_report, format_report, regression_report
 from models.splits import auto_val_families, heldout_mask, inner_family_folds, source_family, split_by_families
 from models.static_vectors import input_table, static_vectors
-from models.task_cv import TUNING_GRID, TaskSettings, cross_validate, task_dense, train_task, tune
+from models.task_cv import (
+    TUNING_GRID,
+    AugmentInputs,
+    TaskSettings,
+    cross_validate,
+    fitting_rows,
+    task_dense,
+    train_task,
+    tune,
+)
 from models.task_head import TaskFitConfig, TaskHead, fit_temperature
 
 logger = logging.getLogger(__name__)
@@ -148,6 +159,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.min_ngram_families,
         help="train on n-grams seen in at least this many source families (0 = all n-grams)",
     )
+    g.add_argument(
+        "--augment-passages",
+        type=float,
+        default=d.augment_passages,
+        help="share of the passage-augmentation pool added to the fitting rows (models/augment.py); 0 = off",
+    )
+    g.add_argument(
+        "--augment-short-passages",
+        type=float,
+        default=d.augment_short_passages,
+        help="share of the converse pool (summarization prompts with their passage cut short) added; 0 = off",
+    )
+    g.add_argument(
+        "--augment-pool",
+        type=int,
+        default=PassageAugmentConfig().pool_size,
+        help="variants in the passage-augmentation pool (built from training-part rows; each text is embedded once)",
+    )
     g = p.add_argument_group("complexity head")
     g.add_argument("--epochs", type=int, default=40, help="training epochs")
     g.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate")
@@ -180,6 +209,8 @@ def task_settings(args: argparse.Namespace) -> TaskSettings:
         rule_weight=args.rule_weight,
         static_chars=args.static_chars,
         min_ngram_families=args.min_ngram_families,
+        augment_passages=args.augment_passages,
+        augment_short_passages=args.augment_short_passages,
     )
 
 
@@ -207,13 +238,34 @@ def static_inputs(texts: list[str], enc_cfg: EncoderConfig, args: argparse.Names
     return {c: static_vectors(texts, tokenizer, table, c) for c in sorted(chars)}
 
 
+def augment_inputs(
+    ps: PromptSet, train_mask: np.ndarray, enc_cfg: EncoderConfig, args: argparse.Namespace
+) -> dict[str, AugmentInputs]:
+    """Augmented variants of the training-part rows (indices into ps) for every augmentation setting that the
+    flags or the tuning grid use (models/augment.AUGMENT_POOLS), embedded (cached by their texts' hash) and
+    featurized like the prompts; {} when none is used."""
+    flags = {"augment_passages": args.augment_passages, "augment_short_passages": args.augment_short_passages}
+    used = [n for n in AUGMENT_POOLS if flags[n] or any(c.get(n) for c in tuning_grid(args))]
+    families = [source_family(s) for s in ps.sources]
+    cfg = PassageAugmentConfig(pool_size=args.augment_pool, seed=args.seed)
+    out: dict[str, AugmentInputs] = {}
+    for name in used:
+        rows = AUGMENT_POOLS[name](ps.texts, ps.categories, families, train_mask, cfg)
+        t0 = time.perf_counter()
+        emb = embed_cached(rows.texts, enc_cfg, None, args.cache_dir)  # [M, 384]; key = hash of the texts
+        logger.info("%s: %d texts embedded or loaded in %.1f s", name, len(rows), time.perf_counter() - t0)
+        out[name] = AugmentInputs(rows, task_inputs(emb, rows.texts), static_inputs(rows.texts, enc_cfg, args))
+    return out
+
+
 def run_task(
     ps: PromptSet,
     x: np.ndarray,
     static: dict[int, np.ndarray],
     labels: list[str],
     args: argparse.Namespace,
-) -> tuple[TaskSettings, float, dict[str, Any]]:
+    enc_cfg: EncoderConfig,
+) -> tuple[TaskSettings, float, dict[str, Any], dict[str, AugmentInputs]]:
     """Inner-CV settings + temperature on the training part, then one report on the held-out sources."""
     y = np.array([labels.index(c) for c in ps.categories])
     gold, families = ps.is_gold(), np.array([source_family(s) for s in ps.sources])
@@ -228,6 +280,8 @@ def run_task(
     texts_tr = [ps.texts[i] for i in itr]
     folds = inner_family_folds([ps.sources[i] for i in itr], [ps.ids[i] for i in itr], args.inner_folds, args.seed)
     static_tr = {c: v[tr] for c, v in static.items()}
+    aug = augment_inputs(ps, tr, enc_cfg, args)  # indices into ps
+    aug_tr = {k: a.reindexed(itr) for k, a in aug.items()}  # indices into the training part
     best, table = tune(
         task_settings(args),
         tuning_grid(args),
@@ -240,6 +294,7 @@ def run_task(
         labels,
         args.tune_rounds,
         static_tr,
+        aug_tr,
     )
     settings = best.settings
     temperature = fit_temperature(best.oof_logits, y[tr])
@@ -259,10 +314,13 @@ def run_task(
         args.seed,
         row_split_families=sorted(set(families[tr])),
     )
-    by_row = cross_validate(settings, x[tr], texts_tr, y[tr], gold[tr], families[tr], row_folds, labels, static_tr)
+    by_row = cross_validate(
+        settings, x[tr], texts_tr, y[tr], gold[tr], families[tr], row_folds, labels, static_tr, aug_tr
+    )
     print(f"same settings, folds cut by row instead of by source family: macro-F1 {by_row.macro_f1:.4f}")
     dense = task_dense(settings, x, static)
-    head = train_task(settings, dense[tr], texts_tr, y[tr], gold[tr], families[tr], len(labels), temperature)
+    fit = fitting_rows(settings, tr, dense, ps.texts, y, gold, families, aug)
+    head = train_task(settings, *fit, len(labels), temperature)
     pred = head.logits(dense[va], lexical_rows([ps.texts[i] for i in np.flatnonzero(va)], settings.lexical)).argmax(1)
     report = classification_report(y[va], pred, labels)
     gold_report = classification_report(y[va][gold[va]], pred[gold[va]], labels)
@@ -274,6 +332,16 @@ def run_task(
         "gold_only": {k: gold_report[k] for k in ("macro_f1", "accuracy", "n", "per_category")},
         "split": split.describe(ps.categories),
         "head": head.config.to_json(),
+        "augmentation": {
+            "config": PassageAugmentConfig(pool_size=args.augment_pool, seed=args.seed).to_json(),
+            "pools": {
+                k: {"variants": len(a.rows), "used": round(getattr(settings, k) * len(a.rows))} for k, a in aug.items()
+            },
+            "meaning": "training-only variants (models/augment.py) built from training-part rows only: "
+            "augment_passages inserts a foreign prose passage (from a row of another source family) into a row "
+            "whose label does not depend on it; augment_short_passages cuts summarization prompts' passages short; "
+            "the served head reads prompts exactly as before",
+        },
         "tuning": {
             "protocol": (
                 "every setting and the softmax temperature were chosen on grouped inner cross-validation of the "
@@ -294,7 +362,7 @@ def run_task(
             "temperature": temperature,
         },
     }
-    return settings, temperature, metrics
+    return settings, temperature, metrics, aug
 
 
 def run_complexity(ot: OutcomeTable, emb: np.ndarray, args: argparse.Namespace) -> tuple[MLPHead, dict[str, Any]]:
@@ -333,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     emb_o = embed_cached(ot.texts, enc_cfg, ot.cache_id, args.cache_dir)  # [P, 384]
     static = static_inputs(ps.texts, enc_cfg, args)  # chars -> [N, 2 x 384]; {} when no setting uses them
     labels = sorted(set(ps.categories))
-    settings, temperature, task_metrics = run_task(ps, x_task, static, labels, args)
+    settings, temperature, task_metrics, aug = run_task(ps, x_task, static, labels, args, enc_cfg)
     cx_head, cx_metrics = run_complexity(ot, emb_o, args)
     y = np.array([labels.index(c) for c in ps.categories])
     gold, dense = ps.is_gold(), task_dense(settings, x_task, static)
@@ -343,15 +411,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_refit
         else ~split_by_families(ps.categories, ps.sources, task_metrics["split"]["val_families"]).val_mask
     )
+    # the variants were built from training-part rows, so every one of them joins a refit on all rows
     task_head = train_task(
-        settings,
-        dense[fit_rows],
-        [ps.texts[i] for i in np.flatnonzero(fit_rows)],
-        y[fit_rows],
-        gold[fit_rows],
-        families[fit_rows],
-        len(labels),
-        temperature,
+        settings, *fitting_rows(settings, fit_rows, dense, ps.texts, y, gold, families, aug), len(labels), temperature
     )
     if not args.no_refit:
         cx_head = train_complexity_head(emb_o, (1.0 - ot.scores.mean(axis=1)).astype(np.float32), args)

@@ -172,3 +172,39 @@ def test_quality_extrapolation_reports_route_shares_without_grading(tmp_path: Pa
         assert set(setting["heldout_gain"]) == {"id", "lobo"}
     with pytest.raises(DataError, match="nowhere"):
         quality_extrapolation.main([*args[:-1], "nowhere", *common, "--out", str(out)])
+
+
+def test_train_classifier_tunes_passage_augmentation_end_to_end(tmp_path: Path) -> None:
+    story = (
+        "The river flooded the valley town {k} after three days of rain. Shops along the main street closed and "
+        "volunteers filled sandbags through the night. The water began to fall on Sunday morning, and officials "
+        "said the bridge would stay shut until engineers had inspected it. Farmers counted their losses. "
+    )
+    rows = []
+    for s in range(3):
+        for k in range(4):
+            texts = {
+                "summarization": f"Summarize the article below.\n\nArticle: {story.format(k=f'{s}{k}')}",
+                "classification": f"Is this review positive or negative?\nReview: nice lamp {s}{k}",
+                "general_qa": f"What is the capital of country number {s}{k}?",
+            }
+            rows += [
+                {"id": f"{c}-{s}-{k}", "prompt": t, "category": c, "source": f"src{s}", "label_method": "source_label"}
+                for c, t in texts.items()
+            ]
+    _write(tmp_path / "p.jsonl.gz", rows)
+    _outcomes(tmp_path / "o.jsonl.gz")
+    args = ["--data", str(tmp_path / "p.jsonl.gz"), "--outcomes", str(tmp_path / "o.jsonl.gz")]
+    args += ["--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "--epochs", "3", "--out", str(tmp_path / "c")]
+    args += ["--val-sources", "src2", "--task-steps", "20", "--inner-folds", "2", "--augment-pool", "12"]
+    assert train_classifier.main([*args, "--tune", "--tune-keys", "augment_passages"]) == 0
+    task = json.loads((tmp_path / "c" / "metrics.json").read_text())["task"]
+    assert [r["changes"] for r in task["tuning"]["candidates"]][:3] == [
+        {},
+        {"augment_passages": 0.5},
+        {"augment_passages": 1.0},
+    ]
+    # 12 // 4 categories = 3 each of classification and general_qa (extraction, reasoning: no rows here)
+    assert task["augmentation"]["pools"]["augment_passages"] == {"variants": 6, "used": 0}  # inner CV: all tie
+    clf = PromptClassifier.load(tmp_path / "c")
+    assert clf.task_head.config.dense_dim == 384 + 8  # training-only rows: the served inputs are unchanged
