@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import multiprocessing as mp
@@ -220,21 +221,7 @@ def score(
         ok = o.status == 200 and not o.error and o.model in names
         first_s = o.first_token_s - start_s if ok else math.inf
         done_s = (o.end_s - start_s if not o.cut else end_s) if ok and not math.isinf(first_s) else math.inf
-        reqs.append(
-            Req(
-                r.rid,
-                r.klass,
-                r.category,
-                r.classification,
-                r.prompt_tokens,
-                r.max_tokens,
-                r.out_tokens,
-                r.arrival_s,
-                model=o.model if ok else REJECTED,
-                first_token_s=first_s,
-                done_s=done_s,
-            )
-        )
+        reqs.append(dataclasses.replace(r, model=o.model if ok else REJECTED, first_token_s=first_s, done_s=done_s))
     metrics = summarize(reqs, models, duration_s, slo_ttft_s, end_s, [])
     statuses: dict[str, int] = {}
     for o in outcomes:

@@ -20,6 +20,7 @@ writes benchmarks/results/load_routing.json (+ .png) and prints one JSON summary
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import json
 import math
@@ -213,19 +214,7 @@ def simulate(
     end_s = duration_s + drain_s
     served = replay(policy, load, cluster, shots, end_s, SCRAPE_S)
     reqs = [
-        Req(
-            r.rid,
-            r.klass,
-            r.category,
-            r.classification,
-            r.prompt_tokens,
-            r.max_tokens,
-            r.out_tokens,
-            r.arrival_s,
-            model=s.model,
-            first_token_s=s.first_token_s,
-            done_s=s.done_s,
-        )
+        dataclasses.replace(r, model=s.model, first_token_s=s.first_token_s, done_s=s.done_s)
         for r, s in zip(trace, served, strict=True)
     ]
     return summarize(reqs, models, duration_s, slo_ttft_s, end_s, [s.decide_us for s in served if s.model != REJECTED])

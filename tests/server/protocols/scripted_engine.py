@@ -1,5 +1,5 @@
 """An OpenAI-compatible engine on a real socket whose answers the test scripts: text, tool calls, a finish reason,
-usage, or an error part way through a stream; it records every request it gets (path and JSON body).
+usage, an error part way through a stream, or an error status; it records every request it gets (path and JSON body).
 
 Streams are sent the way vLLM sends them: a role chunk, text in small pieces, each tool call as a chunk with its
 id and name followed by its arguments in pieces, a finish chunk, a usage chunk when `stream_options.include_usage`,
@@ -29,6 +29,7 @@ class Reply:
     prompt_tokens: int = 11
     completion_tokens: int = 7
     break_after_chunks: int | None = None  # stream an error event after this many content chunks
+    status: int = 200  # any other: every POST is answered with this status and an OpenAI error body
 
 
 @dataclass
@@ -166,6 +167,11 @@ def scripted_engine(served: str = "scripted") -> Iterator[ScriptedEngine]:
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))))
             requests.append((self.path, body))
+            if reply.status != 200:
+                self.send(
+                    reply.status, json.dumps({"error": {"message": "scripted failure", "type": "api_error"}}).encode()
+                )
+                return
             stream = bool(body.get("stream"))
             if self.path == "/v1/chat/completions" and not stream:
                 self.send(200, json.dumps(chat_answer(served, reply)).encode())
